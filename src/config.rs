@@ -1,0 +1,567 @@
+//! The pipeline configuration: TOML → serde structs (`deny_unknown_fields`), then validation
+//! whose errors name the file, the key and the value that was expected.
+//!
+//! A config is data: every option the runtime reads is a typed field here. Defaults are the
+//! `DEFAULT_*` constants so the README's reference and the code cannot drift apart.
+
+use crate::channel::EdgePolicy;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// Default analysis window length in seconds.
+pub const DEFAULT_WINDOW_S: f64 = 1.0;
+/// Default hop between window starts in seconds.
+pub const DEFAULT_HOP_S: f64 = 0.5;
+/// Default bounded lateness in seconds.
+pub const DEFAULT_LATENESS_S: f64 = 2.0;
+/// Default edge capacity (items) between source and encoders.
+pub const DEFAULT_EDGE_CAPACITY: usize = 32;
+/// Default width of the frames the motion encoder analyses (height keeps the aspect ratio).
+pub const DEFAULT_MOTION_WIDTH: u32 = 320;
+
+/// Errors of loading or validating a pipeline config.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("config {path}: cannot read: {source}")]
+    Read {
+        /// The config file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The TOML is malformed or has an unknown/mistyped key.
+    #[error("config {path}: {message}")]
+    Parse {
+        /// The config file.
+        path: PathBuf,
+        /// toml's message (names the key, the line and what was expected).
+        message: String,
+    },
+    /// A key has a value outside what the runtime accepts.
+    #[error("config {path}: `{key}` = {value}: expected {expected}")]
+    Invalid {
+        /// The config file (or `<command line>`).
+        path: PathBuf,
+        /// The dotted key, e.g. `pipeline.window`.
+        key: String,
+        /// The value found.
+        value: String,
+        /// What was expected.
+        expected: String,
+    },
+}
+
+/// A whole pipeline: sources, encoder settings, event detectors and sinks.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PipelineConfig {
+    /// Windowing and naming.
+    #[serde(default)]
+    pub pipeline: PipelineSection,
+    /// One entry per input (`[[source]]`).
+    #[serde(default, rename = "source")]
+    pub sources: Vec<SourceConfig>,
+    /// The motion encoder and its events.
+    #[serde(default)]
+    pub motion: MotionConfig,
+    /// The audio front end (log-mel, level, onset).
+    #[serde(default)]
+    pub audio: AudioConfig,
+    /// The `sound` event detector.
+    #[serde(default)]
+    pub sound: SoundConfig,
+    /// Where events go (`[[sink]]`); stdout when none is given.
+    #[serde(default, rename = "sink")]
+    pub sinks: Vec<SinkConfig>,
+}
+
+/// `[pipeline]`: windowing for the aligner.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct PipelineSection {
+    /// A name for logs and the summary.
+    pub name: String,
+    /// Window length in seconds (> 0).
+    pub window: f64,
+    /// Hop between window starts in seconds (0 < hop ≤ window).
+    pub hop: f64,
+    /// How far (seconds) one modality may lag the other before windows close without it.
+    pub lateness: f64,
+}
+
+impl Default for PipelineSection {
+    fn default() -> Self {
+        Self {
+            name: "avsense".into(),
+            window: DEFAULT_WINDOW_S,
+            hop: DEFAULT_HOP_S,
+            lateness: DEFAULT_LATENESS_S,
+        }
+    }
+}
+
+/// What kind of input a source is.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum SourceKind {
+    /// A local media file (`path`).
+    File,
+    /// Any URI GStreamer can open (`uri`): `file://`, `http(s)://`, `rtsp://`, …
+    Uri,
+    /// GStreamer test sources: a moving ball and ticking audio (`duration`, `live`).
+    Test,
+}
+
+/// `[[source]]`: one input stream.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SourceConfig {
+    /// Stream name used in events (`stream`); unique within the pipeline.
+    pub name: String,
+    /// `file`, `uri` or `test`.
+    pub kind: SourceKind,
+    /// File path (kind = "file"); relative paths are relative to the config file.
+    #[serde(default)]
+    pub path: Option<PathBuf>,
+    /// URI (kind = "uri").
+    #[serde(default)]
+    pub uri: Option<String>,
+    /// Length in seconds of a `test` source (required for a non-live test source).
+    #[serde(default)]
+    pub duration: Option<f64>,
+    /// A live test source (runs in real time; edges drop the oldest by default).
+    #[serde(default)]
+    pub live: bool,
+    /// Decode and analyse the video track.
+    #[serde(default = "yes")]
+    pub video: bool,
+    /// Decode and analyse the audio track.
+    #[serde(default = "yes")]
+    pub audio: bool,
+    /// Edge policy from this source to its encoders; files block, live sources drop oldest.
+    #[serde(default)]
+    pub policy: Option<EdgePolicy>,
+    /// Capacity in items of the edges from this source.
+    #[serde(default = "default_capacity")]
+    pub capacity: usize,
+}
+
+fn yes() -> bool {
+    true
+}
+fn default_capacity() -> usize {
+    DEFAULT_EDGE_CAPACITY
+}
+
+impl SourceConfig {
+    /// The policy in force: the configured one, else `Block` for recorded input and
+    /// `DropOldest` for live input.
+    pub fn effective_policy(&self) -> EdgePolicy {
+        self.policy.unwrap_or(if self.is_live() {
+            EdgePolicy::DropOldest
+        } else {
+            EdgePolicy::Block
+        })
+    }
+
+    /// Whether the source runs in real time.
+    pub fn is_live(&self) -> bool {
+        match self.kind {
+            SourceKind::File => false,
+            SourceKind::Test => self.live,
+            SourceKind::Uri => self
+                .uri
+                .as_deref()
+                .map(|u| {
+                    let u = u.to_ascii_lowercase();
+                    u.starts_with("rtsp") || u.starts_with("udp") || u.starts_with("srt")
+                })
+                .unwrap_or(false),
+        }
+    }
+}
+
+/// `[motion]`: the motion encoder and `motion` events.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct MotionConfig {
+    /// Run the motion encoder.
+    pub enabled: bool,
+    /// Width of the grayscale frames GStreamer scales to for analysis (height keeps aspect).
+    pub width: u32,
+    /// Grid of cells `[columns, rows]` that motion is reported on.
+    pub grid: [u32; 2],
+    /// Luma difference (0–255) from the background that counts a pixel as changed.
+    pub pixel_threshold: u8,
+    /// Background update rate per frame (0 < alpha ≤ 1).
+    pub background_alpha: f32,
+    /// Fraction of a cell's pixels that must change for the cell to be active.
+    pub cell_threshold: f32,
+    /// Number of active cells needed for a frame to count as motion.
+    pub min_cells: u32,
+    /// Fraction of the frame that, changed at once, is a lighting change or a cut: the
+    /// background is reset instead of reporting motion.
+    pub global_change: f32,
+    /// Seconds without motion before a `motion` event ends.
+    pub hangover: f64,
+    /// Minimum event length in seconds (shorter bursts are not reported).
+    pub min_duration: f64,
+}
+
+impl Default for MotionConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            width: DEFAULT_MOTION_WIDTH,
+            grid: [8, 6],
+            pixel_threshold: 25,
+            background_alpha: 0.05,
+            cell_threshold: 0.02,
+            min_cells: 1,
+            global_change: 0.8,
+            hangover: 1.0,
+            min_duration: 0.0,
+        }
+    }
+}
+
+/// `[audio]`: the log-mel / level / onset front end (YAMNet's framing).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AudioConfig {
+    /// Run the audio encoders.
+    pub enabled: bool,
+}
+
+impl Default for AudioConfig {
+    fn default() -> Self {
+        Self { enabled: true }
+    }
+}
+
+/// `[sound]`: `sound` events from level above a running noise floor, with hysteresis.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SoundConfig {
+    /// Emit `sound` events.
+    pub enabled: bool,
+    /// dB above the noise floor that starts a sound.
+    pub on_db: f32,
+    /// dB above the noise floor below which a sound may end.
+    pub off_db: f32,
+    /// Seconds below `off_db` before the sound ends (bridges gaps inside one sound).
+    pub hangover: f64,
+    /// Minimum sound length in seconds.
+    pub min_duration: f64,
+    /// Lowest noise floor assumed, in dBFS (digital silence is not a floor).
+    pub floor_min_db: f32,
+    /// Time constant in seconds with which the floor rises towards a louder background.
+    pub floor_rise: f64,
+}
+
+impl Default for SoundConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            on_db: 10.0,
+            off_db: 6.0,
+            hangover: 0.3,
+            min_duration: 0.05,
+            floor_min_db: -80.0,
+            floor_rise: 5.0,
+        }
+    }
+}
+
+/// Where events go.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum SinkKind {
+    /// JSON Lines on standard output.
+    Stdout,
+    /// JSON Lines appended to a file (`path`).
+    Jsonl,
+}
+
+/// `[[sink]]`: one event sink.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SinkConfig {
+    /// `stdout` or `jsonl`.
+    pub kind: SinkKind,
+    /// Output file for `jsonl`; relative paths are relative to the working directory.
+    #[serde(default)]
+    pub path: Option<PathBuf>,
+}
+
+impl PipelineConfig {
+    /// Reads, parses and validates `path`. Relative source paths are resolved against the
+    /// config file's directory.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let mut cfg = Self::parse(&text, path)?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        for s in &mut cfg.sources {
+            if let Some(p) = &s.path {
+                if p.is_relative() {
+                    s.path = Some(base.join(p));
+                }
+            }
+        }
+        Ok(cfg)
+    }
+
+    /// Parses and validates TOML text; `origin` names it in errors.
+    pub fn parse(text: &str, origin: &Path) -> Result<Self, ConfigError> {
+        let cfg: PipelineConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: origin.to_path_buf(),
+            message: e.to_string().trim_end().replace('\n', " | "),
+        })?;
+        cfg.validate(origin)?;
+        Ok(cfg)
+    }
+
+    /// A one-source pipeline for `avsense run --input X`: a path or a URI.
+    pub fn for_input(input: &str, events: Option<PathBuf>) -> Result<Self, ConfigError> {
+        let is_uri = input.contains("://");
+        let source = SourceConfig {
+            name: "input".into(),
+            kind: if is_uri {
+                SourceKind::Uri
+            } else {
+                SourceKind::File
+            },
+            path: (!is_uri).then(|| PathBuf::from(input)),
+            uri: is_uri.then(|| input.to_string()),
+            duration: None,
+            live: false,
+            video: true,
+            audio: true,
+            policy: None,
+            capacity: DEFAULT_EDGE_CAPACITY,
+        };
+        let sinks = match events {
+            Some(path) => vec![SinkConfig {
+                kind: SinkKind::Jsonl,
+                path: Some(path),
+            }],
+            None => vec![SinkConfig {
+                kind: SinkKind::Stdout,
+                path: None,
+            }],
+        };
+        let cfg = PipelineConfig {
+            pipeline: PipelineSection::default(),
+            sources: vec![source],
+            motion: MotionConfig::default(),
+            audio: AudioConfig::default(),
+            sound: SoundConfig::default(),
+            sinks,
+        };
+        cfg.validate(Path::new("<command line>"))?;
+        Ok(cfg)
+    }
+
+    /// Checks every value the runtime relies on.
+    pub fn validate(&self, origin: &Path) -> Result<(), ConfigError> {
+        let bad = |key: &str, value: String, expected: &str| ConfigError::Invalid {
+            path: origin.to_path_buf(),
+            key: key.to_string(),
+            value,
+            expected: expected.to_string(),
+        };
+        let p = &self.pipeline;
+        if !(p.window.is_finite() && p.window > 0.0 && p.window <= 3600.0) {
+            return Err(bad(
+                "pipeline.window",
+                p.window.to_string(),
+                "seconds, > 0 and ≤ 3600",
+            ));
+        }
+        if !(p.hop.is_finite() && p.hop > 0.0 && p.hop <= p.window) {
+            return Err(bad(
+                "pipeline.hop",
+                p.hop.to_string(),
+                "seconds, > 0 and ≤ pipeline.window",
+            ));
+        }
+        if !(p.lateness.is_finite() && p.lateness >= 0.0) {
+            return Err(bad("pipeline.lateness", p.lateness.to_string(), "seconds ≥ 0"));
+        }
+        if self.sources.is_empty() {
+            return Err(bad(
+                "source",
+                "(none)".into(),
+                "at least one [[source]] table",
+            ));
+        }
+        for (i, s) in self.sources.iter().enumerate() {
+            let key = |k: &str| format!("source[{i}].{k}");
+            if s.name.trim().is_empty() {
+                return Err(bad(&key("name"), "\"\"".into(), "a non-empty stream name"));
+            }
+            if self.sources[..i].iter().any(|o| o.name == s.name) {
+                return Err(bad(
+                    &key("name"),
+                    format!("{:?}", s.name),
+                    "a name no other source uses",
+                ));
+            }
+            match s.kind {
+                SourceKind::File => {
+                    if s.path.is_none() {
+                        return Err(bad(&key("path"), "(missing)".into(), "a file path for kind = \"file\""));
+                    }
+                }
+                SourceKind::Uri => match &s.uri {
+                    Some(u) if u.contains("://") => {}
+                    other => {
+                        return Err(bad(
+                            &key("uri"),
+                            format!("{other:?}"),
+                            "a URI such as \"file:///x.mp4\" or \"rtsp://host/path\" for kind = \"uri\"",
+                        ))
+                    }
+                },
+                SourceKind::Test => match s.duration {
+                    Some(d) if d.is_finite() && d > 0.0 => {}
+                    None if s.live => {}
+                    other => {
+                        return Err(bad(
+                            &key("duration"),
+                            format!("{other:?}"),
+                            "seconds > 0 (required unless live = true)",
+                        ))
+                    }
+                },
+            }
+            if !s.video && !s.audio {
+                return Err(bad(
+                    &key("video"),
+                    "false (and audio = false)".into(),
+                    "at least one of video, audio enabled",
+                ));
+            }
+            if s.capacity == 0 || s.capacity > 4096 {
+                return Err(bad(&key("capacity"), s.capacity.to_string(), "1 to 4096 items"));
+            }
+        }
+        let m = &self.motion;
+        if !(16..=3840).contains(&m.width) {
+            return Err(bad("motion.width", m.width.to_string(), "16 to 3840 pixels"));
+        }
+        if m.grid[0] == 0 || m.grid[1] == 0 || m.grid[0] > 64 || m.grid[1] > 64 {
+            return Err(bad(
+                "motion.grid",
+                format!("{:?}", m.grid),
+                "[columns, rows], each 1 to 64",
+            ));
+        }
+        if !(m.background_alpha > 0.0 && m.background_alpha <= 1.0) {
+            return Err(bad(
+                "motion.background_alpha",
+                m.background_alpha.to_string(),
+                "0 < alpha ≤ 1",
+            ));
+        }
+        for (k, v) in [
+            ("motion.cell_threshold", m.cell_threshold),
+            ("motion.global_change", m.global_change),
+        ] {
+            if !(v > 0.0 && v <= 1.0) {
+                return Err(bad(k, v.to_string(), "a fraction, 0 < x ≤ 1"));
+            }
+        }
+        if m.min_cells == 0 || m.min_cells > m.grid[0] * m.grid[1] {
+            return Err(bad(
+                "motion.min_cells",
+                m.min_cells.to_string(),
+                "1 to columns × rows of motion.grid",
+            ));
+        }
+        for (k, v) in [
+            ("motion.hangover", m.hangover),
+            ("motion.min_duration", m.min_duration),
+            ("sound.hangover", self.sound.hangover),
+            ("sound.min_duration", self.sound.min_duration),
+        ] {
+            if !(v.is_finite() && (0.0..=600.0).contains(&v)) {
+                return Err(bad(k, v.to_string(), "seconds, 0 to 600"));
+            }
+        }
+        let snd = &self.sound;
+        if !(snd.on_db.is_finite() && snd.on_db > 0.0) {
+            return Err(bad("sound.on_db", snd.on_db.to_string(), "dB > 0"));
+        }
+        if !(snd.off_db.is_finite() && snd.off_db >= 0.0 && snd.off_db <= snd.on_db) {
+            return Err(bad(
+                "sound.off_db",
+                snd.off_db.to_string(),
+                "dB, 0 ≤ off_db ≤ sound.on_db",
+            ));
+        }
+        if !(snd.floor_min_db.is_finite() && snd.floor_min_db < 0.0) {
+            return Err(bad("sound.floor_min_db", snd.floor_min_db.to_string(), "dBFS < 0"));
+        }
+        if !(snd.floor_rise.is_finite() && snd.floor_rise > 0.0) {
+            return Err(bad("sound.floor_rise", snd.floor_rise.to_string(), "seconds > 0"));
+        }
+        for (i, s) in self.sinks.iter().enumerate() {
+            if s.kind == SinkKind::Jsonl && s.path.is_none() {
+                return Err(bad(
+                    &format!("sink[{i}].path"),
+                    "(missing)".into(),
+                    "an output file for kind = \"jsonl\"",
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIN: &str = "[[source]]\nname = \"a\"\nkind = \"test\"\nduration = 2.0\n";
+
+    #[test]
+    fn minimal_config_gets_defaults() {
+        let c = PipelineConfig::parse(MIN, Path::new("x.toml")).unwrap();
+        assert_eq!(c.pipeline.window, DEFAULT_WINDOW_S);
+        assert_eq!(c.sources[0].effective_policy(), EdgePolicy::Block);
+        assert!(c.sinks.is_empty());
+    }
+
+    #[test]
+    fn unknown_key_names_file_and_key() {
+        let text = format!("{MIN}[motion]\ngird = [1, 2]\n");
+        let e = PipelineConfig::parse(&text, Path::new("p/x.toml")).unwrap_err().to_string();
+        assert!(e.contains("p/x.toml") && e.contains("gird"), "{e}");
+    }
+
+    #[test]
+    fn zero_window_is_rejected_with_key_and_expectation() {
+        let text = format!("[pipeline]\nwindow = 0.0\n{MIN}");
+        let e = PipelineConfig::parse(&text, Path::new("w.toml")).unwrap_err().to_string();
+        assert!(e.contains("w.toml") && e.contains("pipeline.window") && e.contains("> 0"), "{e}");
+    }
+
+    #[test]
+    fn live_test_source_defaults_to_drop_oldest() {
+        let text = "[[source]]\nname = \"l\"\nkind = \"test\"\nlive = true\n";
+        let c = PipelineConfig::parse(text, Path::new("l.toml")).unwrap();
+        assert_eq!(c.sources[0].effective_policy(), EdgePolicy::DropOldest);
+    }
+
+    #[test]
+    fn duplicate_source_names_are_rejected() {
+        let text = format!("{MIN}{MIN}");
+        let e = PipelineConfig::parse(&text, Path::new("d.toml")).unwrap_err().to_string();
+        assert!(e.contains("source[1].name"), "{e}");
+    }
+}

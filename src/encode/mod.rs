@@ -1,0 +1,173 @@
+//! Per-modality encoders: frames → [`VisionFeatures`], audio chunks → [`AudioFeatures`].
+//!
+//! The runtime only knows the [`VideoEncoder`] and [`AudioEncoder`] traits, so neural
+//! encoders slot in beside the cheap ones here without touching it. Video encoders get
+//! every batch of frames that was waiting on the edge (one forward pass per batch); audio
+//! runs the shared log-mel front end once and hands its output to every audio encoder.
+
+pub mod audio;
+pub mod motion;
+
+use crate::align::Feature;
+use crate::channel::{EdgeReceiver, EdgeSender};
+use crate::clock::{Duration, Timestamp};
+use crate::source::{AudioChunk, Frame, Modality, VideoSpec};
+use std::sync::Arc;
+
+pub use audio::{LogMelFrontEnd, MEL_BINS};
+pub use motion::{MotionEncoder, MotionFeatures};
+
+/// Errors of an encoder; the message names the encoder, the stream and the input.
+#[derive(Debug, thiserror::Error)]
+pub enum EncodeError {
+    /// The input does not have the shape or format the encoder expects.
+    #[error("encoder {encoder} on stream {stream}: bad input at {pts}: {reason}")]
+    BadInput {
+        /// Encoder name.
+        encoder: &'static str,
+        /// Stream name.
+        stream: String,
+        /// Time of the offending input.
+        pts: Timestamp,
+        /// What was expected.
+        reason: String,
+    },
+}
+
+/// Everything the video encoders learnt from one frame.
+#[derive(Debug, Clone)]
+pub struct VisionFeatures {
+    /// Stream name.
+    pub stream: Arc<str>,
+    /// Frame time.
+    pub pts: Timestamp,
+    /// Frame duration.
+    pub duration: Duration,
+    /// Frame number in the stream.
+    pub index: u64,
+    /// Motion grid (when the motion encoder runs).
+    pub motion: Option<MotionFeatures>,
+}
+
+impl VisionFeatures {
+    /// Empty features for `frame`, to be filled by the encoders.
+    pub fn for_frame(frame: &Frame) -> Self {
+        Self {
+            stream: Arc::clone(&frame.stream),
+            pts: frame.pts,
+            duration: frame.duration,
+            index: frame.index,
+            motion: None,
+        }
+    }
+    /// The end of the frame's display interval.
+    pub fn end(&self) -> Timestamp {
+        self.pts + self.duration
+    }
+}
+
+/// Audio features for a run of 10 ms hops (YAMNet's framing: 25 ms windows, 10 ms hop).
+#[derive(Debug, Clone)]
+pub struct AudioFeatures {
+    /// Stream name.
+    pub stream: Arc<str>,
+    /// Start of the first analysis window.
+    pub pts: Timestamp,
+    /// Hop between frames.
+    pub hop: Duration,
+    /// Window length.
+    pub window: Duration,
+    /// Log-mel frames, `frames × MEL_BINS`, row-major: ln(mel(|STFT|) + 0.001).
+    pub log_mel: Vec<f32>,
+    /// RMS level per frame in dBFS (a full-scale sine is 0 dBFS).
+    pub level_db: Vec<f32>,
+    /// Onset strength per frame: mean positive log-mel flux.
+    pub onset: Vec<f32>,
+}
+
+impl AudioFeatures {
+    /// Number of frames.
+    pub fn frames(&self) -> usize {
+        self.level_db.len()
+    }
+    /// The time a frame stands for: the centre of its window.
+    pub fn frame_time(&self, k: usize) -> Timestamp {
+        Timestamp(self.pts.0 + k as u64 * self.hop.0 + self.window.0 / 2)
+    }
+    /// The end of the span these frames cover (start of the first + frames × hop).
+    pub fn end(&self) -> Timestamp {
+        Timestamp(self.pts.0 + self.frames() as u64 * self.hop.0)
+    }
+}
+
+/// A video encoder: fills its part of the features of a batch of frames.
+pub trait VideoEncoder: Send {
+    /// Its name in logs and errors.
+    fn name(&self) -> &'static str;
+    /// The frames it needs (size, format); the source scales and converts to this.
+    fn input_spec(&self) -> VideoSpec;
+    /// Encodes `frames` into `out` (same length, same order).
+    fn encode(&mut self, frames: &[Frame], out: &mut [VisionFeatures]) -> Result<(), EncodeError>;
+}
+
+/// An audio encoder: reads the raw chunk and the front end's features of it, and adds
+/// its own results to them.
+pub trait AudioEncoder: Send {
+    /// Its name in logs and errors.
+    fn name(&self) -> &'static str;
+    /// Encodes one chunk; `feats` already holds the log-mel front end's output for it.
+    fn encode(&mut self, chunk: &AudioChunk, feats: &mut AudioFeatures) -> Result<(), EncodeError>;
+}
+
+/// Most frames taken from the edge for one batch.
+pub const MAX_VIDEO_BATCH: usize = 8;
+
+/// The video encoder stage: batches what is waiting, runs every encoder, forwards the
+/// features; at the end of the edge it tells the aligner that video has ended.
+pub fn run_video_stage(
+    mut encoders: Vec<Box<dyn VideoEncoder>>,
+    rx: EdgeReceiver<Frame>,
+    tx: EdgeSender<Feature>,
+) -> Result<(), EncodeError> {
+    let mut batch = Vec::with_capacity(MAX_VIDEO_BATCH);
+    let mut out = Vec::with_capacity(MAX_VIDEO_BATCH);
+    while let Some(first) = rx.recv() {
+        batch.clear();
+        batch.push(first);
+        rx.drain_ready(MAX_VIDEO_BATCH, &mut batch);
+        out.clear();
+        out.extend(batch.iter().map(VisionFeatures::for_frame));
+        for enc in encoders.iter_mut() {
+            enc.encode(&batch, &mut out)?;
+        }
+        for f in out.drain(..) {
+            if tx.send(Feature::Vision(Arc::new(f))).is_err() {
+                return Ok(()); // downstream stopped: nothing left to do
+            }
+        }
+    }
+    let _ = tx.send(Feature::End(Modality::Video));
+    Ok(())
+}
+
+/// The audio encoder stage: log-mel front end, then every audio encoder, per chunk.
+pub fn run_audio_stage(
+    mut front: LogMelFrontEnd,
+    mut encoders: Vec<Box<dyn AudioEncoder>>,
+    rx: EdgeReceiver<AudioChunk>,
+    tx: EdgeSender<Feature>,
+) -> Result<(), EncodeError> {
+    while let Some(chunk) = rx.recv() {
+        let Some(mut feats) = front.push(&chunk)? else {
+            continue;
+        };
+        for enc in encoders.iter_mut() {
+            enc.encode(&chunk, &mut feats)?;
+        }
+        if tx.send(Feature::Audio(Arc::new(feats))).is_err() {
+            return Ok(());
+        }
+    }
+    let _ = tx.send(Feature::End(Modality::Audio));
+    Ok(())
+}

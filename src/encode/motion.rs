@@ -1,0 +1,238 @@
+//! Motion: per-frame luma difference against a running background, reported per cell of
+//! a grid.
+//!
+//! GStreamer delivers small grayscale frames (`motion.width`, default 320 px wide), so this
+//! costs a few hundred thousand byte operations per frame. A pixel is *changed* when it
+//! differs from the background by more than `pixel_threshold`; a cell's value is the
+//! fraction of its pixels that changed. The background follows the scene with rate
+//! `background_alpha`; when most of the frame changes at once (a cut, lights switched) the
+//! background is reset instead of reporting motion everywhere.
+
+use super::{EncodeError, VideoEncoder, VisionFeatures};
+use crate::config::MotionConfig;
+use crate::source::{Frame, PixelFormat, VideoSpec};
+
+/// Motion measured on one frame.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MotionFeatures {
+    /// Grid size `[columns, rows]`.
+    pub grid: [u32; 2],
+    /// Per cell (row-major), the fraction of pixels that changed.
+    pub cells: Vec<f32>,
+    /// Fraction of the whole frame that changed.
+    pub changed: f32,
+    /// Mean absolute luma difference from the background (0–255).
+    pub energy: f32,
+    /// The background was (re)initialised on this frame: no motion is reported.
+    pub reset: bool,
+}
+
+impl MotionFeatures {
+    /// Indices of the cells whose changed fraction is at least `threshold`.
+    pub fn active_cells(&self, threshold: f32) -> impl Iterator<Item = usize> + '_ {
+        self.cells
+            .iter()
+            .enumerate()
+            .filter(move |(_, v)| **v >= threshold)
+            .map(|(i, _)| i)
+    }
+}
+
+/// The motion encoder (see the module doc).
+pub struct MotionEncoder {
+    cfg: MotionConfig,
+    background: Vec<f32>,
+    size: (u32, u32),
+    counts: Vec<u32>,
+    cell_pixels: Vec<u32>,
+}
+
+impl MotionEncoder {
+    /// A motion encoder with the given settings.
+    pub fn new(cfg: MotionConfig) -> Self {
+        Self {
+            cfg,
+            background: Vec::new(),
+            size: (0, 0),
+            counts: Vec::new(),
+            cell_pixels: Vec::new(),
+        }
+    }
+
+    /// Measures one frame and updates the background.
+    pub fn measure(&mut self, frame: &Frame) -> Result<MotionFeatures, EncodeError> {
+        let bad = |reason: String| EncodeError::BadInput {
+            encoder: "motion",
+            stream: frame.stream.to_string(),
+            pts: frame.pts,
+            reason,
+        };
+        if frame.format != PixelFormat::Gray8 {
+            return Err(bad(format!("expected GRAY8 frames, got {:?}", frame.format)));
+        }
+        let (w, h) = (frame.width, frame.height);
+        if w == 0 || h == 0 || frame.data().len() < (h as usize - 1) * frame.stride + w as usize {
+            return Err(bad(format!(
+                "frame {}×{} with stride {} does not fit its {} bytes",
+                w,
+                h,
+                frame.stride,
+                frame.data().len()
+            )));
+        }
+        let [cols, rows] = self.cfg.grid;
+        let n_cells = (cols * rows) as usize;
+        if self.size != (w, h) {
+            // First frame (or a size change): the frame becomes the background.
+            self.size = (w, h);
+            self.background.clear();
+            for y in 0..h {
+                let row = frame.row(y).ok_or_else(|| bad(format!("row {y} missing")))?;
+                self.background.extend(row.iter().map(|&p| p as f32));
+            }
+            self.cell_pixels = vec![0; n_cells];
+            for y in 0..h {
+                let cy = (y * rows / h) as usize;
+                for x in 0..w {
+                    let cx = (x * cols / w) as usize;
+                    self.cell_pixels[cy * cols as usize + cx] += 1;
+                }
+            }
+            return Ok(MotionFeatures {
+                grid: self.cfg.grid,
+                cells: vec![0.0; n_cells],
+                changed: 0.0,
+                energy: 0.0,
+                reset: true,
+            });
+        }
+
+        self.counts.clear();
+        self.counts.resize(n_cells, 0);
+        let thr = f32::from(self.cfg.pixel_threshold);
+        let alpha = self.cfg.background_alpha;
+        let mut changed_total = 0u64;
+        let mut abs_sum = 0f64;
+        // Cell boundaries along x, computed once per frame.
+        let col_of: Vec<u32> = (0..w).map(|x| x * cols / w).collect();
+        for y in 0..h {
+            let row = frame.row(y).ok_or_else(|| bad(format!("row {y} missing")))?;
+            let bg = &mut self.background[(y * w) as usize..((y + 1) * w) as usize];
+            let cell_row = (y * rows / h) * cols;
+            let mut row_abs = 0f32;
+            for ((&p, b), &cx) in row.iter().zip(bg.iter_mut()).zip(&col_of) {
+                let p = p as f32;
+                let d = p - *b;
+                let ad = d.abs();
+                row_abs += ad;
+                if ad > thr {
+                    self.counts[(cell_row + cx) as usize] += 1;
+                }
+                *b += alpha * d;
+            }
+            abs_sum += row_abs as f64;
+        }
+        let mut cells = Vec::with_capacity(n_cells);
+        for (c, n) in self.counts.iter().zip(&self.cell_pixels) {
+            changed_total += u64::from(*c);
+            cells.push(*c as f32 / (*n).max(1) as f32);
+        }
+        let pixels = (w as u64 * h as u64) as f32;
+        let changed = changed_total as f32 / pixels;
+        let energy = (abs_sum / pixels as f64) as f32;
+        if changed >= self.cfg.global_change {
+            // A cut or a lighting change: adopt the new frame as the background.
+            for y in 0..h {
+                if let Some(row) = frame.row(y) {
+                    let bg = &mut self.background[(y * w) as usize..((y + 1) * w) as usize];
+                    for (b, &p) in bg.iter_mut().zip(row) {
+                        *b = p as f32;
+                    }
+                }
+            }
+            return Ok(MotionFeatures {
+                grid: self.cfg.grid,
+                cells: vec![0.0; n_cells],
+                changed,
+                energy,
+                reset: true,
+            });
+        }
+        Ok(MotionFeatures {
+            grid: self.cfg.grid,
+            cells,
+            changed,
+            energy,
+            reset: false,
+        })
+    }
+}
+
+impl VideoEncoder for MotionEncoder {
+    fn name(&self) -> &'static str {
+        "motion"
+    }
+
+    fn input_spec(&self) -> VideoSpec {
+        VideoSpec {
+            width: self.cfg.width,
+            height: None,
+            format: PixelFormat::Gray8,
+        }
+    }
+
+    fn encode(&mut self, frames: &[Frame], out: &mut [VisionFeatures]) -> Result<(), EncodeError> {
+        for (frame, feats) in frames.iter().zip(out.iter_mut()) {
+            feats.motion = Some(self.measure(frame)?);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::{Duration, Timestamp};
+
+    fn frame(w: u32, h: u32, f: impl Fn(u32, u32) -> u8, i: u64) -> Frame {
+        let data: Vec<u8> = (0..h).flat_map(|y| (0..w).map(move |x| (x, y))).map(|(x, y)| f(x, y)).collect();
+        Frame::from_pixels("t", Timestamp(i * 33_333_333), Duration(33_333_333), w, h, PixelFormat::Gray8, data, i)
+            .unwrap()
+    }
+
+    #[test]
+    fn a_square_appearing_lights_its_cells_only() {
+        let mut m = MotionEncoder::new(MotionConfig {
+            grid: [4, 4],
+            ..MotionConfig::default()
+        });
+        let first = m.measure(&frame(64, 64, |_, _| 10, 0)).unwrap();
+        assert!(first.reset);
+        let still = m.measure(&frame(64, 64, |_, _| 10, 1)).unwrap();
+        assert_eq!(still.changed, 0.0);
+        // A bright 16×16 square in the top-left cell.
+        let moved = m.measure(&frame(64, 64, |x, y| if x < 16 && y < 16 { 200 } else { 10 }, 2)).unwrap();
+        assert!(!moved.reset);
+        assert_eq!(moved.cells[0], 1.0);
+        assert!(moved.cells[1..].iter().all(|&c| c == 0.0));
+        assert_eq!(moved.active_cells(0.5).collect::<Vec<_>>(), vec![0]);
+        assert!((moved.changed - 1.0 / 16.0).abs() < 1e-6);
+    }
+
+    #[test]
+    fn a_global_change_resets_instead_of_reporting() {
+        let mut m = MotionEncoder::new(MotionConfig::default());
+        m.measure(&frame(32, 32, |_, _| 10, 0)).unwrap();
+        let cut = m.measure(&frame(32, 32, |_, _| 240, 1)).unwrap();
+        assert!(cut.reset);
+        let after = m.measure(&frame(32, 32, |_, _| 240, 2)).unwrap();
+        assert_eq!(after.changed, 0.0);
+    }
+
+    #[test]
+    fn rgb_input_is_an_error_not_a_panic() {
+        let mut m = MotionEncoder::new(MotionConfig::default());
+        let f = Frame::from_pixels("t", Timestamp(0), Duration(1), 2, 2, PixelFormat::Rgb, vec![0; 12], 0).unwrap();
+        assert!(m.measure(&f).is_err());
+    }
+}

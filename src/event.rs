@@ -1,0 +1,134 @@
+//! Perception events: the public output, one JSON object per line.
+//!
+//! The schema is versioned (`schema`); a consumer can rely on every field listed in
+//! README's event reference for a given version. Times are seconds on the stream's
+//! timeline (files: from the start of the file).
+
+use serde::{Deserialize, Serialize};
+
+/// The schema version written into every event.
+pub const SCHEMA: &str = "avsense.event/1";
+
+/// What an event reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventKind {
+    /// Something moved in view (motion grid cells).
+    Motion,
+    /// A sound rose above the running noise floor.
+    Sound,
+    /// A source failed; the other sources keep running.
+    SourceError,
+}
+
+/// A label with its score (AudioSet or COCO names as the models give them).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Label {
+    /// Class name.
+    pub name: String,
+    /// Score in [0, 1].
+    pub score: f32,
+}
+
+/// Audio measurements of a `sound` event.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AudioSummary {
+    /// Peak RMS level inside the event, dBFS (full-scale sine = 0 dBFS).
+    pub peak_dbfs: f32,
+    /// The running noise floor when the sound began, dBFS.
+    pub floor_dbfs: f32,
+    /// `peak_dbfs − floor_dbfs`.
+    pub snr_db: f32,
+    /// Strongest onset (mean positive log-mel flux) inside the event.
+    pub peak_onset: f32,
+}
+
+/// Why the event was emitted: the measurements behind it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Evidence {
+    /// Motion grid `[columns, rows]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grid: Option<[u32; 2]>,
+    /// Grid cells `[column, row]` that were active at any time during the event.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cells: Option<Vec<[u32; 2]>>,
+    /// Largest fraction of the frame that changed on one frame.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peak_area: Option<f32>,
+    /// Frames (motion) or 10 ms audio frames (sound) above threshold.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub active_frames: Option<u32>,
+    /// The error message (`source_error`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// One perception event.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    /// Schema version, [`SCHEMA`].
+    pub schema: String,
+    /// Event kind.
+    pub kind: EventKind,
+    /// Stream (source name).
+    pub stream: String,
+    /// Start, seconds on the stream's timeline.
+    pub start: f64,
+    /// End, seconds on the stream's timeline.
+    pub end: f64,
+    /// Confidence in [0, 1].
+    pub confidence: f32,
+    /// Class labels with scores (empty when no classifier has run).
+    pub labels: Vec<Label>,
+    /// Object track ids involved (filled once detectors run).
+    pub objects: Vec<u64>,
+    /// Audio measurements (`sound`).
+    pub audio: Option<AudioSummary>,
+    /// The measurements behind the event.
+    pub evidence: Evidence,
+    /// Wall-clock time (RFC 3339) for live streams.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wall_time: Option<String>,
+}
+
+impl Event {
+    /// A new event with the common fields set and the rest empty.
+    pub fn new(kind: EventKind, stream: &str, start: f64, end: f64, confidence: f32) -> Self {
+        Self {
+            schema: SCHEMA.to_string(),
+            kind,
+            stream: stream.to_string(),
+            start,
+            end,
+            confidence: confidence.clamp(0.0, 1.0),
+            labels: Vec::new(),
+            objects: Vec::new(),
+            audio: None,
+            evidence: Evidence::default(),
+            wall_time: None,
+        }
+    }
+
+    /// The event as one line of JSON (no trailing newline).
+    pub fn to_json_line(&self) -> String {
+        // Serialising plain data with string keys cannot fail; an empty object would only
+        // appear if serde_json itself broke.
+        serde_json::to_string(self).unwrap_or_else(|_| String::from("{}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn serialises_with_schema_and_round_trips() {
+        let mut e = Event::new(EventKind::Motion, "cam", 1.5, 2.0, 0.7);
+        e.evidence.cells = Some(vec![[1, 2]]);
+        let line = e.to_json_line();
+        assert!(line.starts_with("{\"schema\":\"avsense.event/1\",\"kind\":\"motion\""), "{line}");
+        assert!(!line.contains("wall_time") && !line.contains('\n'));
+        let back: Event = serde_json::from_str(&line).unwrap();
+        assert_eq!(back, e);
+    }
+}

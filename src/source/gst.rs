@@ -1,0 +1,538 @@
+//! A GStreamer source: builds the pipeline for a file, URI or test input, links the
+//! decoded pads to the video/audio branches, and runs the bus loop until end of stream,
+//! an error, or a stop request.
+
+use super::{audio_gst, video, AudioChunk, Frame, Modality, SourceError, VideoSpec};
+use crate::channel::EdgeSender;
+use crate::clock::Timestamp;
+use crate::config::{SourceConfig, SourceKind};
+use gstreamer as gst;
+use gstreamer::prelude::*;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// Initialises GStreamer once; safe to call from any thread, any number of times.
+pub fn init() -> Result<(), String> {
+    gst::init().map_err(|e| format!("GStreamer failed to initialise: {e}"))
+}
+
+/// Per-modality end times seen so far (ns), shared with the progress display.
+#[derive(Debug, Default)]
+pub struct StreamTimes {
+    ends: [AtomicU64; 2],
+    ended: [AtomicBool; 2],
+}
+
+impl StreamTimes {
+    pub(crate) const VIDEO: usize = 0;
+    pub(crate) const AUDIO: usize = 1;
+
+    pub(crate) fn note(&self, which: usize, end: Timestamp) {
+        self.ends[which].fetch_max(end.0, Ordering::Relaxed);
+    }
+    pub(crate) fn end(&self, which: usize) {
+        self.ended[which].store(true, Ordering::Relaxed);
+    }
+    /// The furthest media time any modality has reached.
+    pub fn position(&self) -> Timestamp {
+        Timestamp(
+            self.ends[0]
+                .load(Ordering::Relaxed)
+                .max(self.ends[1].load(Ordering::Relaxed)),
+        )
+    }
+}
+
+/// State shared between the source's bus loop, its appsink callbacks and observers.
+#[derive(Debug, Default)]
+pub struct Shared {
+    pub(crate) live: bool,
+    pub(crate) times: StreamTimes,
+    frames: AtomicU64,
+    samples: AtomicU64,
+    duration_ns: AtomicU64,
+    stop: AtomicBool,
+    error: Mutex<Option<String>>,
+    failure: Mutex<Option<String>>,
+}
+
+impl Shared {
+    pub(crate) fn count_frame(&self) {
+        self.frames.fetch_add(1, Ordering::Relaxed);
+    }
+    pub(crate) fn count_samples(&self, n: u64) {
+        self.samples.fetch_add(n, Ordering::Relaxed);
+    }
+    pub(crate) fn note_error(&self, e: String) {
+        if let Ok(mut g) = self.error.lock() {
+            g.get_or_insert(e);
+        }
+    }
+}
+
+/// A live view of a running source, for progress bars and metrics.
+#[derive(Debug, Clone)]
+pub struct SourceProbe {
+    shared: Arc<Shared>,
+}
+
+impl SourceProbe {
+    /// Frames delivered so far.
+    pub fn frames(&self) -> u64 {
+        self.shared.frames.load(Ordering::Relaxed)
+    }
+    /// Audio samples (16 kHz mono) delivered so far.
+    pub fn audio_samples(&self) -> u64 {
+        self.shared.samples.load(Ordering::Relaxed)
+    }
+    /// The furthest media time reached.
+    pub fn position(&self) -> Timestamp {
+        self.shared.times.position()
+    }
+    /// The container's declared duration, once known.
+    pub fn duration(&self) -> Option<Timestamp> {
+        match self.shared.duration_ns.load(Ordering::Relaxed) {
+            0 => None,
+            d => Some(Timestamp(d)),
+        }
+    }
+    /// Why the source failed, once it has (set before its edges close).
+    pub fn failure(&self) -> Option<String> {
+        self.shared.failure.lock().ok().and_then(|g| g.clone())
+    }
+    /// Asks the source to stop: it sends end-of-stream so open events close normally.
+    pub fn stop(&self) {
+        self.shared.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// What a source did, returned when it has finished.
+#[derive(Debug, Clone)]
+pub struct SourceReport {
+    /// Frames delivered.
+    pub frames: u64,
+    /// Audio samples delivered (16 kHz mono).
+    pub audio_samples: u64,
+    /// Which modalities the input had (and were enabled).
+    pub modalities: Vec<Modality>,
+    /// The container's declared duration in seconds, if any.
+    pub declared_duration: Option<f64>,
+    /// Where the media ended, seconds.
+    pub media_end: f64,
+    /// `Err` when the source failed; everything before the failure was still delivered.
+    pub result: Result<(), SourceError>,
+}
+
+/// The edges a source feeds.
+pub struct SourceOutputs {
+    /// Decoded frames (None: video disabled).
+    pub video: Option<EdgeSender<Frame>>,
+    /// Decoded audio (None: audio disabled).
+    pub audio: Option<EdgeSender<AudioChunk>>,
+}
+
+type Slot<T> = Arc<Mutex<Option<EdgeSender<T>>>>;
+
+/// A file / URI / test source on GStreamer.
+pub struct GstSource {
+    cfg: SourceConfig,
+    spec: VideoSpec,
+    shared: Arc<Shared>,
+}
+
+impl GstSource {
+    /// A source for `cfg` that delivers frames as `spec` asks.
+    pub fn new(cfg: SourceConfig, spec: VideoSpec) -> Self {
+        let shared = Arc::new(Shared {
+            live: cfg.is_live(),
+            ..Shared::default()
+        });
+        Self { cfg, spec, shared }
+    }
+
+    /// A handle to watch and stop the source while it runs.
+    pub fn probe(&self) -> SourceProbe {
+        SourceProbe {
+            shared: Arc::clone(&self.shared),
+        }
+    }
+
+    fn input_name(&self) -> String {
+        match self.cfg.kind {
+            SourceKind::File => self
+                .cfg
+                .path
+                .as_deref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default(),
+            SourceKind::Uri => self.cfg.uri.clone().unwrap_or_default(),
+            SourceKind::Test => "videotestsrc/audiotestsrc".into(),
+        }
+    }
+
+    /// Runs until the input ends, fails or is stopped. The output edges are closed when
+    /// this returns, whatever happened.
+    pub fn run(self, out: SourceOutputs) -> SourceReport {
+        let video_slot: Slot<Frame> = Arc::new(Mutex::new(out.video));
+        let audio_slot: Slot<AudioChunk> = Arc::new(Mutex::new(out.audio));
+        let mut modalities = Vec::new();
+        let mut declared = None;
+        let result = self.run_inner(&video_slot, &audio_slot, &mut modalities, &mut declared);
+        if let (Err(e), Ok(mut f)) = (&result, self.shared.failure.lock()) {
+            *f = Some(e.to_string());
+        }
+        // Whatever GStreamer still holds, the edges close now: downstream must not wait.
+        if let Ok(mut g) = video_slot.lock() {
+            g.take();
+        }
+        if let Ok(mut g) = audio_slot.lock() {
+            g.take();
+        }
+        SourceReport {
+            frames: self.shared.frames.load(Ordering::Relaxed),
+            audio_samples: self.shared.samples.load(Ordering::Relaxed),
+            modalities,
+            declared_duration: declared,
+            media_end: self.shared.times.position().as_secs_f64(),
+            result,
+        }
+    }
+
+    fn run_inner(
+        &self,
+        video_slot: &Slot<Frame>,
+        audio_slot: &Slot<AudioChunk>,
+        modalities: &mut Vec<Modality>,
+        declared: &mut Option<f64>,
+    ) -> Result<(), SourceError> {
+        let stream = self.cfg.name.clone();
+        let build_err = |reason: String| SourceError::Build {
+            stream: stream.clone(),
+            reason,
+        };
+        init().map_err(build_err)?;
+        let pipeline = gst::Pipeline::with_name(&format!("avsense-{}", self.cfg.name));
+        let linked = Arc::new(Mutex::new(Vec::<Modality>::new()));
+
+        match self.cfg.kind {
+            SourceKind::File | SourceKind::Uri => {
+                let uri = match self.cfg.kind {
+                    SourceKind::File => {
+                        let path = self.cfg.path.as_deref().unwrap_or(Path::new(""));
+                        file_uri(&stream, path)?
+                    }
+                    _ => self.cfg.uri.clone().unwrap_or_default(),
+                };
+                let decode = gst::ElementFactory::make("uridecodebin")
+                    .property("uri", &uri)
+                    .build()
+                    .map_err(|e| build_err(format!("uridecodebin: {e} (install gstreamer1.0-plugins-base)")))?;
+                pipeline.add(&decode).map_err(|e| build_err(e.to_string()))?;
+                self.connect_decoder(&decode, &pipeline, video_slot, audio_slot, &linked);
+            }
+            SourceKind::Test => {
+                self.build_test(&pipeline, video_slot, audio_slot, &linked)
+                    .map_err(|e| build_err(format!("test source: {e}")))?;
+            }
+        }
+
+        let bus = pipeline
+            .bus()
+            .ok_or_else(|| build_err("the pipeline has no bus".into()))?;
+        if let Err(e) = pipeline.set_state(gst::State::Playing) {
+            // The bus usually holds the real reason (e.g. a missing file or plugin).
+            let reason = bus
+                .pop_filtered(&[gst::MessageType::Error])
+                .and_then(|m| match m.view() {
+                    gst::MessageView::Error(err) => Some(self.stream_error(&err)),
+                    _ => None,
+                });
+            let _ = pipeline.set_state(gst::State::Null);
+            return Err(reason.unwrap_or_else(|| build_err(format!("cannot start: {e}"))));
+        }
+
+        let input = self.input_name();
+        let mut result = Ok(());
+        let mut eos_sent = false;
+        loop {
+            if self.shared.stop.load(Ordering::Relaxed) && !eos_sent {
+                // A stop is an end of stream: every element flushes, open events close.
+                pipeline.send_event(gst::event::Eos::new());
+                eos_sent = true;
+            }
+            if let Some(e) = self.shared.error.lock().ok().and_then(|mut g| g.take()) {
+                result = Err(SourceError::Stream {
+                    stream: stream.clone(),
+                    input: input.clone(),
+                    element: "appsink".into(),
+                    message: e,
+                    debug: String::new(),
+                });
+                break;
+            }
+            let Some(msg) = bus.timed_pop(gst::ClockTime::from_mseconds(100)) else {
+                continue;
+            };
+            match msg.view() {
+                gst::MessageView::Eos(_) => break,
+                gst::MessageView::Error(err) => {
+                    result = Err(self.stream_error(&err));
+                    break;
+                }
+                gst::MessageView::Warning(w) => {
+                    tracing::warn!(stream = %stream, "GStreamer warning: {} ({:?})", w.error(), w.debug());
+                }
+                gst::MessageView::DurationChanged(_) | gst::MessageView::AsyncDone(_) => {
+                    self.update_duration(&pipeline);
+                }
+                _ => {}
+            }
+        }
+        self.update_duration(&pipeline);
+        let _ = pipeline.set_state(gst::State::Null);
+
+        if let Ok(l) = linked.lock() {
+            modalities.extend(l.iter().copied());
+        }
+        let dur = self.shared.duration_ns.load(Ordering::Relaxed);
+        *declared = (dur > 0).then(|| dur as f64 / 1e9);
+        if result.is_ok() && modalities.is_empty() && !eos_sent {
+            result = Err(SourceError::NoStreams {
+                stream: stream.clone(),
+                input: input.clone(),
+            });
+        }
+        if result.is_ok() && !eos_sent && !self.cfg.is_live() {
+            if let Some(declared) = *declared {
+                let ended_at = self.shared.times.position().as_secs_f64();
+                let slack = (0.02 * declared).max(1.0);
+                if ended_at + slack < declared {
+                    result = Err(SourceError::Truncated {
+                        stream,
+                        input,
+                        ended_at,
+                        declared,
+                    });
+                }
+            }
+        }
+        result
+    }
+
+    fn update_duration(&self, pipeline: &gst::Pipeline) {
+        if let Some(d) = pipeline.query_duration::<gst::ClockTime>() {
+            self.shared.duration_ns.store(d.nseconds(), Ordering::Relaxed);
+        }
+    }
+
+    fn stream_error(&self, err: &gst::message::Error) -> SourceError {
+        SourceError::Stream {
+            stream: self.cfg.name.clone(),
+            input: self.input_name(),
+            element: err
+                .src()
+                .map(|s| s.name().to_string())
+                .unwrap_or_else(|| "?".into()),
+            message: err.error().to_string(),
+            debug: err.debug().map(|d| d.to_string()).unwrap_or_default(),
+        }
+    }
+
+    /// Links each decoded pad to its branch as it appears; unwanted or duplicate tracks go
+    /// to a fakesink (an unlinked pad would stop the decoder); modalities that never
+    /// appear are closed when the decoder says it has no more pads.
+    fn connect_decoder(
+        &self,
+        decode: &gst::Element,
+        pipeline: &gst::Pipeline,
+        video_slot: &Slot<Frame>,
+        audio_slot: &Slot<AudioChunk>,
+        linked: &Arc<Mutex<Vec<Modality>>>,
+    ) {
+        let weak = pipeline.downgrade();
+        let spec = self.spec;
+        let stream: Arc<str> = Arc::from(self.cfg.name.as_str());
+        let (want_video, want_audio) = (self.cfg.video, self.cfg.audio);
+        let (vs, as_) = (Arc::clone(video_slot), Arc::clone(audio_slot));
+        let shared = Arc::clone(&self.shared);
+        let linked_pad = Arc::clone(linked);
+        decode.connect_pad_added(move |_, pad| {
+            let Some(pipeline) = weak.upgrade() else { return };
+            let caps = pad.current_caps().unwrap_or_else(|| pad.query_caps(None));
+            let name = caps
+                .structure(0)
+                .map(|s| s.name().to_string())
+                .unwrap_or_default();
+            let Ok(mut linked) = linked_pad.lock() else { return };
+            let modality = if name.starts_with("video/") {
+                Some(Modality::Video)
+            } else if name.starts_with("audio/") {
+                Some(Modality::Audio)
+            } else {
+                None
+            };
+            let wanted = match modality {
+                Some(Modality::Video) => want_video && !linked.contains(&Modality::Video),
+                Some(Modality::Audio) => want_audio && !linked.contains(&Modality::Audio),
+                None => false,
+            };
+            let head = if wanted {
+                let r = match modality {
+                    Some(Modality::Video) => video::add_branch(
+                        &pipeline,
+                        &spec,
+                        Arc::clone(&stream),
+                        Arc::clone(&vs),
+                        Arc::clone(&shared),
+                    ),
+                    _ => audio_gst::add_branch(&pipeline, Arc::clone(&stream), Arc::clone(&as_), Arc::clone(&shared)),
+                };
+                match r {
+                    Ok(h) => {
+                        linked.extend(modality);
+                        Some(h)
+                    }
+                    Err(e) => {
+                        shared.note_error(format!("cannot build the {name} branch: {e}"));
+                        None
+                    }
+                }
+            } else {
+                fakesink(&pipeline)
+            };
+            if let Some(head) = head {
+                if let Some(sinkpad) = head.static_pad("sink") {
+                    if let Err(e) = pad.link(&sinkpad) {
+                        shared.note_error(format!("cannot link the decoded {name} pad: {e:?}"));
+                    }
+                }
+            }
+        });
+        let (vs, as_) = (Arc::clone(video_slot), Arc::clone(audio_slot));
+        let linked_nmp = Arc::clone(linked);
+        let shared = Arc::clone(&self.shared);
+        decode.connect_no_more_pads(move |_| {
+            let Ok(linked) = linked_nmp.lock() else { return };
+            if !linked.contains(&Modality::Video) {
+                if let Ok(mut g) = vs.lock() {
+                    g.take();
+                }
+                shared.times.end(StreamTimes::VIDEO);
+            }
+            if !linked.contains(&Modality::Audio) {
+                if let Ok(mut g) = as_.lock() {
+                    g.take();
+                }
+                shared.times.end(StreamTimes::AUDIO);
+            }
+        });
+    }
+
+    fn build_test(
+        &self,
+        pipeline: &gst::Pipeline,
+        video_slot: &Slot<Frame>,
+        audio_slot: &Slot<AudioChunk>,
+        linked: &Arc<Mutex<Vec<Modality>>>,
+    ) -> Result<(), gst::glib::BoolError> {
+        let stream: Arc<str> = Arc::from(self.cfg.name.as_str());
+        let live = self.cfg.live;
+        let fps = 30u64;
+        if self.cfg.video {
+            let mut b = gst::ElementFactory::make("videotestsrc")
+                .property_from_str("pattern", "ball")
+                .property("is-live", live);
+            if let Some(d) = self.cfg.duration {
+                b = b.property("num-buffers", (d * fps as f64).round().max(1.0) as i32);
+            }
+            let src = b.build()?;
+            let caps = gst::ElementFactory::make("capsfilter")
+                .property(
+                    "caps",
+                    gst::Caps::builder("video/x-raw")
+                        .field("width", 640i32)
+                        .field("height", 480i32)
+                        .field("framerate", gst::Fraction::new(fps as i32, 1))
+                        .build(),
+                )
+                .build()?;
+            pipeline.add_many([&src, &caps])?;
+            src.link(&caps)?;
+            let head = video::add_branch(
+                pipeline,
+                &self.spec,
+                Arc::clone(&stream),
+                Arc::clone(video_slot),
+                Arc::clone(&self.shared),
+            )?;
+            caps.link(&head)?;
+            if let Ok(mut l) = linked.lock() {
+                l.push(Modality::Video);
+            }
+        } else if let Ok(mut g) = video_slot.lock() {
+            g.take();
+        }
+        if self.cfg.audio {
+            // 100 ms buffers at 48 kHz: num-buffers then gives the duration exactly.
+            let mut b = gst::ElementFactory::make("audiotestsrc")
+                .property_from_str("wave", "ticks")
+                .property("samplesperbuffer", 4800i32)
+                .property("is-live", live);
+            if let Some(d) = self.cfg.duration {
+                b = b.property("num-buffers", (d * 10.0).round().max(1.0) as i32);
+            }
+            let src = b.build()?;
+            let caps = gst::ElementFactory::make("capsfilter")
+                .property(
+                    "caps",
+                    gst::Caps::builder("audio/x-raw").field("rate", 48_000i32).build(),
+                )
+                .build()?;
+            pipeline.add_many([&src, &caps])?;
+            src.link(&caps)?;
+            let head = audio_gst::add_branch(
+                pipeline,
+                Arc::clone(&stream),
+                Arc::clone(audio_slot),
+                Arc::clone(&self.shared),
+            )?;
+            caps.link(&head)?;
+            if let Ok(mut l) = linked.lock() {
+                l.push(Modality::Audio);
+            }
+        } else if let Ok(mut g) = audio_slot.lock() {
+            g.take();
+        }
+        Ok(())
+    }
+}
+
+fn fakesink(pipeline: &gst::Pipeline) -> Option<gst::Element> {
+    let sink = gst::ElementFactory::make("fakesink")
+        .property("sync", false)
+        .property("async", false)
+        .build()
+        .ok()?;
+    pipeline.add(&sink).ok()?;
+    sink.sync_state_with_parent().ok()?;
+    Some(sink)
+}
+
+/// A `file://` URI for `path`, after checking that the file can be opened.
+fn file_uri(stream: &str, path: &Path) -> Result<String, SourceError> {
+    let open = |reason: String| SourceError::Open {
+        stream: stream.to_string(),
+        path: path.to_path_buf(),
+        reason,
+    };
+    let meta = std::fs::metadata(path).map_err(|e| open(e.to_string()))?;
+    if !meta.is_file() {
+        return Err(open("not a regular file (expected a media file)".into()));
+    }
+    std::fs::File::open(path).map_err(|e| open(e.to_string()))?;
+    let abs = std::fs::canonicalize(path).map_err(|e| open(e.to_string()))?;
+    gst::glib::filename_to_uri(&abs, None)
+        .map(|u| u.to_string())
+        .map_err(|e| open(format!("cannot make a URI: {e}")))
+}
