@@ -258,6 +258,9 @@ pub struct SoundConfig {
     pub floor_min_db: f32,
     /// Time constant in seconds with which the floor rises towards a louder background.
     pub floor_rise: f64,
+    /// Seconds at the start of a stream that only learn the noise floor (no onsets), so
+    /// an encoder's leading silence does not make the first noise look like a sound.
+    pub warmup: f64,
 }
 
 impl Default for SoundConfig {
@@ -266,10 +269,11 @@ impl Default for SoundConfig {
             enabled: true,
             on_db: 10.0,
             off_db: 6.0,
-            hangover: 0.3,
-            min_duration: 0.05,
+            hangover: 0.75,
+            min_duration: 0.02,
             floor_min_db: -80.0,
             floor_rise: 5.0,
+            warmup: 0.5,
         }
     }
 }
@@ -488,6 +492,7 @@ impl PipelineConfig {
             ("motion.min_duration", m.min_duration),
             ("sound.hangover", self.sound.hangover),
             ("sound.min_duration", self.sound.min_duration),
+            ("sound.warmup", self.sound.warmup),
         ] {
             if !(v.is_finite() && (0.0..=600.0).contains(&v)) {
                 return Err(bad(k, v.to_string(), "seconds, 0 to 600"));

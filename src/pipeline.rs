@@ -114,9 +114,13 @@ struct Chain {
     events: JoinHandle<EventStats>,
 }
 
+/// A callback that sees every aligned window (for embedding applications and tests).
+pub type WindowTap = Arc<dyn Fn(&crate::align::Window) + Send + Sync>;
+
 /// A configured pipeline, ready to start.
 pub struct Pipeline {
     cfg: PipelineConfig,
+    window_tap: Option<WindowTap>,
 }
 
 /// A started pipeline: watch it, stop it, wait for its report.
@@ -139,7 +143,14 @@ impl Pipeline {
     /// A pipeline for a validated config.
     pub fn new(cfg: PipelineConfig) -> Result<Self, Error> {
         crate::source::gst::init().map_err(Error::Init)?;
-        Ok(Self { cfg })
+        Ok(Self { cfg, window_tap: None })
+    }
+
+    /// Calls `tap` with every aligned window, on the stream's event thread, before its
+    /// events are decoded. Keep it cheap: it runs inside the pipeline.
+    pub fn with_window_tap(mut self, tap: WindowTap) -> Self {
+        self.window_tap = Some(tap);
+        self
     }
 
     /// Its configuration.
@@ -288,8 +299,9 @@ impl Pipeline {
         let gst_source = GstSource::new(source_cfg, spec);
         let failure_probe = gst_source.probe();
         let stage = EventStage::new(&name, cfg);
+        let tap = self.window_tap.clone();
         let events = spawn(format!("{name}-events"), move || {
-            run_event_stage(stage, win_rx, ev_tx, move || failure_probe.failure())
+            run_event_stage(stage, win_rx, ev_tx, tap, move || failure_probe.failure())
         })?;
 
         let probe = StreamProbe {

@@ -7,7 +7,8 @@
 //! - [`SoundDetector`]: a running noise floor follows the quiet parts of the level (down
 //!   quickly, up with time constant `floor_rise`, nearly frozen while a sound is on); a
 //!   sound starts when the level exceeds the floor by `on_db` and ends once it has stayed
-//!   below `floor + off_db` for `hangover` seconds.
+//!   below `floor + off_db` for `hangover` seconds. The first `warmup` seconds of a stream
+//!   only learn the floor.
 
 use crate::config::{MotionConfig, SoundConfig};
 use crate::encode::{AudioFeatures, VisionFeatures};
@@ -108,6 +109,7 @@ struct OpenSound {
 pub struct SoundDetector {
     cfg: SoundConfig,
     floor: Option<f32>,
+    first_t: Option<f64>,
     open: Option<OpenSound>,
 }
 
@@ -117,6 +119,7 @@ impl SoundDetector {
         Self {
             cfg,
             floor: None,
+            first_t: None,
             open: None,
         }
     }
@@ -140,7 +143,14 @@ impl SoundDetector {
 
     fn step(&mut self, stream: &str, t: f64, hop: f64, level: f32, onset: f32, out: &mut Vec<Event>) {
         let cfg = &self.cfg;
+        let first_t = *self.first_t.get_or_insert(t);
         let floor = *self.floor.get_or_insert(level.max(cfg.floor_min_db));
+        if t - first_t < cfg.warmup {
+            // Learning the floor: follow the level both ways with a 0.1 s time constant.
+            let f = floor + (level - floor) * (hop / 0.1).min(1.0) as f32;
+            self.floor = Some(f.max(cfg.floor_min_db));
+            return;
+        }
         let above = level - floor;
         // Floor tracking: fast down, slow up; nearly frozen while a sound is on so that a
         // long sound does not raise its own floor.
@@ -225,7 +235,7 @@ mod tests {
 
     #[test]
     fn one_sound_with_a_short_dip_is_one_event() {
-        // 1 s of −60 dB floor, 0.5 s at −20 dB with a 0.1 s dip, 1 s of floor.
+        // 1 s of −60 dB floor (the first 0.5 s is the warm-up), 0.5 s at −20 dB with a 0.1 s dip, 1 s of floor.
         let mut lv = vec![-60.0; 100];
         lv.extend(vec![-20.0; 20]);
         lv.extend(vec![-58.0; 10]);

@@ -94,12 +94,16 @@ pub fn run_event_stage(
     mut stage: EventStage,
     rx: EdgeReceiver<Window>,
     tx: EdgeSender<Event>,
+    tap: Option<crate::pipeline::WindowTap>,
     failure: impl Fn() -> Option<String>,
 ) -> EventStats {
     let mut stats = EventStats::default();
     let mut out = Vec::new();
     while let Some(w) = rx.recv() {
         stats.windows += 1;
+        if let Some(tap) = &tap {
+            tap(&w);
+        }
         stage.process(&w, &mut out);
         for e in out.drain(..) {
             stats.events += 1;

@@ -1,0 +1,109 @@
+//! Shared helpers of the integration tests: where ../shared is, generating media with
+//! GStreamer test sources, and running a pipeline into memory.
+#![allow(dead_code)]
+
+use avsense::align::Window;
+use avsense::sink::{CallbackSink, EventSink};
+use avsense::{Event, Pipeline, PipelineConfig, RunReport};
+use gstreamer as gst;
+use gstreamer::prelude::*;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+/// `../shared/media/<rel>` if present. Absent: skip (returns None) — except under CI=true,
+/// where a missing ../shared is a failure.
+pub fn shared_media(rel: &str) -> Option<PathBuf> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/media");
+    let p = root.join(rel);
+    if p.exists() {
+        return Some(p);
+    }
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("{} is missing: under CI=true the shared test media must be beside the checkout", p.display());
+    }
+    eprintln!("SKIP: {} not found (../shared is absent); this test needs the shared test media", p.display());
+    None
+}
+
+/// A scratch directory under target/ (kept small; tests clean up what they make).
+pub fn scratch(name: &str) -> PathBuf {
+    let d = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-media").join(name);
+    std::fs::create_dir_all(&d).expect("create scratch dir");
+    d
+}
+
+/// Runs a gst-launch description to EOS (fixture generation), panicking with the bus error.
+pub fn gst_launch(desc: &str) {
+    gst::init().expect("gst init");
+    let pipeline = gst::parse::launch(desc).unwrap_or_else(|e| panic!("parse {desc}: {e}"));
+    let bus = pipeline.bus().expect("bus");
+    pipeline.set_state(gst::State::Playing).expect("play");
+    for msg in bus.iter_timed(gst::ClockTime::from_seconds(120)) {
+        match msg.view() {
+            gst::MessageView::Eos(_) => break,
+            gst::MessageView::Error(e) => {
+                let _ = pipeline.set_state(gst::State::Null);
+                panic!("fixture pipeline failed: {} ({:?})\n{desc}", e.error(), e.debug());
+            }
+            _ => {}
+        }
+    }
+    pipeline.set_state(gst::State::Null).expect("stop");
+}
+
+/// What a run produced.
+pub struct Outcome {
+    pub events: Vec<Event>,
+    pub windows: Vec<Window>,
+    pub report: RunReport,
+}
+
+impl Outcome {
+    pub fn of_kind(&self, kind: &str) -> Vec<&Event> {
+        self.events
+            .iter()
+            .filter(|e| serde_json::to_value(e.kind).ok().and_then(|v| v.as_str().map(String::from)).as_deref() == Some(kind))
+            .collect()
+    }
+}
+
+/// Runs `cfg` with an in-memory sink and a window tap.
+pub fn run(cfg: PipelineConfig) -> Outcome {
+    let events = Arc::new(Mutex::new(Vec::new()));
+    let windows = Arc::new(Mutex::new(Vec::new()));
+    let ev = Arc::clone(&events);
+    let sink: Box<dyn EventSink> = Box::new(CallbackSink(move |e: &Event| ev.lock().unwrap().push(e.clone())));
+    let w = Arc::clone(&windows);
+    let pipeline = Pipeline::new(cfg)
+        .expect("pipeline")
+        .with_window_tap(Arc::new(move |win: &Window| w.lock().unwrap().push(win.clone())));
+    let report = pipeline.start(vec![sink]).expect("start").wait().expect("wait");
+    let events = std::mem::take(&mut *events.lock().unwrap());
+    let windows = std::mem::take(&mut *windows.lock().unwrap());
+    Outcome { events, windows, report }
+}
+
+/// Runs one input with the default settings.
+pub fn run_input(path: &Path) -> Outcome {
+    run(PipelineConfig::for_input(path.to_str().expect("utf-8 path"), None).expect("config"))
+}
+
+/// ffprobe's frame count of the first video stream (decoding every frame).
+pub fn ffprobe_frames(path: &Path) -> u64 {
+    let out = std::process::Command::new("ffprobe")
+        .args(["-v", "error", "-count_frames", "-select_streams", "v:0", "-show_entries", "stream=nb_read_frames", "-of", "csv=p=0"])
+        .arg(path)
+        .output()
+        .expect("ffprobe (Debian package ffmpeg) is needed for this test");
+    String::from_utf8_lossy(&out.stdout).trim().parse().expect("ffprobe frame count")
+}
+
+/// ffprobe's duration of the first audio stream, seconds.
+pub fn ffprobe_audio_seconds(path: &Path) -> f64 {
+    let out = std::process::Command::new("ffprobe")
+        .args(["-v", "error", "-select_streams", "a:0", "-show_entries", "stream=duration", "-of", "csv=p=0"])
+        .arg(path)
+        .output()
+        .expect("ffprobe (Debian package ffmpeg) is needed for this test");
+    String::from_utf8_lossy(&out.stdout).trim().parse().expect("ffprobe audio duration")
+}
