@@ -133,7 +133,12 @@ impl Aligner {
             // Start at the window containing the first feature (the newest window that
             // starts at or before it), not at zero: a live stream's clock need not be small.
             let k = p.0 / self.cfg.hop.0.max(1);
-            let back = self.cfg.window.0.div_ceil(self.cfg.hop.0.max(1)).saturating_sub(1);
+            let back = self
+                .cfg
+                .window
+                .0
+                .div_ceil(self.cfg.hop.0.max(1))
+                .saturating_sub(1);
             self.next = Some(k.saturating_sub(back));
         }
         let closed_before = self.next.map(|k| self.window_start(k)).unwrap_or_default();
@@ -170,7 +175,10 @@ impl Aligner {
     }
 
     fn leading(&self) -> Option<Timestamp> {
-        [self.video.watermark, self.audio.watermark].into_iter().flatten().max()
+        [self.video.watermark, self.audio.watermark]
+            .into_iter()
+            .flatten()
+            .max()
     }
 
     fn track_allows(&self, t: &Track, end: Timestamp, leading: Option<Timestamp>) -> bool {
@@ -244,7 +252,11 @@ impl Aligner {
             while self.vision_buf.front().is_some_and(|v| v.pts < next_start) {
                 self.vision_buf.pop_front();
             }
-            while self.audio_buf.front().is_some_and(|a| a.end() <= next_start) {
+            while self
+                .audio_buf
+                .front()
+                .is_some_and(|a| a.end() <= next_start)
+            {
                 self.audio_buf.pop_front();
             }
         }
@@ -315,7 +327,11 @@ mod tests {
 
     #[test]
     fn windows_wait_for_the_slower_modality_and_hold_only_their_span() {
-        let mut a = Aligner::new(Arc::from("s"), cfg(false), &[Modality::Video, Modality::Audio]);
+        let mut a = Aligner::new(
+            Arc::from("s"),
+            cfg(false),
+            &[Modality::Video, Modality::Audio],
+        );
         let mut out = Vec::new();
         for t in (0..3000).step_by(100) {
             a.push(vis(t), &mut out);
@@ -339,7 +355,11 @@ mod tests {
 
     #[test]
     fn a_missing_modality_gives_partial_windows_not_a_stall() {
-        let mut a = Aligner::new(Arc::from("s"), cfg(false), &[Modality::Video, Modality::Audio]);
+        let mut a = Aligner::new(
+            Arc::from("s"),
+            cfg(false),
+            &[Modality::Video, Modality::Audio],
+        );
         let mut out = Vec::new();
         a.push(Feature::End(Modality::Audio), &mut out);
         for t in (0..2000).step_by(100) {
@@ -353,7 +373,11 @@ mod tests {
 
     #[test]
     fn live_lateness_bounds_the_wait_and_counts_late_data() {
-        let mut a = Aligner::new(Arc::from("s"), cfg(true), &[Modality::Video, Modality::Audio]);
+        let mut a = Aligner::new(
+            Arc::from("s"),
+            cfg(true),
+            &[Modality::Video, Modality::Audio],
+        );
         let mut out = Vec::new();
         a.push(aud(0, 10), &mut out);
         for t in (0..4000).step_by(100) {

@@ -127,7 +127,9 @@ impl<T> EdgeSender<T> {
         }
         self.counters.sent.fetch_add(1, Ordering::Relaxed);
         let queued = self.tx.len() as u64;
-        self.counters.high_water.fetch_max(queued, Ordering::Relaxed);
+        self.counters
+            .high_water
+            .fetch_max(queued, Ordering::Relaxed);
         Ok(())
     }
 }
@@ -190,7 +192,15 @@ pub fn edge<T>(
         rx,
         counters: Arc::clone(&counters),
     };
-    (EdgeSender { tx, evict, counters }, receiver, probe)
+    (
+        EdgeSender {
+            tx,
+            evict,
+            counters,
+        },
+        receiver,
+        probe,
+    )
 }
 
 #[cfg(test)]

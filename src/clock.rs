@@ -10,7 +10,9 @@ use std::fmt;
 use std::ops::{Add, Sub};
 
 /// Nanoseconds on the pipeline clock.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
+)]
 pub struct Timestamp(pub u64);
 
 /// One second in nanoseconds.
@@ -52,7 +54,9 @@ impl Timestamp {
 }
 
 /// A span of pipeline time in nanoseconds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
+)]
 pub struct Duration(pub u64);
 
 impl Duration {
@@ -104,7 +108,10 @@ mod tests {
     fn samples_do_not_accumulate_rounding() {
         let t = Timestamp(66_666_667);
         // 16 kHz: one sample is 62.5 µs; a million samples must be exactly 62.5 s later.
-        assert_eq!(t.plus_samples(1_000_000, 16_000).0, 66_666_667 + 62_500_000_000);
+        assert_eq!(
+            t.plus_samples(1_000_000, 16_000).0,
+            66_666_667 + 62_500_000_000
+        );
     }
 
     #[test]

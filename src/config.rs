@@ -394,7 +394,11 @@ impl PipelineConfig {
             ));
         }
         if !(p.lateness.is_finite() && p.lateness >= 0.0) {
-            return Err(bad("pipeline.lateness", p.lateness.to_string(), "seconds ≥ 0"));
+            return Err(bad(
+                "pipeline.lateness",
+                p.lateness.to_string(),
+                "seconds ≥ 0",
+            ));
         }
         if self.sources.is_empty() {
             return Err(bad(
@@ -451,12 +455,20 @@ impl PipelineConfig {
                 ));
             }
             if s.capacity == 0 || s.capacity > 4096 {
-                return Err(bad(&key("capacity"), s.capacity.to_string(), "1 to 4096 items"));
+                return Err(bad(
+                    &key("capacity"),
+                    s.capacity.to_string(),
+                    "1 to 4096 items",
+                ));
             }
         }
         let m = &self.motion;
         if !(16..=3840).contains(&m.width) {
-            return Err(bad("motion.width", m.width.to_string(), "16 to 3840 pixels"));
+            return Err(bad(
+                "motion.width",
+                m.width.to_string(),
+                "16 to 3840 pixels",
+            ));
         }
         if m.grid[0] == 0 || m.grid[1] == 0 || m.grid[0] > 64 || m.grid[1] > 64 {
             return Err(bad(
@@ -510,10 +522,18 @@ impl PipelineConfig {
             ));
         }
         if !(snd.floor_min_db.is_finite() && snd.floor_min_db < 0.0) {
-            return Err(bad("sound.floor_min_db", snd.floor_min_db.to_string(), "dBFS < 0"));
+            return Err(bad(
+                "sound.floor_min_db",
+                snd.floor_min_db.to_string(),
+                "dBFS < 0",
+            ));
         }
         if !(snd.floor_rise.is_finite() && snd.floor_rise > 0.0) {
-            return Err(bad("sound.floor_rise", snd.floor_rise.to_string(), "seconds > 0"));
+            return Err(bad(
+                "sound.floor_rise",
+                snd.floor_rise.to_string(),
+                "seconds > 0",
+            ));
         }
         for (i, s) in self.sinks.iter().enumerate() {
             if s.kind == SinkKind::Jsonl && s.path.is_none() {
@@ -545,15 +565,22 @@ mod tests {
     #[test]
     fn unknown_key_names_file_and_key() {
         let text = format!("{MIN}[motion]\ngird = [1, 2]\n");
-        let e = PipelineConfig::parse(&text, Path::new("p/x.toml")).unwrap_err().to_string();
+        let e = PipelineConfig::parse(&text, Path::new("p/x.toml"))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("p/x.toml") && e.contains("gird"), "{e}");
     }
 
     #[test]
     fn zero_window_is_rejected_with_key_and_expectation() {
         let text = format!("[pipeline]\nwindow = 0.0\n{MIN}");
-        let e = PipelineConfig::parse(&text, Path::new("w.toml")).unwrap_err().to_string();
-        assert!(e.contains("w.toml") && e.contains("pipeline.window") && e.contains("> 0"), "{e}");
+        let e = PipelineConfig::parse(&text, Path::new("w.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("w.toml") && e.contains("pipeline.window") && e.contains("> 0"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -566,7 +593,9 @@ mod tests {
     #[test]
     fn duplicate_source_names_are_rejected() {
         let text = format!("{MIN}{MIN}");
-        let e = PipelineConfig::parse(&text, Path::new("d.toml")).unwrap_err().to_string();
+        let e = PipelineConfig::parse(&text, Path::new("d.toml"))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("source[1].name"), "{e}");
     }
 }

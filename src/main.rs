@@ -8,7 +8,11 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 #[derive(Parser)]
-#[command(name = "avsense", version, about = "Streaming audio-visual perception: media in, perception events (JSON Lines) out")]
+#[command(
+    name = "avsense",
+    version,
+    about = "Streaming audio-visual perception: media in, perception events (JSON Lines) out"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -51,8 +55,12 @@ enum ExampleAction {
 }
 
 fn main() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("AVSENSE_LOG").unwrap_or_else(|_| "warn".into());
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    let filter = tracing_subscriber::EnvFilter::try_from_env("AVSENSE_LOG")
+        .unwrap_or_else(|_| "warn".into());
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
     match real_main() {
         Ok(code) => std::process::exit(code),
         Err(e) => {
@@ -115,8 +123,10 @@ fn run(cfg: PipelineConfig, quiet: bool) -> Result<RunReport> {
     } else {
         let b = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr_with_hz(5));
         b.set_style(
-            ProgressStyle::with_template("{spinner} [{elapsed_precise}] {wide_bar} {msg} ETA {eta}")
-                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+            ProgressStyle::with_template(
+                "{spinner} [{elapsed_precise}] {wide_bar} {msg} ETA {eta}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
         );
         b
     };
@@ -124,7 +134,10 @@ fn run(cfg: PipelineConfig, quiet: bool) -> Result<RunReport> {
     while !running.is_finished() {
         std::thread::sleep(Duration::from_millis(200));
         let streams = running.streams();
-        let pos = streams.iter().map(|s| s.source.position().as_secs_f64()).fold(0.0, f64::max);
+        let pos = streams
+            .iter()
+            .map(|s| s.source.position().as_secs_f64())
+            .fold(0.0, f64::max);
         let dur = streams
             .iter()
             .filter_map(|s| s.source.duration().map(|d| d.as_secs_f64()))
@@ -135,7 +148,11 @@ fn run(cfg: PipelineConfig, quiet: bool) -> Result<RunReport> {
             bar.set_position(((pos * 1000.0) as u64).min((dur * 1000.0) as u64));
         }
         let el = t0.elapsed().as_secs_f64().max(1e-3);
-        bar.set_message(format!("{pos:.1}/{dur:.1} s  {:.0} fps  {:.1}× realtime", frames as f64 / el, pos / el));
+        bar.set_message(format!(
+            "{pos:.1}/{dur:.1} s  {:.0} fps  {:.1}× realtime",
+            frames as f64 / el,
+            pos / el
+        ));
     }
     bar.finish_and_clear();
     Ok(running.wait()?)

@@ -16,7 +16,8 @@ use crate::channel::{edge, EdgePolicy, EdgeProbe, EdgeSender, EdgeStats};
 use crate::clock::Duration;
 use crate::config::{PipelineConfig, SinkKind, SourceConfig};
 use crate::encode::{
-    run_audio_stage, run_video_stage, AudioEncoder, EncodeError, LogMelFrontEnd, MotionEncoder, VideoEncoder,
+    run_audio_stage, run_video_stage, AudioEncoder, EncodeError, LogMelFrontEnd, MotionEncoder,
+    VideoEncoder,
 };
 use crate::event::Event;
 use crate::fusion::{run_event_stage, EventStage, EventStats};
@@ -72,7 +73,11 @@ pub struct RunReport {
 impl RunReport {
     /// Media seconds processed per wall second (the longest stream counts).
     pub fn realtime_factor(&self) -> f64 {
-        let media = self.streams.iter().map(|s| s.media_seconds).fold(0.0, f64::max);
+        let media = self
+            .streams
+            .iter()
+            .map(|s| s.media_seconds)
+            .fold(0.0, f64::max);
         if self.wall_seconds > 0.0 {
             media / self.wall_seconds
         } else {
@@ -132,7 +137,10 @@ pub struct Running {
     sink: JoinHandle<(u64, Option<SinkError>)>,
 }
 
-fn spawn<T: Send + 'static>(name: String, f: impl FnOnce() -> T + Send + 'static) -> Result<JoinHandle<T>, Error> {
+fn spawn<T: Send + 'static>(
+    name: String,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<JoinHandle<T>, Error> {
     std::thread::Builder::new()
         .name(name.clone())
         .spawn(f)
@@ -143,7 +151,10 @@ impl Pipeline {
     /// A pipeline for a validated config.
     pub fn new(cfg: PipelineConfig) -> Result<Self, Error> {
         crate::source::gst::init().map_err(Error::Init)?;
-        Ok(Self { cfg, window_tap: None })
+        Ok(Self {
+            cfg,
+            window_tap: None,
+        })
     }
 
     /// Calls `tap` with every aligned window, on the stream's event thread, before its
@@ -237,11 +248,14 @@ impl Pipeline {
         let audio_encoders: Vec<Box<dyn AudioEncoder>> = Vec::new();
         let want_video = !video_encoders.is_empty();
         let want_audio = src.audio && cfg.audio.enabled;
-        let spec = video_encoders.first().map(|e| e.input_spec()).unwrap_or(VideoSpec {
-            width: cfg.motion.width,
-            height: None,
-            format: crate::source::PixelFormat::Gray8,
-        });
+        let spec = video_encoders
+            .first()
+            .map(|e| e.input_spec())
+            .unwrap_or(VideoSpec {
+                width: cfg.motion.width,
+                height: None,
+                format: crate::source::PixelFormat::Gray8,
+            });
         let mut source_cfg = src.clone();
         source_cfg.video = want_video;
         source_cfg.audio = want_audio;
@@ -254,7 +268,11 @@ impl Pipeline {
             }));
         }
 
-        let (feat_tx, feat_rx, p) = edge(format!("{name}/features"), INNER_CAPACITY, EdgePolicy::Block);
+        let (feat_tx, feat_rx, p) = edge(
+            format!("{name}/features"),
+            INNER_CAPACITY,
+            EdgePolicy::Block,
+        );
         edges.push(p);
         let mut outputs = SourceOutputs {
             video: None,
@@ -267,7 +285,9 @@ impl Pipeline {
             outputs.video = Some(tx);
             expect.push(Modality::Video);
             let ftx = feat_tx.clone();
-            Some(spawn(format!("{name}-video"), move || run_video_stage(video_encoders, rx, ftx))?)
+            Some(spawn(format!("{name}-video"), move || {
+                run_video_stage(video_encoders, rx, ftx)
+            })?)
         } else {
             None
         };
@@ -292,16 +312,24 @@ impl Pipeline {
             live: src.is_live(),
         };
         let aligner = Aligner::new(Arc::clone(&stream), align_cfg, &expect);
-        let (win_tx, win_rx, p) = edge(format!("{name}/windows"), INNER_CAPACITY, EdgePolicy::Block);
+        let (win_tx, win_rx, p) =
+            edge(format!("{name}/windows"), INNER_CAPACITY, EdgePolicy::Block);
         edges.push(p);
-        let align = spawn(format!("{name}-align"), move || run_align_stage(aligner, feat_rx, win_tx))?;
+        let align = spawn(format!("{name}-align"), move || {
+            run_align_stage(aligner, feat_rx, win_tx)
+        })?;
 
         let gst_source = GstSource::new(source_cfg, spec);
-        let failure_probe = gst_source.probe();
+        // The source's verdict reaches the event stage after its last window, so a failure
+        // is reported after the events that came before it (GStreamer may close the edges
+        // on end-of-stream before the source has checked the stream for truncation).
+        let (verdict_tx, verdict_rx) = crossbeam_channel::bounded::<Option<String>>(1);
         let stage = EventStage::new(&name, cfg);
         let tap = self.window_tap.clone();
         let events = spawn(format!("{name}-events"), move || {
-            run_event_stage(stage, win_rx, ev_tx, tap, move || failure_probe.failure())
+            run_event_stage(stage, win_rx, ev_tx, tap, move || {
+                verdict_rx.recv().ok().flatten()
+            })
         })?;
 
         let probe = StreamProbe {
@@ -309,7 +337,11 @@ impl Pipeline {
             live: src.is_live(),
             source: gst_source.probe(),
         };
-        let source = spawn(format!("{name}-source"), move || gst_source.run(outputs))?;
+        let source = spawn(format!("{name}-source"), move || {
+            let report = gst_source.run(outputs);
+            let _ = verdict_tx.send(report.result.as_ref().err().map(|e| e.to_string()));
+            report
+        })?;
         Ok((
             Chain {
                 name,
@@ -357,7 +389,9 @@ impl Running {
     pub fn wait(self) -> Result<RunReport, Error> {
         let mut reports = Vec::new();
         for c in self.chains {
-            let join_err = |stage: &str| Error::Thread(format!("stream {}: the {stage} stage panicked", c.name));
+            let join_err = |stage: &str| {
+                Error::Thread(format!("stream {}: the {stage} stage panicked", c.name))
+            };
             let src = c.source.join().map_err(|_| join_err("source"))?;
             let mut error = src.result.as_ref().err().map(|e| e.to_string());
             for (stage, h) in [("video encoder", c.video), ("audio encoder", c.audio)] {
@@ -397,4 +431,3 @@ impl Running {
         })
     }
 }
-

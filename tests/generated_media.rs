@@ -23,7 +23,14 @@ fn beeps_and_ball() -> PathBuf {
         format!("audiotestsrc wave={wave} freq=1000 volume=0.5 samplesperbuffer=4800 num-buffers={n} ! audio/x-raw,format=S16LE,rate=48000,channels=1 ! beeps. ")
     };
     // silence 1.0 s, beep 0.3 s, silence 1.2 s, beep 0.5 s, silence 2.0 s = 5.0 s
-    let beeps = [a("silence", 10), a("sine", 3), a("silence", 12), a("sine", 5), a("silence", 20)].concat();
+    let beeps = [
+        a("silence", 10),
+        a("sine", 3),
+        a("silence", 12),
+        a("sine", 5),
+        a("silence", 20),
+    ]
+    .concat();
     let v = |pattern: &str, n: u32| {
         format!("videotestsrc pattern={pattern} num-buffers={n} ! video/x-raw,format=I420,width=320,height=240,framerate=30/1 ! frames. ")
     };
@@ -45,12 +52,25 @@ fn beeps_and_ball() -> PathBuf {
 fn sound_and_motion_events_match_the_generated_truth() {
     let clip = beeps_and_ball();
     let out = run_input(&clip);
-    assert!(out.report.first_error().is_none(), "{:?}", out.report.first_error());
+    assert!(
+        out.report.first_error().is_none(),
+        "{:?}",
+        out.report.first_error()
+    );
     let sounds = out.of_kind("sound");
     assert_eq!(sounds.len(), BEEPS.len(), "one event per beep: {sounds:#?}");
     for (e, (t, len)) in sounds.iter().zip(BEEPS) {
-        assert!((e.start - t).abs() <= 0.05, "beep at {t}: event starts at {}", e.start);
-        assert!((e.end - (t + len)).abs() <= 0.1, "beep ends at {}: event ends at {}", t + len, e.end);
+        assert!(
+            (e.start - t).abs() <= 0.05,
+            "beep at {t}: event starts at {}",
+            e.start
+        );
+        assert!(
+            (e.end - (t + len)).abs() <= 0.1,
+            "beep ends at {}: event ends at {}",
+            t + len,
+            e.end
+        );
     }
     let motion = out.of_kind("motion");
     assert!(!motion.is_empty(), "the ball must produce motion");
@@ -60,7 +80,10 @@ fn sound_and_motion_events_match_the_generated_truth() {
         "ball appears at {BALL_AT} s: motion starts at {} (±1 frame)",
         first.start
     );
-    assert!(motion.iter().all(|e| e.start >= BALL_AT - 1.0 / FPS), "no motion while the picture is still");
+    assert!(
+        motion.iter().all(|e| e.start >= BALL_AT - 1.0 / FPS),
+        "no motion while the picture is still"
+    );
     assert_eq!(out.report.streams[0].frames, 150);
 }
 
@@ -71,15 +94,27 @@ fn windows_hold_only_their_own_time_span_and_cover_the_clip() {
     for w in &out.windows {
         assert!(w.end.0 - w.start.0 == 1_000_000_000, "1.0 s windows");
         for v in &w.vision {
-            assert!(v.pts >= w.start && v.pts < w.end, "frame {} outside [{}, {})", v.pts, w.start, w.end);
+            assert!(
+                v.pts >= w.start && v.pts < w.end,
+                "frame {} outside [{}, {})",
+                v.pts,
+                w.start,
+                w.end
+            );
         }
         for a in &w.audio {
-            assert!(a.pts < w.end && a.end() > w.start, "audio run outside its window");
+            assert!(
+                a.pts < w.end && a.end() > w.start,
+                "audio run outside its window"
+            );
         }
         assert!(!w.partial, "both modalities run the whole clip");
     }
     let starts: Vec<f64> = out.windows.iter().map(|w| w.start.as_secs_f64()).collect();
-    assert!(starts.windows(2).all(|p| (p[1] - p[0] - 0.5).abs() < 1e-9), "0.5 s hop, in order");
+    assert!(
+        starts.windows(2).all(|p| (p[1] - p[0] - 0.5).abs() < 1e-9),
+        "0.5 s hop, in order"
+    );
     // Every frame is in exactly the windows that cover its PTS (two, with hop = length / 2).
     let total: usize = out.windows.iter().map(|w| w.vision.len()).sum();
     assert!((total as i64 - 2 * 150).abs() <= 30, "{total}");
@@ -95,11 +130,18 @@ fn audio_only_and_audio_ending_early_do_not_stall() {
         wav.display()
     ));
     let out = run_input(&wav);
-    assert!(out.report.first_error().is_none(), "{:?}", out.report.first_error());
+    assert!(
+        out.report.first_error().is_none(),
+        "{:?}",
+        out.report.first_error()
+    );
     let s = &out.report.streams[0];
     assert_eq!(s.frames, 0);
     assert!((s.audio_seconds - 3.0).abs() < 0.01, "{}", s.audio_seconds);
-    assert!(out.windows.iter().all(|w| w.vision.is_empty() && !w.audio.is_empty()));
+    assert!(out
+        .windows
+        .iter()
+        .all(|w| w.vision.is_empty() && !w.audio.is_empty()));
 
     // Video 4 s, audio ending after 2 s (Matroska, VP8 + Vorbis: another container and codecs).
     let mkv = dir.join("audio_ends_early.mkv");
@@ -110,22 +152,39 @@ fn audio_only_and_audio_ending_early_do_not_stall() {
         mkv.display()
     ));
     let out = run_input(&mkv);
-    assert!(out.report.first_error().is_none(), "{:?}", out.report.first_error());
+    assert!(
+        out.report.first_error().is_none(),
+        "{:?}",
+        out.report.first_error()
+    );
     let s = &out.report.streams[0];
     assert_eq!(s.frames, 120);
     assert!((s.audio_seconds - 2.0).abs() < 0.05, "{}", s.audio_seconds);
     let last = out.windows.last().expect("windows");
-    assert!(last.end.as_secs_f64() >= 4.0 && last.partial && last.audio.is_empty(), "video-only windows after the audio ends");
+    assert!(
+        last.end.as_secs_f64() >= 4.0 && last.partial && last.audio.is_empty(),
+        "video-only windows after the audio ends"
+    );
 }
 
 #[test]
 fn test_source_runs_for_its_duration() {
     let text = "[[source]]\nname = \"t\"\nkind = \"test\"\nduration = 3.0\n";
     let cfg = PipelineConfig::parse(text, std::path::Path::new("inline.toml")).expect("config");
-    assert!(matches!(cfg.sources[0], SourceConfig { kind: SourceKind::Test, .. }));
+    assert!(matches!(
+        cfg.sources[0],
+        SourceConfig {
+            kind: SourceKind::Test,
+            ..
+        }
+    ));
     let out = run(cfg);
     let s = &out.report.streams[0];
-    assert!(out.report.first_error().is_none(), "{:?}", out.report.first_error());
+    assert!(
+        out.report.first_error().is_none(),
+        "{:?}",
+        out.report.first_error()
+    );
     assert_eq!(s.frames, 90);
     assert!((s.audio_seconds - 3.0).abs() < 0.01);
     assert!(!out.of_kind("motion").is_empty(), "the ball moves");

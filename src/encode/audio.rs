@@ -160,12 +160,15 @@ impl LogMelFrontEnd {
             .process_with_scratch(&mut self.fft_in, &mut self.fft_out, &mut self.fft_scratch)
             .is_err()
         {
-            self.fft_out.iter_mut().for_each(|c| *c = Default::default());
+            self.fft_out
+                .iter_mut()
+                .for_each(|c| *c = Default::default());
         }
         for (m, c) in self.magnitude.iter_mut().zip(&self.fft_out) {
             *m = c.norm();
         }
-        self.filters.project_power_f32(&self.magnitude, &mut self.mel);
+        self.filters
+            .project_power_f32(&self.magnitude, &mut self.mel);
         let mut flux = 0f32;
         for (i, m) in self.mel.iter_mut().enumerate() {
             *m = (*m + LOG_OFFSET).ln();
@@ -206,7 +209,10 @@ mod tests {
     fn framing_is_continuous_across_chunks() {
         let sig: Vec<f32> = (0..16000).map(|i| (i as f32 * 0.05).sin() * 0.5).collect();
         let mut whole = LogMelFrontEnd::new();
-        let a = whole.push(&chunk(sig.clone(), Timestamp(0))).unwrap().unwrap();
+        let a = whole
+            .push(&chunk(sig.clone(), Timestamp(0)))
+            .unwrap()
+            .unwrap();
         let mut parts = LogMelFrontEnd::new();
         let mut frames = Vec::new();
         let mut pts = Timestamp(0);
@@ -219,7 +225,11 @@ mod tests {
         // (16000 − 400) / 160 + 1 = 98 frames either way, identical values.
         assert_eq!(a.frames(), 98);
         assert_eq!(frames.len(), a.log_mel.len());
-        let max = frames.iter().zip(&a.log_mel).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
+        let max = frames
+            .iter()
+            .zip(&a.log_mel)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0f32, f32::max);
         assert!(max < 1e-5, "{max}");
     }
 
@@ -229,10 +239,18 @@ mod tests {
         let sig: Vec<f32> = (0..4000)
             .map(|i| (2.0 * std::f32::consts::PI * 1000.0 * i as f32 / 16000.0).sin())
             .collect();
-        let f = LogMelFrontEnd::new().push(&chunk(sig, Timestamp(0))).unwrap().unwrap();
+        let f = LogMelFrontEnd::new()
+            .push(&chunk(sig, Timestamp(0)))
+            .unwrap()
+            .unwrap();
         assert!((f.level_db[3] - 0.0).abs() < 0.05, "{}", f.level_db[3]);
         let row = &f.log_mel[3 * MEL_BINS..4 * MEL_BINS];
-        let peak = row.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).unwrap().0;
+        let peak = row
+            .iter()
+            .enumerate()
+            .max_by(|a, b| a.1.total_cmp(b.1))
+            .unwrap()
+            .0;
         // HTK mel: 125 Hz = 185, 7500 Hz = 2774, 65 steps of 39.8; 1000 Hz = 1000 mel → band ≈ 19.5.
         assert!((18..=21).contains(&peak), "peak band {peak}");
         assert_eq!(f.frame_time(0), Timestamp(12_500_000));
@@ -240,9 +258,15 @@ mod tests {
 
     #[test]
     fn silence_is_floor_level_and_wrong_rate_is_an_error() {
-        let f = LogMelFrontEnd::new().push(&chunk(vec![0.0; 800], Timestamp(0))).unwrap().unwrap();
+        let f = LogMelFrontEnd::new()
+            .push(&chunk(vec![0.0; 800], Timestamp(0)))
+            .unwrap()
+            .unwrap();
         assert!(f.level_db.iter().all(|&d| d == SILENCE_DB));
-        assert!(f.log_mel.iter().all(|&m| (m - LOG_OFFSET.ln()).abs() < 1e-6));
+        assert!(f
+            .log_mel
+            .iter()
+            .all(|&m| (m - LOG_OFFSET.ln()).abs() < 1e-6));
         let mut bad = chunk(vec![0.0; 800], Timestamp(0));
         bad.sample_rate = 44_100;
         assert!(LogMelFrontEnd::new().push(&bad).is_err());

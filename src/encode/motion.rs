@@ -68,7 +68,10 @@ impl MotionEncoder {
             reason,
         };
         if frame.format != PixelFormat::Gray8 {
-            return Err(bad(format!("expected GRAY8 frames, got {:?}", frame.format)));
+            return Err(bad(format!(
+                "expected GRAY8 frames, got {:?}",
+                frame.format
+            )));
         }
         let (w, h) = (frame.width, frame.height);
         if w == 0 || h == 0 || frame.data().len() < (h as usize - 1) * frame.stride + w as usize {
@@ -87,7 +90,9 @@ impl MotionEncoder {
             self.size = (w, h);
             self.background.clear();
             for y in 0..h {
-                let row = frame.row(y).ok_or_else(|| bad(format!("row {y} missing")))?;
+                let row = frame
+                    .row(y)
+                    .ok_or_else(|| bad(format!("row {y} missing")))?;
                 self.background.extend(row.iter().map(|&p| p as f32));
             }
             self.cell_pixels = vec![0; n_cells];
@@ -116,7 +121,9 @@ impl MotionEncoder {
         // Cell boundaries along x, computed once per frame.
         let col_of: Vec<u32> = (0..w).map(|x| x * cols / w).collect();
         for y in 0..h {
-            let row = frame.row(y).ok_or_else(|| bad(format!("row {y} missing")))?;
+            let row = frame
+                .row(y)
+                .ok_or_else(|| bad(format!("row {y} missing")))?;
             let bg = &mut self.background[(y * w) as usize..((y + 1) * w) as usize];
             let cell_row = (y * rows / h) * cols;
             let mut row_abs = 0f32;
@@ -195,9 +202,21 @@ mod tests {
     use crate::clock::{Duration, Timestamp};
 
     fn frame(w: u32, h: u32, f: impl Fn(u32, u32) -> u8, i: u64) -> Frame {
-        let data: Vec<u8> = (0..h).flat_map(|y| (0..w).map(move |x| (x, y))).map(|(x, y)| f(x, y)).collect();
-        Frame::from_pixels("t", Timestamp(i * 33_333_333), Duration(33_333_333), w, h, PixelFormat::Gray8, data, i)
-            .unwrap()
+        let data: Vec<u8> = (0..h)
+            .flat_map(|y| (0..w).map(move |x| (x, y)))
+            .map(|(x, y)| f(x, y))
+            .collect();
+        Frame::from_pixels(
+            "t",
+            Timestamp(i * 33_333_333),
+            Duration(33_333_333),
+            w,
+            h,
+            PixelFormat::Gray8,
+            data,
+            i,
+        )
+        .unwrap()
     }
 
     #[test]
@@ -211,7 +230,14 @@ mod tests {
         let still = m.measure(&frame(64, 64, |_, _| 10, 1)).unwrap();
         assert_eq!(still.changed, 0.0);
         // A bright 16×16 square in the top-left cell.
-        let moved = m.measure(&frame(64, 64, |x, y| if x < 16 && y < 16 { 200 } else { 10 }, 2)).unwrap();
+        let moved = m
+            .measure(&frame(
+                64,
+                64,
+                |x, y| if x < 16 && y < 16 { 200 } else { 10 },
+                2,
+            ))
+            .unwrap();
         assert!(!moved.reset);
         assert_eq!(moved.cells[0], 1.0);
         assert!(moved.cells[1..].iter().all(|&c| c == 0.0));
@@ -232,7 +258,17 @@ mod tests {
     #[test]
     fn rgb_input_is_an_error_not_a_panic() {
         let mut m = MotionEncoder::new(MotionConfig::default());
-        let f = Frame::from_pixels("t", Timestamp(0), Duration(1), 2, 2, PixelFormat::Rgb, vec![0; 12], 0).unwrap();
+        let f = Frame::from_pixels(
+            "t",
+            Timestamp(0),
+            Duration(1),
+            2,
+            2,
+            PixelFormat::Rgb,
+            vec![0; 12],
+            0,
+        )
+        .unwrap();
         assert!(m.measure(&f).is_err());
     }
 }

@@ -83,13 +83,24 @@ impl MotionDetector {
         }
         let cols = self.cfg.grid[0];
         // Confidence: how clearly the busiest cell changed (a whole cell = 1).
-        let mut e = Event::new(EventKind::Motion, stream, open.start, open.last_active_end, open.peak_cell);
+        let mut e = Event::new(
+            EventKind::Motion,
+            stream,
+            open.start,
+            open.last_active_end,
+            open.peak_cell,
+        );
         e.labels.push(crate::event::Label {
             name: "motion".into(),
             score: e.confidence,
         });
         e.evidence.grid = Some(self.cfg.grid);
-        e.evidence.cells = Some(open.cells.iter().map(|&i| [i as u32 % cols, i as u32 / cols]).collect());
+        e.evidence.cells = Some(
+            open.cells
+                .iter()
+                .map(|&i| [i as u32 % cols, i as u32 / cols])
+                .collect(),
+        );
         e.evidence.peak_area = Some(open.peak_area);
         e.evidence.active_frames = Some(open.active_frames);
         out.push(e);
@@ -141,7 +152,15 @@ impl SoundDetector {
         }
     }
 
-    fn step(&mut self, stream: &str, t: f64, hop: f64, level: f32, onset: f32, out: &mut Vec<Event>) {
+    fn step(
+        &mut self,
+        stream: &str,
+        t: f64,
+        hop: f64,
+        level: f32,
+        onset: f32,
+        out: &mut Vec<Event>,
+    ) {
         let cfg = &self.cfg;
         let first_t = *self.first_t.get_or_insert(t);
         let floor = *self.floor.get_or_insert(level.max(cfg.floor_min_db));
@@ -154,7 +173,11 @@ impl SoundDetector {
         let above = level - floor;
         // Floor tracking: fast down, slow up; nearly frozen while a sound is on so that a
         // long sound does not raise its own floor.
-        let rise_tc = if self.open.is_some() { cfg.floor_rise * 12.0 } else { cfg.floor_rise };
+        let rise_tc = if self.open.is_some() {
+            cfg.floor_rise * 12.0
+        } else {
+            cfg.floor_rise
+        };
         let new_floor = if level < floor {
             floor + (level - floor) * 0.3
         } else {
@@ -287,7 +310,10 @@ mod tests {
         };
         // Active 10–19, gap of 3 frames (< hangover), active 23–25, then quiet.
         for i in 0..40 {
-            d.push(&frame(i, (10..20).contains(&i) || (23..26).contains(&i)), &mut out);
+            d.push(
+                &frame(i, (10..20).contains(&i) || (23..26).contains(&i)),
+                &mut out,
+            );
         }
         d.finish("s", &mut out);
         assert_eq!(out.len(), 1, "{out:?}");

@@ -28,8 +28,12 @@ impl EventStage {
     pub fn new(stream: &str, cfg: &PipelineConfig) -> Self {
         Self {
             stream: stream.to_string(),
-            motion: cfg.motion.enabled.then(|| MotionDetector::new(cfg.motion.clone())),
-            sound: (cfg.audio.enabled && cfg.sound.enabled).then(|| SoundDetector::new(cfg.sound.clone())),
+            motion: cfg
+                .motion
+                .enabled
+                .then(|| MotionDetector::new(cfg.motion.clone())),
+            sound: (cfg.audio.enabled && cfg.sound.enabled)
+                .then(|| SoundDetector::new(cfg.sound.clone())),
             vision_read: None,
             audio_read: f64::NEG_INFINITY,
         }

@@ -227,8 +227,14 @@ impl GstSource {
                 let decode = gst::ElementFactory::make("uridecodebin")
                     .property("uri", &uri)
                     .build()
-                    .map_err(|e| build_err(format!("uridecodebin: {e} (install gstreamer1.0-plugins-base)")))?;
-                pipeline.add(&decode).map_err(|e| build_err(e.to_string()))?;
+                    .map_err(|e| {
+                        build_err(format!(
+                            "uridecodebin: {e} (install gstreamer1.0-plugins-base)"
+                        ))
+                    })?;
+                pipeline
+                    .add(&decode)
+                    .map_err(|e| build_err(e.to_string()))?;
                 self.connect_decoder(&decode, &pipeline, video_slot, audio_slot, &linked);
             }
             SourceKind::Test => {
@@ -242,12 +248,12 @@ impl GstSource {
             .ok_or_else(|| build_err("the pipeline has no bus".into()))?;
         if let Err(e) = pipeline.set_state(gst::State::Playing) {
             // The bus usually holds the real reason (e.g. a missing file or plugin).
-            let reason = bus
-                .pop_filtered(&[gst::MessageType::Error])
-                .and_then(|m| match m.view() {
-                    gst::MessageView::Error(err) => Some(self.stream_error(&err)),
-                    _ => None,
-                });
+            let reason =
+                bus.pop_filtered(&[gst::MessageType::Error])
+                    .and_then(|m| match m.view() {
+                        gst::MessageView::Error(err) => Some(self.stream_error(&err)),
+                        _ => None,
+                    });
             let _ = pipeline.set_state(gst::State::Null);
             return Err(reason.unwrap_or_else(|| build_err(format!("cannot start: {e}"))));
         }
@@ -322,7 +328,9 @@ impl GstSource {
 
     fn update_duration(&self, pipeline: &gst::Pipeline) {
         if let Some(d) = pipeline.query_duration::<gst::ClockTime>() {
-            self.shared.duration_ns.store(d.nseconds(), Ordering::Relaxed);
+            self.shared
+                .duration_ns
+                .store(d.nseconds(), Ordering::Relaxed);
         }
     }
 
@@ -358,13 +366,17 @@ impl GstSource {
         let shared = Arc::clone(&self.shared);
         let linked_pad = Arc::clone(linked);
         decode.connect_pad_added(move |_, pad| {
-            let Some(pipeline) = weak.upgrade() else { return };
+            let Some(pipeline) = weak.upgrade() else {
+                return;
+            };
             let caps = pad.current_caps().unwrap_or_else(|| pad.query_caps(None));
             let name = caps
                 .structure(0)
                 .map(|s| s.name().to_string())
                 .unwrap_or_default();
-            let Ok(mut linked) = linked_pad.lock() else { return };
+            let Ok(mut linked) = linked_pad.lock() else {
+                return;
+            };
             let modality = if name.starts_with("video/") {
                 Some(Modality::Video)
             } else if name.starts_with("audio/") {
@@ -386,7 +398,12 @@ impl GstSource {
                         Arc::clone(&vs),
                         Arc::clone(&shared),
                     ),
-                    _ => audio_gst::add_branch(&pipeline, Arc::clone(&stream), Arc::clone(&as_), Arc::clone(&shared)),
+                    _ => audio_gst::add_branch(
+                        &pipeline,
+                        Arc::clone(&stream),
+                        Arc::clone(&as_),
+                        Arc::clone(&shared),
+                    ),
                 };
                 match r {
                     Ok(h) => {
@@ -413,7 +430,9 @@ impl GstSource {
         let linked_nmp = Arc::clone(linked);
         let shared = Arc::clone(&self.shared);
         decode.connect_no_more_pads(move |_| {
-            let Ok(linked) = linked_nmp.lock() else { return };
+            let Ok(linked) = linked_nmp.lock() else {
+                return;
+            };
             if !linked.contains(&Modality::Video) {
                 if let Ok(mut g) = vs.lock() {
                     g.take();
@@ -486,7 +505,9 @@ impl GstSource {
             let caps = gst::ElementFactory::make("capsfilter")
                 .property(
                     "caps",
-                    gst::Caps::builder("audio/x-raw").field("rate", 48_000i32).build(),
+                    gst::Caps::builder("audio/x-raw")
+                        .field("rate", 48_000i32)
+                        .build(),
                 )
                 .build()?;
             pipeline.add_many([&src, &caps])?;

@@ -175,7 +175,10 @@ pub struct AudioChunk {
 impl AudioChunk {
     /// The chunk's length in time.
     pub fn duration(&self) -> Duration {
-        Duration::of_samples(self.samples.len() as u64 / u64::from(self.channels.max(1)), self.sample_rate)
+        Duration::of_samples(
+            self.samples.len() as u64 / u64::from(self.channels.max(1)),
+            self.sample_rate,
+        )
     }
 }
 
@@ -201,7 +204,9 @@ pub enum SourceError {
         reason: String,
     },
     /// An element reported an error while running (bad data, unsupported codec, …).
-    #[error("source {stream} ({input}): GStreamer element `{element}` failed: {message} ({debug})")]
+    #[error(
+        "source {stream} ({input}): GStreamer element `{element}` failed: {message} ({debug})"
+    )]
     Stream {
         /// Stream name.
         stream: String,

@@ -69,7 +69,9 @@ pub(crate) fn add_branch(
                 };
                 index += 1;
                 last = Some((frame.pts, frame.duration));
-                shared.times.note(StreamTimes::VIDEO, frame.pts + frame.duration);
+                shared
+                    .times
+                    .note(StreamTimes::VIDEO, frame.pts + frame.duration);
                 shared.count_frame();
                 // The lock guards only the Option; it is uncontended (this streaming thread
                 // and the EOS callback below run one after the other).
@@ -112,7 +114,10 @@ fn to_frame(
     } else {
         Duration(0)
     };
-    let duration = buffer.duration().map(|d| Duration(d.nseconds())).unwrap_or(nominal);
+    let duration = buffer
+        .duration()
+        .map(|d| Duration(d.nseconds()))
+        .unwrap_or(nominal);
     let pts = match buffer.pts() {
         Some(pts) => {
             // Report times on the stream's own timeline (files: from the start of the file).

@@ -19,15 +19,23 @@ pub fn shared_media(rel: &str) -> Option<PathBuf> {
         return Some(p);
     }
     if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!("{} is missing: under CI=true the shared test media must be beside the checkout", p.display());
+        panic!(
+            "{} is missing: under CI=true the shared test media must be beside the checkout",
+            p.display()
+        );
     }
-    eprintln!("SKIP: {} not found (../shared is absent); this test needs the shared test media", p.display());
+    eprintln!(
+        "SKIP: {} not found (../shared is absent); this test needs the shared test media",
+        p.display()
+    );
     None
 }
 
 /// A scratch directory under target/ (kept small; tests clean up what they make).
 pub fn scratch(name: &str) -> PathBuf {
-    let d = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-media").join(name);
+    let d = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("target/test-media")
+        .join(name);
     std::fs::create_dir_all(&d).expect("create scratch dir");
     d
 }
@@ -43,7 +51,11 @@ pub fn gst_launch(desc: &str) {
             gst::MessageView::Eos(_) => break,
             gst::MessageView::Error(e) => {
                 let _ = pipeline.set_state(gst::State::Null);
-                panic!("fixture pipeline failed: {} ({:?})\n{desc}", e.error(), e.debug());
+                panic!(
+                    "fixture pipeline failed: {} ({:?})\n{desc}",
+                    e.error(),
+                    e.debug()
+                );
             }
             _ => {}
         }
@@ -62,7 +74,13 @@ impl Outcome {
     pub fn of_kind(&self, kind: &str) -> Vec<&Event> {
         self.events
             .iter()
-            .filter(|e| serde_json::to_value(e.kind).ok().and_then(|v| v.as_str().map(String::from)).as_deref() == Some(kind))
+            .filter(|e| {
+                serde_json::to_value(e.kind)
+                    .ok()
+                    .and_then(|v| v.as_str().map(String::from))
+                    .as_deref()
+                    == Some(kind)
+            })
             .collect()
     }
 }
@@ -72,15 +90,27 @@ pub fn run(cfg: PipelineConfig) -> Outcome {
     let events = Arc::new(Mutex::new(Vec::new()));
     let windows = Arc::new(Mutex::new(Vec::new()));
     let ev = Arc::clone(&events);
-    let sink: Box<dyn EventSink> = Box::new(CallbackSink(move |e: &Event| ev.lock().unwrap().push(e.clone())));
+    let sink: Box<dyn EventSink> = Box::new(CallbackSink(move |e: &Event| {
+        ev.lock().unwrap().push(e.clone())
+    }));
     let w = Arc::clone(&windows);
     let pipeline = Pipeline::new(cfg)
         .expect("pipeline")
-        .with_window_tap(Arc::new(move |win: &Window| w.lock().unwrap().push(win.clone())));
-    let report = pipeline.start(vec![sink]).expect("start").wait().expect("wait");
+        .with_window_tap(Arc::new(move |win: &Window| {
+            w.lock().unwrap().push(win.clone())
+        }));
+    let report = pipeline
+        .start(vec![sink])
+        .expect("start")
+        .wait()
+        .expect("wait");
     let events = std::mem::take(&mut *events.lock().unwrap());
     let windows = std::mem::take(&mut *windows.lock().unwrap());
-    Outcome { events, windows, report }
+    Outcome {
+        events,
+        windows,
+        report,
+    }
 }
 
 /// Runs one input with the default settings.
@@ -91,19 +121,66 @@ pub fn run_input(path: &Path) -> Outcome {
 /// ffprobe's frame count of the first video stream (decoding every frame).
 pub fn ffprobe_frames(path: &Path) -> u64 {
     let out = std::process::Command::new("ffprobe")
-        .args(["-v", "error", "-count_frames", "-select_streams", "v:0", "-show_entries", "stream=nb_read_frames", "-of", "csv=p=0"])
+        .args([
+            "-v",
+            "error",
+            "-count_frames",
+            "-select_streams",
+            "v:0",
+            "-show_entries",
+            "stream=nb_read_frames",
+            "-of",
+            "csv=p=0",
+        ])
         .arg(path)
         .output()
         .expect("ffprobe (Debian package ffmpeg) is needed for this test");
-    String::from_utf8_lossy(&out.stdout).trim().parse().expect("ffprobe frame count")
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .expect("ffprobe frame count")
 }
 
 /// ffprobe's duration of the first audio stream, seconds.
 pub fn ffprobe_audio_seconds(path: &Path) -> f64 {
     let out = std::process::Command::new("ffprobe")
-        .args(["-v", "error", "-select_streams", "a:0", "-show_entries", "stream=duration", "-of", "csv=p=0"])
+        .args([
+            "-v",
+            "error",
+            "-select_streams",
+            "a:0",
+            "-show_entries",
+            "stream=duration",
+            "-of",
+            "csv=p=0",
+        ])
         .arg(path)
         .output()
         .expect("ffprobe (Debian package ffmpeg) is needed for this test");
-    String::from_utf8_lossy(&out.stdout).trim().parse().expect("ffprobe audio duration")
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .expect("ffprobe audio duration")
+}
+
+/// ffprobe's sample rate of the first audio stream, Hz.
+pub fn ffprobe_audio_rate(path: &Path) -> f64 {
+    let out = std::process::Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-select_streams",
+            "a:0",
+            "-show_entries",
+            "stream=sample_rate",
+            "-of",
+            "csv=p=0",
+        ])
+        .arg(path)
+        .output()
+        .expect("ffprobe (Debian package ffmpeg) is needed for this test");
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .expect("ffprobe sample rate")
 }
