@@ -184,3 +184,20 @@ pub fn ffprobe_audio_rate(path: &Path) -> f64 {
         .parse()
         .expect("ffprobe sample rate")
 }
+
+/// A fetched model file, `<models dir>/<rel>` (models dir: $AVSENSE_MODELS or models/cache).
+/// Absent: skip with a message — except under CI=true, where `.ci/run` has fetched them.
+pub fn model_file(rel: &str) -> Option<PathBuf> {
+    let dir = std::env::var_os("AVSENSE_MODELS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("models/cache"));
+    let p = dir.join(rel);
+    if p.exists() {
+        return Some(p);
+    }
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("{} is missing: under CI=true `avsense models fetch` must have run", p.display());
+    }
+    eprintln!("SKIP: {} not found; run `avsense models fetch` first", p.display());
+    None
+}
