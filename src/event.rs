@@ -93,13 +93,16 @@ pub struct Event {
 
 impl Event {
     /// A new event with the common fields set and the rest empty.
+    /// Times are rounded to the microsecond (finer is noise, and `12.377500000000001` is
+    /// not what a person wants to read).
     pub fn new(kind: EventKind, stream: &str, start: f64, end: f64, confidence: f32) -> Self {
+        let us = |t: f64| (t * 1e6).round() / 1e6;
         Self {
             schema: SCHEMA.to_string(),
             kind,
             stream: stream.to_string(),
-            start,
-            end,
+            start: us(start),
+            end: us(end),
             confidence: confidence.clamp(0.0, 1.0),
             labels: Vec::new(),
             objects: Vec::new(),
