@@ -189,3 +189,28 @@ fn test_source_runs_for_its_duration() {
     assert!((s.audio_seconds - 3.0).abs() < 0.01);
     assert!(!out.of_kind("motion").is_empty(), "the ball moves");
 }
+
+/// Containers and codecs beyond H.264/AAC-in-MP4: each decodes with the right frame count
+/// and audio length.
+#[test]
+fn containers_and_codecs_decode_completely() {
+    let dir = scratch("generated");
+    // 2 s of video at 30 fps (60 frames) and 2 s of audio.
+    let video = "videotestsrc pattern=ball num-buffers=60 ! video/x-raw,format=I420,width=160,height=120,framerate=30/1";
+    let audio = "audiotestsrc wave=sine num-buffers=20 samplesperbuffer=4800 ! audio/x-raw,rate=48000,channels=2 ! audioconvert";
+    let cases = [
+        ("webm_vp9_opus.webm", format!("{video} ! vp9enc deadline=1 ! queue ! webmmux name=m ! filesink location=@ {audio} ! audioresample ! opusenc ! queue ! m."), true),
+        ("mkv_h265_mp3.mkv", format!("{video} ! x265enc speed-preset=ultrafast ! h265parse ! queue ! matroskamux name=m ! filesink location=@ {audio} ! lamemp3enc ! mpegaudioparse ! queue ! m."), true),
+        ("audio_only.mp3", format!("{audio} ! lamemp3enc ! id3v2mux ! filesink location=@"), false),
+    ];
+    for (name, desc, has_video) in cases {
+        let path = dir.join(name);
+        gst_launch(&desc.replace('@', &path.display().to_string()));
+        let out = run_input(&path);
+        assert!(out.report.first_error().is_none(), "{name}: {:?}", out.report.first_error());
+        let s = &out.report.streams[0];
+        assert_eq!(s.frames, if has_video { 60 } else { 0 }, "{name}: frames");
+        // Opus and MP3 pad their first/last frames (encoder delay): allow one codec frame.
+        assert!((s.audio_seconds - 2.0).abs() < 0.06, "{name}: audio {} s", s.audio_seconds);
+    }
+}
