@@ -251,7 +251,7 @@ impl GstSource {
             let reason =
                 bus.pop_filtered(&[gst::MessageType::Error])
                     .and_then(|m| match m.view() {
-                        gst::MessageView::Error(err) => Some(self.stream_error(&err)),
+                        gst::MessageView::Error(err) => Some(self.stream_error(err)),
                         _ => None,
                     });
             let _ = pipeline.set_state(gst::State::Null);
@@ -283,7 +283,7 @@ impl GstSource {
             match msg.view() {
                 gst::MessageView::Eos(_) => break,
                 gst::MessageView::Error(err) => {
-                    result = Err(self.stream_error(&err));
+                    result = Err(self.stream_error(err));
                     break;
                 }
                 gst::MessageView::Warning(w) => {
