@@ -7,6 +7,7 @@
 
 pub mod audio;
 pub mod motion;
+pub mod tracker;
 
 use crate::align::Feature;
 use crate::channel::{EdgeReceiver, EdgeSender};
