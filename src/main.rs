@@ -205,6 +205,20 @@ fn run(cfg: PipelineConfig, quiet: bool) -> Result<RunReport> {
     let pipeline = Pipeline::new(cfg)?;
     let sinks = pipeline.configured_sinks()?;
     let running = pipeline.start(sinks)?;
+    // Ctrl-C / SIGTERM: stop the sources (end of stream), let every stage flush, close open
+    // events with their true end, print the summary, exit 0. A second signal aborts.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+    {
+        let stop = std::sync::Arc::clone(&stop);
+        ctrlc::set_handler(move || {
+            if stop.fetch_add(1, std::sync::atomic::Ordering::SeqCst) >= 1 {
+                eprintln!("avsense: second interrupt, aborting");
+                std::process::exit(130);
+            }
+        })
+        .context("installing the Ctrl-C handler")?;
+    }
+    let mut stopping = false;
     let bar = if quiet || running.streams().iter().all(|s| s.live) {
         ProgressBar::hidden()
     } else {
@@ -219,7 +233,12 @@ fn run(cfg: PipelineConfig, quiet: bool) -> Result<RunReport> {
     };
     let t0 = std::time::Instant::now();
     while !running.is_finished() {
-        std::thread::sleep(Duration::from_millis(200));
+        std::thread::sleep(Duration::from_millis(100));
+        if !stopping && stop.load(std::sync::atomic::Ordering::SeqCst) > 0 {
+            stopping = true;
+            bar.println("avsense: stopping (end of stream sent to every source)…");
+            running.stop();
+        }
         let streams = running.streams();
         let pos = streams
             .iter()
