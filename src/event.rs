@@ -17,6 +17,10 @@ pub enum EventKind {
     Motion,
     /// A sound rose above the running noise floor.
     Sound,
+    /// Someone speaks (voice activity).
+    Speech,
+    /// A tracked object appeared or left.
+    Object,
     /// A source failed; the other sources keep running.
     SourceError,
 }
