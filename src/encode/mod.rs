@@ -6,6 +6,7 @@
 //! runs the shared log-mel front end once and hands its output to every audio encoder.
 
 pub mod audio;
+pub mod coco;
 pub mod motion;
 pub mod tracker;
 
