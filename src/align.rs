@@ -301,6 +301,8 @@ mod tests {
             duration: Duration(100 * MS),
             index: ms / 100,
             motion: None,
+            objects: Vec::new(),
+            track_events: Vec::new(),
         }))
     }
 
@@ -313,6 +315,8 @@ mod tests {
             log_mel: vec![0.0; frames * 64],
             level_db: vec![0.0; frames],
             onset: vec![0.0; frames],
+            speech: Vec::new(),
+            tags: Vec::new(),
         }))
     }
 

@@ -71,6 +71,9 @@ pub struct PipelineConfig {
     /// The `sound` event detector.
     #[serde(default)]
     pub sound: SoundConfig,
+    /// `speech` events from the VAD.
+    #[serde(default)]
+    pub speech: crate::fusion::SpeechConfig,
     /// Where events go (`[[sink]]`); stdout when none is given.
     #[serde(default, rename = "sink")]
     pub sinks: Vec<SinkConfig>,
@@ -364,6 +367,7 @@ impl PipelineConfig {
             motion: MotionConfig::default(),
             audio: AudioConfig::default(),
             sound: SoundConfig::default(),
+            speech: crate::fusion::SpeechConfig::default(),
             sinks,
         };
         cfg.validate(Path::new("<command line>"))?;

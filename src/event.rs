@@ -62,6 +62,15 @@ pub struct Evidence {
     /// Frames (motion) or 10 ms audio frames (sound) above threshold.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub active_frames: Option<u32>,
+    /// `appeared` or `left` (`object`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<String>,
+    /// Box `[x0, y0, x1, y1]` in source-frame pixels (`object`: the last box).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bbox: Option<[f32; 4]>,
+    /// Tagger patches the labels were averaged over (`sound`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub patches: Option<u32>,
     /// The error message (`source_error`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,

@@ -132,6 +132,8 @@ impl LogMelFrontEnd {
             log_mel: Vec::with_capacity(n_frames * MEL_BINS),
             level_db: Vec::with_capacity(n_frames),
             onset: Vec::with_capacity(n_frames),
+            speech: Vec::new(),
+            tags: Vec::new(),
         };
         for k in 0..n_frames {
             let off = k * HOP;

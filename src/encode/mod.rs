@@ -49,6 +49,10 @@ pub struct VisionFeatures {
     pub index: u64,
     /// Motion grid (when the motion encoder runs).
     pub motion: Option<MotionFeatures>,
+    /// Confirmed object tracks seen in this frame (when a detector runs).
+    pub objects: Vec<tracker::TrackedObject>,
+    /// Tracks that appeared or ended at this frame.
+    pub track_events: Vec<tracker::TrackEvent>,
 }
 
 impl VisionFeatures {
@@ -60,6 +64,8 @@ impl VisionFeatures {
             duration: frame.duration,
             index: frame.index,
             motion: None,
+            objects: Vec::new(),
+            track_events: Vec::new(),
         }
     }
     /// The end of the frame's display interval.
@@ -85,6 +91,36 @@ pub struct AudioFeatures {
     pub level_db: Vec<f32>,
     /// Onset strength per frame: mean positive log-mel flux.
     pub onset: Vec<f32>,
+    /// Speech probabilities of the VAD chunks completed with this run (when a VAD runs).
+    pub speech: Vec<SpeechProb>,
+    /// Tagger patches completed with this run (when a tagger runs).
+    pub tags: Vec<TagPatch>,
+}
+
+/// Speech probability of one VAD chunk.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SpeechProb {
+    /// Start of the chunk.
+    pub start: Timestamp,
+    /// Its length.
+    pub duration: Duration,
+    /// Probability of speech.
+    pub prob: f32,
+}
+
+/// Audio tags of one patch (YAMNet: 0.96 s every 0.48 s).
+#[derive(Debug, Clone)]
+pub struct TagPatch {
+    /// Start of the patch.
+    pub start: Timestamp,
+    /// End of the patch.
+    pub end: Timestamp,
+    /// Scores of every class (index = class id).
+    pub scores: Arc<Vec<f32>>,
+    /// Class names (index = class id).
+    pub names: Arc<Vec<String>>,
+    /// The patch embedding (YAMNet: 1024-d).
+    pub embedding: Arc<Vec<f32>>,
 }
 
 impl AudioFeatures {
@@ -110,6 +146,11 @@ pub trait VideoEncoder: Send {
     fn input_spec(&self) -> VideoSpec;
     /// Encodes `frames` into `out` (same length, same order).
     fn encode(&mut self, frames: &[Frame], out: &mut [VisionFeatures]) -> Result<(), EncodeError>;
+    /// End of stream: adds what is still open (e.g. tracks that end now) to the features of
+    /// the last frame.
+    fn finish(&mut self, _last: &mut VisionFeatures) -> Result<(), EncodeError> {
+        Ok(())
+    }
 }
 
 /// An audio encoder: reads the raw chunk and the front end's features of it, and adds
@@ -133,6 +174,9 @@ pub fn run_video_stage(
 ) -> Result<(), EncodeError> {
     let mut batch = Vec::with_capacity(MAX_VIDEO_BATCH);
     let mut out = Vec::with_capacity(MAX_VIDEO_BATCH);
+    // The newest frame's features wait for the next batch, so that at the end of the
+    // stream the encoders can still add to them (tracks that end with the stream).
+    let mut held: Option<VisionFeatures> = None;
     while let Some(first) = rx.recv() {
         batch.clear();
         batch.push(first);
@@ -142,11 +186,19 @@ pub fn run_video_stage(
         for enc in encoders.iter_mut() {
             enc.encode(&batch, &mut out)?;
         }
-        for f in out.drain(..) {
+        let newest = out.pop();
+        for f in held.take().into_iter().chain(out.drain(..)) {
             if tx.send(Feature::Vision(Arc::new(f))).is_err() {
                 return Ok(()); // downstream stopped: nothing left to do
             }
         }
+        held = newest;
+    }
+    if let Some(mut last) = held {
+        for enc in encoders.iter_mut() {
+            enc.finish(&mut last)?;
+        }
+        let _ = tx.send(Feature::Vision(Arc::new(last)));
     }
     let _ = tx.send(Feature::End(Modality::Video));
     Ok(())

@@ -253,6 +253,8 @@ mod tests {
             log_mel: vec![0.0; levels.len() * 64],
             level_db: levels.to_vec(),
             onset: vec![0.0; levels.len()],
+            speech: Vec::new(),
+            tags: Vec::new(),
         }
     }
 
@@ -307,6 +309,8 @@ mod tests {
                 energy: 0.0,
                 reset: false,
             }),
+            objects: Vec::new(),
+            track_events: Vec::new(),
         };
         // Active 10–19, gap of 3 frames (< hangover), active 23–25, then quiet.
         for i in 0..40 {

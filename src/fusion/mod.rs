@@ -11,14 +11,73 @@ use crate::align::Window;
 use crate::channel::{EdgeReceiver, EdgeSender};
 use crate::clock::Timestamp;
 use crate::config::PipelineConfig;
-use crate::event::{Event, EventKind};
-pub use events::{MotionDetector, SoundDetector};
+use crate::encode::tracker::{TrackEvent, TrackSummary};
+use crate::encode::TagPatch;
+use crate::event::{Event, EventKind, Label};
+use std::collections::VecDeque;
+pub use events::{MotionDetector, SoundDetector, SpeechConfig, SpeechDetector};
+
+/// Seconds of tagger patches kept to label sounds that end later.
+const TAG_HISTORY_S: f64 = 30.0;
+/// Labels attached to a `sound` event.
+const SOUND_LABELS: usize = 3;
+/// Lowest mean score for a class to label a sound.
+const SOUND_LABEL_MIN: f32 = 0.05;
+
+/// Labels `e` with the classes of the patches overlapping its span: the mean score of each
+/// class over those patches (temporal smoothing), highest first.
+pub fn label_sound(e: &mut Event, patches: &VecDeque<TagPatch>) {
+    let over: Vec<&TagPatch> = patches
+        .iter()
+        .filter(|p| p.start.as_secs_f64() < e.end && p.end.as_secs_f64() > e.start)
+        .collect();
+    let Some(first) = over.first() else { return };
+    let n = first.scores.len();
+    let mut mean = vec![0f32; n];
+    for p in &over {
+        for (m, s) in mean.iter_mut().zip(p.scores.iter()) {
+            *m += s / over.len() as f32;
+        }
+    }
+    let mut idx: Vec<usize> = (0..n).collect();
+    idx.sort_by(|a, b| mean[*b].total_cmp(&mean[*a]));
+    e.labels = idx
+        .into_iter()
+        .take(SOUND_LABELS)
+        .filter(|&i| mean[i] >= SOUND_LABEL_MIN)
+        .map(|i| Label {
+            name: first.names.get(i).cloned().unwrap_or_else(|| format!("class_{i}")),
+            score: mean[i],
+        })
+        .collect();
+    e.evidence.patches = Some(over.len() as u32);
+}
+
+/// An `object` event for a track change.
+pub fn object_event(stream: &str, ev: &TrackEvent) -> Event {
+    let (s, phase, end): (&TrackSummary, &str, f64) = match ev {
+        TrackEvent::Appeared(s) => (s, "appeared", s.last_seen),
+        TrackEvent::Left(s) => (s, "left", s.last_seen),
+    };
+    let mut e = Event::new(EventKind::Object, stream, s.first_seen, end, s.max_score);
+    e.labels.push(Label {
+        name: crate::encode::coco::name(s.class_id),
+        score: s.max_score,
+    });
+    e.objects.push(s.track_id);
+    e.evidence.phase = Some(phase.into());
+    e.evidence.bbox = Some(s.last_bbox);
+    e.evidence.active_frames = Some(s.hits);
+    e
+}
 
 /// The per-stream event stage.
 pub struct EventStage {
     stream: String,
     motion: Option<MotionDetector>,
     sound: Option<SoundDetector>,
+    speech: SpeechDetector,
+    tags: VecDeque<TagPatch>,
     vision_read: Option<Timestamp>,
     audio_read: f64,
 }
@@ -34,6 +93,8 @@ impl EventStage {
                 .then(|| MotionDetector::new(cfg.motion.clone())),
             sound: (cfg.audio.enabled && cfg.sound.enabled)
                 .then(|| SoundDetector::new(cfg.sound.clone())),
+            speech: SpeechDetector::new(cfg.speech),
+            tags: VecDeque::new(),
             vision_read: None,
             audio_read: f64::NEG_INFINITY,
         }
@@ -41,28 +102,55 @@ impl EventStage {
 
     /// Decodes the features of `w` not seen in earlier windows.
     pub fn process(&mut self, w: &Window, out: &mut Vec<Event>) {
-        if let Some(m) = &mut self.motion {
-            for v in &w.vision {
-                if self.vision_read.is_some_and(|r| v.pts <= r) {
-                    continue;
-                }
-                self.vision_read = Some(v.pts);
+        for v in &w.vision {
+            if self.vision_read.is_some_and(|r| v.pts <= r) {
+                continue;
+            }
+            self.vision_read = Some(v.pts);
+            if let Some(m) = &mut self.motion {
                 m.push(v, out);
             }
+            for te in &v.track_events {
+                out.push(object_event(&self.stream, te));
+            }
         }
-        if let Some(s) = &mut self.sound {
-            for a in &w.audio {
-                if a.frames() == 0 {
-                    continue;
-                }
-                let last = a.frame_time(a.frames() - 1).as_secs_f64();
-                if last <= self.audio_read {
-                    continue;
-                }
+        for a in &w.audio {
+            if a.frames() == 0 {
+                continue;
+            }
+            let last = a.frame_time(a.frames() - 1).as_secs_f64();
+            if last <= self.audio_read {
+                continue;
+            }
+            // Tags and speech arrive with the run that completes them: each run once.
+            self.tags.extend(a.tags.iter().cloned());
+            while self
+                .tags
+                .front()
+                .is_some_and(|p| last - p.end.as_secs_f64() > TAG_HISTORY_S)
+            {
+                self.tags.pop_front();
+            }
+            for sp in &a.speech {
+                self.speech.push(
+                    &self.stream,
+                    sp.start.as_secs_f64(),
+                    sp.duration.as_secs_f64(),
+                    sp.prob,
+                    out,
+                );
+            }
+            if let Some(s) = &mut self.sound {
+                let from = out.len();
                 // Strictly after what was read: `from` is inclusive, so nudge by 1 ns.
                 s.push(a, self.audio_read + 1e-9, out);
-                self.audio_read = last;
+                for e in &mut out[from..] {
+                    if e.kind == EventKind::Sound {
+                        label_sound(e, &self.tags);
+                    }
+                }
             }
+            self.audio_read = last;
         }
     }
 
@@ -78,8 +166,13 @@ impl EventStage {
             m.finish(&self.stream, out);
         }
         if let Some(s) = &mut self.sound {
+            let from = out.len();
             s.finish(&self.stream, out);
+            for e in &mut out[from..] {
+                label_sound(e, &self.tags);
+            }
         }
+        self.speech.finish(&self.stream, out);
     }
 }
 
