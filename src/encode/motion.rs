@@ -2,7 +2,8 @@
 //! a grid.
 //!
 //! GStreamer delivers small grayscale frames (`motion.width`, default 320 px wide), so this
-//! costs a few hundred thousand byte operations per frame. A pixel is *changed* when it
+//! costs a few hundred thousand byte operations per frame. When a detector runs, the frames
+//! are the detector's RGB input instead and motion reads their luma. A pixel is *changed* when it
 //! differs from the background by more than `pixel_threshold`; a cell's value is the
 //! fraction of its pixels that changed. The background follows the scene with rate
 //! `background_alpha`; when most of the frame changes at once (a cut, lights switched) the
@@ -38,6 +39,23 @@ impl MotionFeatures {
     }
 }
 
+/// Row `y` of `frame` as luma: GRAY8 rows as they are, RGB rows converted (BT.601 weights,
+/// integer arithmetic) into `buf`.
+fn luma_row<'a>(frame: &'a Frame, y: u32, buf: &'a mut Vec<u8>) -> Option<&'a [u8]> {
+    let row = frame.row(y)?;
+    match frame.format {
+        PixelFormat::Gray8 => Some(row),
+        PixelFormat::Rgb => {
+            buf.clear();
+            buf.extend(
+                row.chunks_exact(3)
+                    .map(|p| ((77 * p[0] as u32 + 150 * p[1] as u32 + 29 * p[2] as u32) >> 8) as u8),
+            );
+            Some(buf.as_slice())
+        }
+    }
+}
+
 /// The motion encoder (see the module doc).
 pub struct MotionEncoder {
     cfg: MotionConfig,
@@ -45,6 +63,7 @@ pub struct MotionEncoder {
     size: (u32, u32),
     counts: Vec<u32>,
     cell_pixels: Vec<u32>,
+    luma: Vec<u8>,
 }
 
 impl MotionEncoder {
@@ -56,6 +75,7 @@ impl MotionEncoder {
             size: (0, 0),
             counts: Vec::new(),
             cell_pixels: Vec::new(),
+            luma: Vec::new(),
         }
     }
 
@@ -67,14 +87,9 @@ impl MotionEncoder {
             pts: frame.pts,
             reason,
         };
-        if frame.format != PixelFormat::Gray8 {
-            return Err(bad(format!(
-                "expected GRAY8 frames, got {:?}",
-                frame.format
-            )));
-        }
         let (w, h) = (frame.width, frame.height);
-        if w == 0 || h == 0 || frame.data().len() < (h as usize - 1) * frame.stride + w as usize {
+        let bpp = frame.format.bytes_per_pixel();
+        if w == 0 || h == 0 || frame.data().len() < (h as usize - 1) * frame.stride + w as usize * bpp {
             return Err(bad(format!(
                 "frame {}×{} with stride {} does not fit its {} bytes",
                 w,
@@ -90,8 +105,7 @@ impl MotionEncoder {
             self.size = (w, h);
             self.background.clear();
             for y in 0..h {
-                let row = frame
-                    .row(y)
+                let row = luma_row(frame, y, &mut self.luma)
                     .ok_or_else(|| bad(format!("row {y} missing")))?;
                 self.background.extend(row.iter().map(|&p| p as f32));
             }
@@ -121,8 +135,7 @@ impl MotionEncoder {
         // Cell boundaries along x, computed once per frame.
         let col_of: Vec<u32> = (0..w).map(|x| x * cols / w).collect();
         for y in 0..h {
-            let row = frame
-                .row(y)
+            let row = luma_row(frame, y, &mut self.luma)
                 .ok_or_else(|| bad(format!("row {y} missing")))?;
             let bg = &mut self.background[(y * w) as usize..((y + 1) * w) as usize];
             let cell_row = (y * rows / h) * cols;
@@ -150,7 +163,7 @@ impl MotionEncoder {
         if changed >= self.cfg.global_change {
             // A cut or a lighting change: adopt the new frame as the background.
             for y in 0..h {
-                if let Some(row) = frame.row(y) {
+                if let Some(row) = luma_row(frame, y, &mut self.luma) {
                     let bg = &mut self.background[(y * w) as usize..((y + 1) * w) as usize];
                     for (b, &p) in bg.iter_mut().zip(row) {
                         *b = p as f32;
@@ -256,19 +269,16 @@ mod tests {
     }
 
     #[test]
-    fn rgb_input_is_an_error_not_a_panic() {
-        let mut m = MotionEncoder::new(MotionConfig::default());
-        let f = Frame::from_pixels(
-            "t",
-            Timestamp(0),
-            Duration(1),
-            2,
-            2,
-            PixelFormat::Rgb,
-            vec![0; 12],
-            0,
-        )
-        .unwrap();
-        assert!(m.measure(&f).is_err());
+    fn rgb_frames_are_measured_on_their_luma() {
+        let mut m = MotionEncoder::new(MotionConfig {
+            grid: [2, 1],
+            ..MotionConfig::default()
+        });
+        let f0 = Frame::from_pixels("t", Timestamp(0), Duration(1), 4, 2, PixelFormat::Rgb, vec![10; 24], 0).unwrap();
+        m.measure(&f0).unwrap();
+        let mut px = vec![10u8; 24];
+        px[..6].copy_from_slice(&[250; 6]); // two bright pixels in the left cell, first row
+        let f1 = Frame::from_pixels("t", Timestamp(1), Duration(1), 4, 2, PixelFormat::Rgb, px, 1).unwrap();
+        assert_eq!(m.measure(&f1).unwrap().cells, vec![0.5, 0.0]);
     }
 }

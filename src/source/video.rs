@@ -15,14 +15,15 @@ use std::sync::{Arc, Mutex};
 
 /// Builds the caps the appsink accepts for `spec`.
 pub fn caps_for(spec: &VideoSpec) -> gst::Caps {
-    let mut b = gst::Caps::builder("video/x-raw")
+    let b = gst::Caps::builder("video/x-raw")
         .field("format", spec.format.gst_name())
-        .field("width", spec.width as i32)
-        .field("pixel-aspect-ratio", gst::Fraction::new(1, 1));
-    if let Some(h) = spec.height {
-        b = b.field("height", h as i32);
+        .field("width", spec.width as i32);
+    match spec.height {
+        // Both sides fixed (a detector's input): the picture is stretched to fit.
+        Some(h) => b.field("height", h as i32).build(),
+        // Width only: square pixels, the height follows the display aspect ratio.
+        None => b.field("pixel-aspect-ratio", gst::Fraction::new(1, 1)).build(),
     }
-    b.build()
 }
 
 /// Adds the branch to `pipeline` and returns its first element (to link the decoder to).
@@ -38,7 +39,10 @@ pub(crate) fn add_branch(
         .property("max-size-bytes", 0u32)
         .property("max-size-time", 0u64)
         .build()?;
-    let scale = gst::ElementFactory::make("videoscale").build()?;
+    // No black borders: analysis sees the whole picture (stretched when both sides are fixed).
+    let scale = gst::ElementFactory::make("videoscale")
+        .property("add-borders", false)
+        .build()?;
     let convert = gst::ElementFactory::make("videoconvert").build()?;
     let sink = gst_app::AppSink::builder()
         .caps(&caps_for(spec))
