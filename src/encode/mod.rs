@@ -9,6 +9,7 @@ pub mod audio;
 pub mod coco;
 pub mod motion;
 pub mod tracker;
+pub mod vision;
 
 use crate::align::Feature;
 use crate::channel::{EdgeReceiver, EdgeSender};
