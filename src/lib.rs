@@ -23,6 +23,7 @@ pub mod align;
 pub mod channel;
 pub mod clock;
 pub mod config;
+pub mod devices;
 pub mod encode;
 pub mod event;
 pub mod example;

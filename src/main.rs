@@ -37,6 +37,12 @@ enum Command {
         #[arg(long, short)]
         quiet: bool,
     },
+    /// List cameras (GStreamer DeviceMonitor) and microphones (cpal) with their capabilities.
+    Devices {
+        /// JSON output.
+        #[arg(long)]
+        json: bool,
+    },
     /// Model files: fetch them (pinned, verified) or list their status.
     Models {
         #[command(subcommand)]
@@ -141,6 +147,34 @@ fn real_main() -> Result<i32> {
             Ok(0)
         }
         Command::Models { action } => models(action),
+        Command::Devices { json } => {
+            let mut all = avsense::devices::gstreamer_devices()?;
+            all.extend(avsense::devices::cpal_inputs());
+            if json {
+                println!("{}", serde_json::to_string_pretty(&all)?);
+            } else if all.is_empty() {
+                println!("no capture devices found");
+            }
+            if !json {
+                for d in &all {
+                    println!(
+                        "[{}] {} — {}{}{}",
+                        d.backend,
+                        d.class,
+                        d.name,
+                        d.address.as_ref().map(|a| format!(" ({a})")).unwrap_or_default(),
+                        if d.default { " [default]" } else { "" }
+                    );
+                    for c in d.caps.iter().take(12) {
+                        println!("    {c}");
+                    }
+                    if d.caps.len() > 12 {
+                        println!("    … {} more", d.caps.len() - 12);
+                    }
+                }
+            }
+            Ok(0)
+        }
         Command::Example { action } => match action {
             ExampleAction::Fetch { dir } => {
                 let path = avsense::example::fetch(&dir).context("fetching the example clip")?;
