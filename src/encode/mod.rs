@@ -7,6 +7,7 @@
 
 pub mod audio;
 pub mod coco;
+pub mod models;
 pub mod motion;
 pub mod tracker;
 pub mod vision;

@@ -1,0 +1,3 @@
+//! Neural models written for candle, one file each.
+
+pub mod silero;
