@@ -71,6 +71,12 @@ pub struct PipelineConfig {
     /// The `sound` event detector.
     #[serde(default)]
     pub sound: SoundConfig,
+    /// Where model files are and which device runs them.
+    #[serde(default)]
+    pub models: ModelsConfig,
+    /// The voice activity detector (Silero VAD).
+    #[serde(default)]
+    pub vad: EncoderToggle,
     /// `speech` events from the VAD.
     #[serde(default)]
     pub speech: crate::fusion::SpeechConfig,
@@ -229,6 +235,52 @@ impl Default for MotionConfig {
     }
 }
 
+/// Whether a neural encoder runs.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Toggle {
+    /// Runs when its model files are present (`avsense models fetch`), else is skipped with a
+    /// warning.
+    #[default]
+    Auto,
+    /// Must run: the pipeline refuses to start without its model.
+    On,
+    /// Never runs.
+    Off,
+}
+
+/// `[vad]` and the other neural encoders: on, off or auto.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct EncoderToggle {
+    /// `auto` (default), `on` or `off`.
+    pub mode: Toggle,
+}
+
+/// The compute device for the neural encoders.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum DeviceChoice {
+    /// CUDA when built with `--features cuda` and a GPU is present, else CPU.
+    #[default]
+    Auto,
+    /// CPU.
+    Cpu,
+    /// CUDA GPU 0 (an error when unavailable).
+    Cuda,
+}
+
+/// `[models]`: model directory and device.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct ModelsConfig {
+    /// Model directory (default: $AVSENSE_MODELS or models/cache, relative to the working
+    /// directory).
+    pub dir: Option<PathBuf>,
+    /// `auto`, `cpu` or `cuda`.
+    pub device: DeviceChoice,
+}
+
 /// `[audio]`: the log-mel / level / onset front end (YAMNet's framing).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -367,6 +419,8 @@ impl PipelineConfig {
             motion: MotionConfig::default(),
             audio: AudioConfig::default(),
             sound: SoundConfig::default(),
+            models: ModelsConfig::default(),
+            vad: EncoderToggle::default(),
             speech: crate::fusion::SpeechConfig::default(),
             sinks,
         };

@@ -14,7 +14,7 @@
 use crate::align::{run_align_stage, AlignConfig, AlignStats, Aligner};
 use crate::channel::{edge, EdgePolicy, EdgeProbe, EdgeSender, EdgeStats};
 use crate::clock::Duration;
-use crate::config::{PipelineConfig, SinkKind, SourceConfig};
+use crate::config::{DeviceChoice, PipelineConfig, SinkKind, SourceConfig, Toggle};
 use crate::encode::{
     run_audio_stage, run_video_stage, AudioEncoder, EncodeError, LogMelFrontEnd, MotionEncoder,
     VideoEncoder,
@@ -126,6 +126,70 @@ pub type WindowTap = Arc<dyn Fn(&crate::align::Window) + Send + Sync>;
 pub struct Pipeline {
     cfg: PipelineConfig,
     window_tap: Option<WindowTap>,
+    models: LoadedModels,
+}
+
+/// The neural models, loaded once and shared by every stream (each stream gets its own
+/// recurrent state).
+#[derive(Default)]
+struct LoadedModels {
+    vad: Option<crate::encode::models::silero::SileroVad>,
+}
+
+/// The candle device the config asks for.
+pub fn select_device(choice: DeviceChoice) -> Result<candle_core::Device, Error> {
+    let load = |reason: String| {
+        Error::Encode(EncodeError::Load {
+            encoder: "device",
+            reason,
+        })
+    };
+    match choice {
+        DeviceChoice::Cpu => Ok(candle_core::Device::Cpu),
+        DeviceChoice::Auto => candle_core::Device::cuda_if_available(0).map_err(|e| load(e.to_string())),
+        DeviceChoice::Cuda => candle_core::Device::new_cuda(0)
+            .map_err(|e| load(format!("[models] device = \"cuda\": {e} (build with --features cuda on a machine with a GPU)"))),
+    }
+}
+
+/// Resolves an encoder's model file under its toggle: `Some(path)` to load, `None` to skip.
+fn model_file(cfg: &PipelineConfig, toggle: Toggle, encoder: &'static str, rel: &str) -> Result<Option<std::path::PathBuf>, Error> {
+    if toggle == Toggle::Off {
+        return Ok(None);
+    }
+    let dir = cfg.models.dir.clone().unwrap_or_else(crate::models::default_dir);
+    let path = dir.join(rel);
+    if path.is_file() {
+        return Ok(Some(path));
+    }
+    match toggle {
+        Toggle::On => Err(Error::Encode(EncodeError::Load {
+            encoder,
+            reason: format!("{} not found (run `avsense models fetch`, or set [models] dir)", path.display()),
+        })),
+        _ => {
+            tracing::warn!("{encoder}: {} not found, the encoder is off (run `avsense models fetch`)", path.display());
+            Ok(None)
+        }
+    }
+}
+
+fn load_models(cfg: &PipelineConfig) -> Result<LoadedModels, Error> {
+    let mut m = LoadedModels::default();
+    let wants_audio = cfg.audio.enabled && cfg.sources.iter().any(|s| s.audio);
+    if wants_audio {
+        if let Some(path) = model_file(cfg, cfg.vad.mode, "silero-vad", "silero-vad/silero_vad.jit")? {
+            let device = select_device(cfg.models.device)?;
+            let vad = crate::encode::models::silero::SileroVad::load_jit(&path, &device).map_err(|e| {
+                Error::Encode(EncodeError::Load {
+                    encoder: "silero-vad",
+                    reason: e.to_string(),
+                })
+            })?;
+            m.vad = Some(vad);
+        }
+    }
+    Ok(m)
 }
 
 /// A started pipeline: watch it, stop it, wait for its report.
@@ -151,9 +215,11 @@ impl Pipeline {
     /// A pipeline for a validated config.
     pub fn new(cfg: PipelineConfig) -> Result<Self, Error> {
         crate::source::gst::init().map_err(Error::Init)?;
+        let models = load_models(&cfg)?;
         Ok(Self {
             cfg,
             window_tap: None,
+            models,
         })
     }
 
@@ -245,7 +311,18 @@ impl Pipeline {
         if src.video && cfg.motion.enabled {
             video_encoders.push(Box::new(MotionEncoder::new(cfg.motion.clone())));
         }
-        let audio_encoders: Vec<Box<dyn AudioEncoder>> = Vec::new();
+        let mut audio_encoders: Vec<Box<dyn AudioEncoder>> = Vec::new();
+        if src.audio && cfg.audio.enabled {
+            if let Some(vad) = &self.models.vad {
+                let stream_vad = vad.new_stream().map_err(|e| {
+                    Error::Encode(EncodeError::Load {
+                        encoder: "silero-vad",
+                        reason: e.to_string(),
+                    })
+                })?;
+                audio_encoders.push(Box::new(crate::encode::speech::SpeechEncoder::new(stream_vad)));
+            }
+        }
         let want_video = !video_encoders.is_empty();
         let want_audio = src.audio && cfg.audio.enabled;
         let spec = video_encoders

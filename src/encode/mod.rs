@@ -9,6 +9,7 @@ pub mod audio;
 pub mod coco;
 pub mod models;
 pub mod motion;
+pub mod speech;
 pub mod tracker;
 pub mod vision;
 
@@ -24,6 +25,14 @@ pub use motion::{MotionEncoder, MotionFeatures};
 /// Errors of an encoder; the message names the encoder, the stream and the input.
 #[derive(Debug, thiserror::Error)]
 pub enum EncodeError {
+    /// A model could not be loaded (missing, wrong or corrupt file; device unavailable).
+    #[error("encoder {encoder}: cannot load its model: {reason}")]
+    Load {
+        /// Encoder name.
+        encoder: &'static str,
+        /// Why (names the file and tensor).
+        reason: String,
+    },
     /// The input does not have the shape or format the encoder expects.
     #[error("encoder {encoder} on stream {stream}: bad input at {pts}: {reason}")]
     BadInput {
