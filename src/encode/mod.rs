@@ -215,6 +215,23 @@ pub fn run_video_stage(
     Ok(())
 }
 
+/// Most audio chunks joined into one batch.
+pub const MAX_AUDIO_BATCH: usize = 64;
+
+/// Joins runs of chunks that follow each other without a discontinuity.
+fn join_contiguous(chunks: &mut Vec<AudioChunk>) -> Vec<AudioChunk> {
+    let mut out: Vec<AudioChunk> = Vec::new();
+    for c in chunks.drain(..) {
+        match out.last_mut() {
+            Some(last) if !c.discont && last.sample_rate == c.sample_rate && last.channels == c.channels => {
+                last.samples.extend_from_slice(&c.samples);
+            }
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
 /// The audio encoder stage: log-mel front end, then every audio encoder, per chunk.
 pub fn run_audio_stage(
     mut front: LogMelFrontEnd,
@@ -222,17 +239,50 @@ pub fn run_audio_stage(
     rx: EdgeReceiver<AudioChunk>,
     tx: EdgeSender<Feature>,
 ) -> Result<(), EncodeError> {
-    while let Some(chunk) = rx.recv() {
-        let Some(mut feats) = front.push(&chunk)? else {
-            continue;
-        };
-        for enc in encoders.iter_mut() {
-            enc.encode(&chunk, &mut feats)?;
-        }
-        if tx.send(Feature::Audio(Arc::new(feats))).is_err() {
-            return Ok(());
+    let mut waiting = Vec::with_capacity(MAX_AUDIO_BATCH);
+    while let Some(first) = rx.recv() {
+        // Batch what is waiting: GStreamer delivers ~20 ms buffers, and every encoder call
+        // has a fixed cost (a VAD forward per call, tensor set-up), so contiguous chunks are
+        // joined into one before encoding. A discontinuity starts a new batch.
+        waiting.clear();
+        waiting.push(first);
+        rx.drain_ready(MAX_AUDIO_BATCH, &mut waiting);
+        for chunk in join_contiguous(&mut waiting) {
+            let Some(mut feats) = front.push(&chunk)? else {
+                continue;
+            };
+            for enc in encoders.iter_mut() {
+                enc.encode(&chunk, &mut feats)?;
+            }
+            if tx.send(Feature::Audio(Arc::new(feats))).is_err() {
+                return Ok(());
+            }
         }
     }
     let _ = tx.send(Feature::End(Modality::Audio));
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chunk(n: usize, pts: u64, discont: bool) -> AudioChunk {
+        AudioChunk {
+            stream: Arc::from("s"),
+            pts: Timestamp(pts),
+            sample_rate: crate::source::AUDIO_RATE,
+            channels: 1,
+            samples: vec![0.0; n],
+            discont,
+        }
+    }
+
+    #[test]
+    fn contiguous_chunks_are_joined_and_a_discontinuity_splits() {
+        let mut v = vec![chunk(100, 0, true), chunk(50, 1, false), chunk(30, 9, true), chunk(20, 10, false)];
+        let j = join_contiguous(&mut v);
+        assert_eq!(j.iter().map(|c| c.samples.len()).collect::<Vec<_>>(), vec![150, 50]);
+        assert_eq!((j[0].pts, j[1].pts, j[1].discont), (Timestamp(0), Timestamp(9), true));
+    }
 }
