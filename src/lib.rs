@@ -11,6 +11,9 @@
 //! Every arrow is a bounded [`channel`] edge with a policy (block or drop-oldest) and
 //! counters; every stage runs on its own thread.
 //!
+//! Embedding note: candle 0.11 reads `/proc/cpuinfo` on every matrix multiply unless
+//! `RAYON_NUM_THREADS` is set; set it at start-up (the `avsense` binary does).
+//!
 //! ```no_run
 //! use avsense::{Pipeline, PipelineConfig};
 //! let cfg = PipelineConfig::for_input("clip.mp4", None)?;

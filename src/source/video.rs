@@ -14,9 +14,17 @@ use gstreamer_video as gst_video;
 use std::sync::{Arc, Mutex};
 
 /// Builds the caps the appsink accepts for `spec`.
+///
+/// Luma-only specs ask for I420 and read its first plane: decoders output 4:2:0, so this
+/// skips the colour conversion entirely (measured: about half the CPU of scale + convert to
+/// GRAY8 on 1080p H.264).
 pub fn caps_for(spec: &VideoSpec) -> gst::Caps {
+    let format = match spec.format {
+        PixelFormat::Gray8 => "I420",
+        other => other.gst_name(),
+    };
     let b = gst::Caps::builder("video/x-raw")
-        .field("format", spec.format.gst_name())
+        .field("format", format)
         .field("width", spec.width as i32);
     match spec.height {
         // Both sides fixed (a detector's input): the picture is stretched to fit.
@@ -133,6 +141,11 @@ fn to_frame(
         }
         None => last.map(|(p, d)| p + d).unwrap_or(Timestamp::ZERO),
     };
+    // The first plane (RGB's only one, I420's luma) must start the buffer: Frame::row reads
+    // from offset 0.
+    if info.offset().first().copied() != Some(0) {
+        return None;
+    }
     let stride = usize::try_from(*info.stride().first()?).ok()?;
     let data = buffer.into_mapped_buffer_readable().ok()?;
     Some(Frame {
