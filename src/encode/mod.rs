@@ -9,6 +9,7 @@ pub mod audio;
 pub mod coco;
 pub mod models;
 pub mod motion;
+pub mod ops;
 pub mod speech;
 pub mod tracker;
 pub mod vision;
