@@ -77,6 +77,9 @@ pub struct PipelineConfig {
     /// The voice activity detector (Silero VAD).
     #[serde(default)]
     pub vad: EncoderToggle,
+    /// The audio tagger (YAMNet): AudioSet labels on `sound` events.
+    #[serde(default)]
+    pub tagger: EncoderToggle,
     /// `speech` events from the VAD.
     #[serde(default)]
     pub speech: crate::fusion::SpeechConfig,
@@ -421,6 +424,7 @@ impl PipelineConfig {
             sound: SoundConfig::default(),
             models: ModelsConfig::default(),
             vad: EncoderToggle::default(),
+            tagger: EncoderToggle::default(),
             speech: crate::fusion::SpeechConfig::default(),
             sinks,
         };

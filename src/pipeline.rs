@@ -134,6 +134,7 @@ pub struct Pipeline {
 #[derive(Default)]
 struct LoadedModels {
     vad: Option<crate::encode::models::silero::SileroVad>,
+    tagger: Option<(crate::encode::models::yamnet::Yamnet, Arc<Vec<String>>)>,
 }
 
 /// The candle device the config asks for.
@@ -187,6 +188,14 @@ fn load_models(cfg: &PipelineConfig) -> Result<LoadedModels, Error> {
                 })
             })?;
             m.vad = Some(vad);
+        }
+        if let Some(path) = model_file(cfg, cfg.tagger.mode, "yamnet", "yamnet/yamnet.tflite")? {
+            let load = |reason: String| Error::Encode(EncodeError::Load { encoder: "yamnet", reason });
+            let device = select_device(cfg.models.device)?;
+            let model = crate::encode::models::yamnet::Yamnet::from_tflite(&path, &device).map_err(|e| load(e.to_string()))?;
+            let names = crate::encode::models::yamnet::load_class_names(&path.with_file_name("yamnet_class_map.csv"))
+                .map_err(|e| load(e.to_string()))?;
+            m.tagger = Some((model, Arc::new(names)));
         }
     }
     Ok(m)
@@ -321,6 +330,9 @@ impl Pipeline {
                     })
                 })?;
                 audio_encoders.push(Box::new(crate::encode::speech::SpeechEncoder::new(stream_vad)));
+            }
+            if let Some((model, names)) = &self.models.tagger {
+                audio_encoders.push(Box::new(crate::encode::tagger::TaggerEncoder::new(model.clone(), Arc::clone(names))));
             }
         }
         let want_video = !video_encoders.is_empty();

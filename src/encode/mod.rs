@@ -11,6 +11,7 @@ pub mod models;
 pub mod motion;
 pub mod ops;
 pub mod speech;
+pub mod tagger;
 pub mod tracker;
 pub mod vision;
 

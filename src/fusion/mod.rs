@@ -24,13 +24,27 @@ const SOUND_LABELS: usize = 3;
 /// Lowest mean score for a class to label a sound.
 const SOUND_LABEL_MIN: f32 = 0.05;
 
-/// Labels `e` with the classes of the patches overlapping its span: the mean score of each
-/// class over those patches (temporal smoothing), highest first.
+/// Labels `e` with the classes of the tagger patches that lie mostly inside its span: the
+/// mean score of each class over the patches whose time is at least half inside the event
+/// (or, for a sound shorter than that, the one patch that overlaps it most). Patches that
+/// only graze the event are left out: YAMNet scores a patch that is half room noise and half
+/// a phone ring as "Turkey" or "Frog", while the patches inside score "Telephone".
 pub fn label_sound(e: &mut Event, patches: &VecDeque<TagPatch>) {
-    let over: Vec<&TagPatch> = patches
-        .iter()
-        .filter(|p| p.start.as_secs_f64() < e.end && p.end.as_secs_f64() > e.start)
-        .collect();
+    let overlap = |p: &TagPatch| {
+        let (s, t) = (p.start.as_secs_f64(), p.end.as_secs_f64());
+        let o = (t.min(e.end) - s.max(e.start)).max(0.0);
+        if t > s {
+            o / (t - s)
+        } else {
+            0.0
+        }
+    };
+    let mut over: Vec<&TagPatch> = patches.iter().filter(|p| overlap(p) >= 0.5).collect();
+    if over.is_empty() {
+        if let Some(best) = patches.iter().filter(|p| overlap(p) > 0.0).max_by(|a, b| overlap(a).total_cmp(&overlap(b))) {
+            over.push(best);
+        }
+    }
     let Some(first) = over.first() else { return };
     let n = first.scores.len();
     let mut mean = vec![0f32; n];
