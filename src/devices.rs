@@ -36,7 +36,9 @@ pub fn gstreamer_devices() -> Result<Vec<DeviceInfo>, DeviceError> {
     let monitor = gst::DeviceMonitor::new();
     monitor.add_filter(Some("Video/Source"), None);
     monitor.add_filter(Some("Audio/Source"), None);
-    monitor.start().map_err(|e| DeviceError::Monitor(e.to_string()))?;
+    monitor
+        .start()
+        .map_err(|e| DeviceError::Monitor(e.to_string()))?;
     let devices = monitor.devices();
     monitor.stop();
     Ok(devices
@@ -44,9 +46,14 @@ pub fn gstreamer_devices() -> Result<Vec<DeviceInfo>, DeviceError> {
         .map(|d| {
             let props = d.properties();
             let address = props.as_ref().and_then(|p| {
-                ["device.path", "api.v4l2.path", "object.path", "device.bus_path"]
-                    .iter()
-                    .find_map(|k| p.get::<String>(*k).ok())
+                [
+                    "device.path",
+                    "api.v4l2.path",
+                    "object.path",
+                    "device.bus_path",
+                ]
+                .iter()
+                .find_map(|k| p.get::<String>(*k).ok())
             });
             DeviceInfo {
                 backend: "gstreamer".into(),

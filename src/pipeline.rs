@@ -154,11 +154,20 @@ pub fn select_device(choice: DeviceChoice) -> Result<candle_core::Device, Error>
 }
 
 /// Resolves an encoder's model file under its toggle: `Some(path)` to load, `None` to skip.
-fn model_file(cfg: &PipelineConfig, toggle: Toggle, encoder: &'static str, rel: &str) -> Result<Option<std::path::PathBuf>, Error> {
+fn model_file(
+    cfg: &PipelineConfig,
+    toggle: Toggle,
+    encoder: &'static str,
+    rel: &str,
+) -> Result<Option<std::path::PathBuf>, Error> {
     if toggle == Toggle::Off {
         return Ok(None);
     }
-    let dir = cfg.models.dir.clone().unwrap_or_else(crate::models::default_dir);
+    let dir = cfg
+        .models
+        .dir
+        .clone()
+        .unwrap_or_else(crate::models::default_dir);
     let path = dir.join(rel);
     if path.is_file() {
         return Ok(Some(path));
@@ -166,10 +175,16 @@ fn model_file(cfg: &PipelineConfig, toggle: Toggle, encoder: &'static str, rel: 
     match toggle {
         Toggle::On => Err(Error::Encode(EncodeError::Load {
             encoder,
-            reason: format!("{} not found (run `avsense models fetch`, or set [models] dir)", path.display()),
+            reason: format!(
+                "{} not found (run `avsense models fetch`, or set [models] dir)",
+                path.display()
+            ),
         })),
         _ => {
-            tracing::warn!("{encoder}: {} not found, the encoder is off (run `avsense models fetch`)", path.display());
+            tracing::warn!(
+                "{encoder}: {} not found, the encoder is off (run `avsense models fetch`)",
+                path.display()
+            );
             Ok(None)
         }
     }
@@ -179,22 +194,34 @@ fn load_models(cfg: &PipelineConfig) -> Result<LoadedModels, Error> {
     let mut m = LoadedModels::default();
     let wants_audio = cfg.audio.enabled && cfg.sources.iter().any(|s| s.audio);
     if wants_audio {
-        if let Some(path) = model_file(cfg, cfg.vad.mode, "silero-vad", "silero-vad/silero_vad.jit")? {
+        if let Some(path) =
+            model_file(cfg, cfg.vad.mode, "silero-vad", "silero-vad/silero_vad.jit")?
+        {
             let device = select_device(cfg.models.device)?;
-            let vad = crate::encode::models::silero::SileroVad::load_jit(&path, &device).map_err(|e| {
-                Error::Encode(EncodeError::Load {
-                    encoder: "silero-vad",
-                    reason: e.to_string(),
-                })
-            })?;
+            let vad = crate::encode::models::silero::SileroVad::load_jit(&path, &device).map_err(
+                |e| {
+                    Error::Encode(EncodeError::Load {
+                        encoder: "silero-vad",
+                        reason: e.to_string(),
+                    })
+                },
+            )?;
             m.vad = Some(vad);
         }
         if let Some(path) = model_file(cfg, cfg.tagger.mode, "yamnet", "yamnet/yamnet.tflite")? {
-            let load = |reason: String| Error::Encode(EncodeError::Load { encoder: "yamnet", reason });
+            let load = |reason: String| {
+                Error::Encode(EncodeError::Load {
+                    encoder: "yamnet",
+                    reason,
+                })
+            };
             let device = select_device(cfg.models.device)?;
-            let model = crate::encode::models::yamnet::Yamnet::from_tflite(&path, &device).map_err(|e| load(e.to_string()))?;
-            let names = crate::encode::models::yamnet::load_class_names(&path.with_file_name("yamnet_class_map.csv"))
+            let model = crate::encode::models::yamnet::Yamnet::from_tflite(&path, &device)
                 .map_err(|e| load(e.to_string()))?;
+            let names = crate::encode::models::yamnet::load_class_names(
+                &path.with_file_name("yamnet_class_map.csv"),
+            )
+            .map_err(|e| load(e.to_string()))?;
             m.tagger = Some((model, Arc::new(names)));
         }
     }
@@ -329,10 +356,15 @@ impl Pipeline {
                         reason: e.to_string(),
                     })
                 })?;
-                audio_encoders.push(Box::new(crate::encode::speech::SpeechEncoder::new(stream_vad)));
+                audio_encoders.push(Box::new(crate::encode::speech::SpeechEncoder::new(
+                    stream_vad,
+                )));
             }
             if let Some((model, names)) = &self.models.tagger {
-                audio_encoders.push(Box::new(crate::encode::tagger::TaggerEncoder::new(model.clone(), Arc::clone(names))));
+                audio_encoders.push(Box::new(crate::encode::tagger::TaggerEncoder::new(
+                    model.clone(),
+                    Arc::clone(names),
+                )));
             }
         }
         let want_video = !video_encoders.is_empty();

@@ -207,10 +207,18 @@ fn containers_and_codecs_decode_completely() {
         let path = dir.join(name);
         gst_launch(&desc.replace('@', &path.display().to_string()));
         let out = run_input(&path);
-        assert!(out.report.first_error().is_none(), "{name}: {:?}", out.report.first_error());
+        assert!(
+            out.report.first_error().is_none(),
+            "{name}: {:?}",
+            out.report.first_error()
+        );
         let s = &out.report.streams[0];
         assert_eq!(s.frames, if has_video { 60 } else { 0 }, "{name}: frames");
         // Opus and MP3 pad their first/last frames (encoder delay): allow one codec frame.
-        assert!((s.audio_seconds - 2.0).abs() < 0.06, "{name}: audio {} s", s.audio_seconds);
+        assert!(
+            (s.audio_seconds - 2.0).abs() < 0.06,
+            "{name}: audio {} s",
+            s.audio_seconds
+        );
     }
 }

@@ -323,8 +323,14 @@ fn nanodet_matches_tfjs_cpu() {
     .expect("frame");
     let via_trait = Detector::detect(&mut det0, &[frame]).expect("Detector::detect");
     let key = |v: Vec<(usize, f32, [f32; 4])>| v;
-    let direct = key(narrow[0].iter().map(|d| (d.class_id, d.score, d.bbox)).collect());
-    let traited = key(via_trait[0].iter().map(|d| (d.class_id, d.score, d.bbox)).collect());
+    let direct = key(narrow[0]
+        .iter()
+        .map(|d| (d.class_id, d.score, d.bbox))
+        .collect());
+    let traited = key(via_trait[0]
+        .iter()
+        .map(|d| (d.class_id, d.score, d.bbox))
+        .collect());
     assert_eq!(direct, traited);
     eprintln!(
         "nanodet parity over {} frames: raw max |Δ| {:.3e} on {} cells, whole-output mean |Δ| ≤ {:.3e}; \

@@ -184,18 +184,31 @@ fn bottle_detection_without_audio_runs_to_the_end_with_video_only_windows() {
 
 #[test]
 fn every_labelled_speech_gives_a_speech_event_and_nothing_else_does() {
-    let Some(clip) = shared_media("av/person_sounds_dev.mp4") else { return };
+    let Some(clip) = shared_media("av/person_sounds_dev.mp4") else {
+        return;
+    };
     if model_file("silero-vad/silero_vad.jit").is_none() {
         return;
     }
-    let labels: Value =
-        serde_json::from_str(&std::fs::read_to_string(clip.with_extension("json")).expect("labels")).expect("labels json");
+    let labels: Value = serde_json::from_str(
+        &std::fs::read_to_string(clip.with_extension("json")).expect("labels"),
+    )
+    .expect("labels json");
     let out = run_input(&clip);
-    assert!(out.report.first_error().is_none(), "{:?}", out.report.first_error());
+    assert!(
+        out.report.first_error().is_none(),
+        "{:?}",
+        out.report.first_error()
+    );
     let speech = out.of_kind("speech");
     let sounds = labels["sounds"].as_array().expect("sounds");
     for s in sounds {
-        let names: Vec<&str> = s["audioset"].as_array().unwrap().iter().filter_map(Value::as_str).collect();
+        let names: Vec<&str> = s["audioset"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(Value::as_str)
+            .collect();
         if !names.contains(&"Speech") {
             continue;
         }
@@ -210,8 +223,15 @@ fn every_labelled_speech_gives_a_speech_event_and_nothing_else_does() {
     for e in &speech {
         assert!(
             sounds.iter().any(|s| {
-                let names: Vec<&str> = s["audioset"].as_array().unwrap().iter().filter_map(Value::as_str).collect();
-                names.contains(&"Speech") && e.start < s["end"].as_f64().unwrap() + 0.3 && e.end > s["start"].as_f64().unwrap() - 0.3
+                let names: Vec<&str> = s["audioset"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .filter_map(Value::as_str)
+                    .collect();
+                names.contains(&"Speech")
+                    && e.start < s["end"].as_f64().unwrap() + 0.3
+                    && e.end > s["start"].as_f64().unwrap() - 0.3
             }),
             "speech event {}–{} is not on a labelled speech sound",
             e.start,

@@ -251,7 +251,9 @@ impl MelFilterbank {
         let bins = N_FFT / 2 + 1;
         let dense = tf_mel_weight_matrix(MEL_BINS, bins, AUDIO_RATE as f64, F_MIN, F_MAX);
         // mel_spec's layout is [bands, bins]; TF's is [bins, bands].
-        let rows = ndarray::Array2::from_shape_fn((MEL_BINS, bins), |(j, i)| f64::from(dense[i * MEL_BINS + j]));
+        let rows = ndarray::Array2::from_shape_fn((MEL_BINS, bins), |(j, i)| {
+            f64::from(dense[i * MEL_BINS + j])
+        });
         Self(SparseMelFilterbank::from_dense(&rows))
     }
 

@@ -225,7 +225,11 @@ fn join_contiguous(chunks: &mut Vec<AudioChunk>) -> Vec<AudioChunk> {
     let mut out: Vec<AudioChunk> = Vec::new();
     for c in chunks.drain(..) {
         match out.last_mut() {
-            Some(last) if !c.discont && last.sample_rate == c.sample_rate && last.channels == c.channels => {
+            Some(last)
+                if !c.discont
+                    && last.sample_rate == c.sample_rate
+                    && last.channels == c.channels =>
+            {
                 last.samples.extend_from_slice(&c.samples);
             }
             _ => out.push(c),
@@ -282,9 +286,20 @@ mod tests {
 
     #[test]
     fn contiguous_chunks_are_joined_and_a_discontinuity_splits() {
-        let mut v = vec![chunk(100, 0, true), chunk(50, 1, false), chunk(30, 9, true), chunk(20, 10, false)];
+        let mut v = vec![
+            chunk(100, 0, true),
+            chunk(50, 1, false),
+            chunk(30, 9, true),
+            chunk(20, 10, false),
+        ];
         let j = join_contiguous(&mut v);
-        assert_eq!(j.iter().map(|c| c.samples.len()).collect::<Vec<_>>(), vec![150, 50]);
-        assert_eq!((j[0].pts, j[1].pts, j[1].discont), (Timestamp(0), Timestamp(9), true));
+        assert_eq!(
+            j.iter().map(|c| c.samples.len()).collect::<Vec<_>>(),
+            vec![150, 50]
+        );
+        assert_eq!(
+            (j[0].pts, j[1].pts, j[1].discont),
+            (Timestamp(0), Timestamp(9), true)
+        );
     }
 }

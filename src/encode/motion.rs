@@ -48,8 +48,9 @@ fn luma_row<'a>(frame: &'a Frame, y: u32, buf: &'a mut Vec<u8>) -> Option<&'a [u
         PixelFormat::Rgb => {
             buf.clear();
             buf.extend(
-                row.chunks_exact(3)
-                    .map(|p| ((77 * p[0] as u32 + 150 * p[1] as u32 + 29 * p[2] as u32) >> 8) as u8),
+                row.chunks_exact(3).map(|p| {
+                    ((77 * p[0] as u32 + 150 * p[1] as u32 + 29 * p[2] as u32) >> 8) as u8
+                }),
             );
             Some(buf.as_slice())
         }
@@ -89,7 +90,10 @@ impl MotionEncoder {
         };
         let (w, h) = (frame.width, frame.height);
         let bpp = frame.format.bytes_per_pixel();
-        if w == 0 || h == 0 || frame.data().len() < (h as usize - 1) * frame.stride + w as usize * bpp {
+        if w == 0
+            || h == 0
+            || frame.data().len() < (h as usize - 1) * frame.stride + w as usize * bpp
+        {
             return Err(bad(format!(
                 "frame {}×{} with stride {} does not fit its {} bytes",
                 w,
@@ -274,11 +278,31 @@ mod tests {
             grid: [2, 1],
             ..MotionConfig::default()
         });
-        let f0 = Frame::from_pixels("t", Timestamp(0), Duration(1), 4, 2, PixelFormat::Rgb, vec![10; 24], 0).unwrap();
+        let f0 = Frame::from_pixels(
+            "t",
+            Timestamp(0),
+            Duration(1),
+            4,
+            2,
+            PixelFormat::Rgb,
+            vec![10; 24],
+            0,
+        )
+        .unwrap();
         m.measure(&f0).unwrap();
         let mut px = vec![10u8; 24];
         px[..6].copy_from_slice(&[250; 6]); // two bright pixels in the left cell, first row
-        let f1 = Frame::from_pixels("t", Timestamp(1), Duration(1), 4, 2, PixelFormat::Rgb, px, 1).unwrap();
+        let f1 = Frame::from_pixels(
+            "t",
+            Timestamp(1),
+            Duration(1),
+            4,
+            2,
+            PixelFormat::Rgb,
+            px,
+            1,
+        )
+        .unwrap();
         assert_eq!(m.measure(&f1).unwrap().cells, vec![0.5, 0.0]);
     }
 }

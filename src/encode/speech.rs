@@ -48,7 +48,11 @@ impl AudioEncoder for SpeechEncoder {
         let probs = if chunk.samples.iter().all(|x| x.is_finite()) {
             self.vad.process(&chunk.samples)
         } else {
-            let clean: Vec<f32> = chunk.samples.iter().map(|x| if x.is_finite() { *x } else { 0.0 }).collect();
+            let clean: Vec<f32> = chunk
+                .samples
+                .iter()
+                .map(|x| if x.is_finite() { *x } else { 0.0 })
+                .collect();
             self.vad.process(&clean)
         }
         .map_err(|e| bad(e.to_string()))?;

@@ -51,7 +51,9 @@ impl AudioEncoder for TaggerEncoder {
         self.hop = feats.hop;
         self.next = Some(feats.end());
         self.frames.extend_from_slice(&feats.log_mel);
-        let Some(first) = self.first else { return Ok(()) };
+        let Some(first) = self.first else {
+            return Ok(());
+        };
         let per = PATCH_FRAMES * MEL_BANDS;
         let n_frames = self.frames.len() / MEL_BANDS;
         if n_frames < PATCH_FRAMES {
@@ -63,12 +65,15 @@ impl AudioEncoder for TaggerEncoder {
             let s = p * PATCH_HOP_FRAMES * MEL_BANDS;
             batch.extend_from_slice(&self.frames[s..s + per]);
         }
-        let out = self.model.infer(&batch).map_err(|e| EncodeError::BadInput {
-            encoder: "yamnet",
-            stream: chunk.stream.to_string(),
-            pts: first,
-            reason: e.to_string(),
-        })?;
+        let out = self
+            .model
+            .infer(&batch)
+            .map_err(|e| EncodeError::BadInput {
+                encoder: "yamnet",
+                stream: chunk.stream.to_string(),
+                pts: first,
+                reason: e.to_string(),
+            })?;
         // A patch spans its 96 frames' windows: from its first frame's start to 0.96 s on
         // (15600 samples = 95 hops + one 25 ms window).
         let span = Duration(self.hop.0 * (PATCH_FRAMES as u64 - 1) + feats.window.0);

@@ -195,7 +195,13 @@ impl Tracker {
     }
 
     /// Greedy IoU matching of `tracks` (indices) to `dets` (indices), same class only.
-    fn greedy(&self, tracks: &[usize], dets: &[(usize, &Detection)], t: f64, min_iou: f32) -> Vec<(usize, usize)> {
+    fn greedy(
+        &self,
+        tracks: &[usize],
+        dets: &[(usize, &Detection)],
+        t: f64,
+        min_iou: f32,
+    ) -> Vec<(usize, usize)> {
         let mut pairs = Vec::new();
         for &ti in tracks {
             let tr = &self.tracks[ti];
@@ -226,9 +232,17 @@ impl Tracker {
 
     /// Takes the detections of the frame at `t` seconds; returns the confirmed tracks seen in
     /// this frame, and appends appear/leave changes to `events`.
-    pub fn update(&mut self, dets: &[Detection], t: f64, events: &mut Vec<TrackEvent>) -> Vec<TrackedObject> {
-        let high: Vec<(usize, &Detection)> =
-            dets.iter().enumerate().filter(|(_, d)| d.score >= self.cfg.high_score).collect();
+    pub fn update(
+        &mut self,
+        dets: &[Detection],
+        t: f64,
+        events: &mut Vec<TrackEvent>,
+    ) -> Vec<TrackedObject> {
+        let high: Vec<(usize, &Detection)> = dets
+            .iter()
+            .enumerate()
+            .filter(|(_, d)| d.score >= self.cfg.high_score)
+            .collect();
         let low: Vec<(usize, &Detection)> = dets
             .iter()
             .enumerate()
@@ -379,7 +393,9 @@ mod tests {
         assert_eq!(ids, vec![1], "one id for the whole visit");
         assert!(matches!(ev[0], TrackEvent::Appeared(ref s) if s.first_seen == 0.0));
         match &ev[1] {
-            TrackEvent::Left(s) => assert!(s.hits == 30 && (s.last_seen - 2.9).abs() < 1e-9 && s.max_score == 0.9),
+            TrackEvent::Left(s) => {
+                assert!(s.hits == 30 && (s.last_seen - 2.9).abs() < 1e-9 && s.max_score == 0.9)
+            }
             other => panic!("{other:?}"),
         }
     }
@@ -410,7 +426,9 @@ mod tests {
         for i in 5..12 {
             tr.update(&[], i as f64 * 0.1, &mut ev);
         }
-        assert!(matches!(ev.last(), Some(TrackEvent::Left(s)) if s.track_id == 1 && (s.last_seen - 0.4).abs() < 1e-9));
+        assert!(
+            matches!(ev.last(), Some(TrackEvent::Left(s)) if s.track_id == 1 && (s.last_seen - 0.4).abs() < 1e-9)
+        );
         let mut last = Vec::new();
         for i in 12..16 {
             last = tr.update(&[det(0, 0.9, 0.0)], i as f64 * 0.1, &mut ev);
@@ -426,8 +444,14 @@ mod tests {
         let mut ev = Vec::new();
         let mut seen = std::collections::BTreeMap::new();
         for i in 0..6 {
-            for o in tr.update(&[det(0, 0.9, 0.0), det(2, 0.9, 1.0)], i as f64 * 0.1, &mut ev) {
-                seen.entry(o.class_id).or_insert_with(Vec::new).push(o.track_id);
+            for o in tr.update(
+                &[det(0, 0.9, 0.0), det(2, 0.9, 1.0)],
+                i as f64 * 0.1,
+                &mut ev,
+            ) {
+                seen.entry(o.class_id)
+                    .or_insert_with(Vec::new)
+                    .push(o.track_id);
             }
         }
         assert!(seen[&0].iter().all(|&id| id == seen[&0][0]));

@@ -26,7 +26,11 @@ pub struct ObjectEncoder {
 
 impl ObjectEncoder {
     /// Tracks what `detector` finds; `classes` keeps only those class ids (None: all).
-    pub fn new(detector: Box<dyn Detector>, tracker: TrackerConfig, classes: Option<Vec<usize>>) -> Self {
+    pub fn new(
+        detector: Box<dyn Detector>,
+        tracker: TrackerConfig,
+        classes: Option<Vec<usize>>,
+    ) -> Self {
         Self {
             detector,
             tracker: Tracker::new(tracker),
@@ -49,7 +53,10 @@ impl VideoEncoder for ObjectEncoder {
         if dets.len() != frames.len() {
             return Err(EncodeError::BadInput {
                 encoder: self.detector.name(),
-                stream: frames.first().map(|f| f.stream.to_string()).unwrap_or_default(),
+                stream: frames
+                    .first()
+                    .map(|f| f.stream.to_string())
+                    .unwrap_or_default(),
                 pts: frames.first().map(|f| f.pts).unwrap_or_default(),
                 reason: format!("{} results for {} frames", dets.len(), frames.len()),
             });
@@ -68,7 +75,9 @@ impl VideoEncoder for ObjectEncoder {
                 ];
             }
             let mut events: Vec<TrackEvent> = Vec::new();
-            feats.objects = self.tracker.update(&d, frame.pts.as_secs_f64(), &mut events);
+            feats.objects = self
+                .tracker
+                .update(&d, frame.pts.as_secs_f64(), &mut events);
             feats.track_events = events;
         }
         Ok(())

@@ -14,8 +14,8 @@ use crate::config::PipelineConfig;
 use crate::encode::tracker::{TrackEvent, TrackSummary};
 use crate::encode::TagPatch;
 use crate::event::{Event, EventKind, Label};
-use std::collections::VecDeque;
 pub use events::{MotionDetector, SoundDetector, SpeechConfig, SpeechDetector};
+use std::collections::VecDeque;
 
 /// Seconds of tagger patches kept to label sounds that end later.
 const TAG_HISTORY_S: f64 = 30.0;
@@ -41,7 +41,11 @@ pub fn label_sound(e: &mut Event, patches: &VecDeque<TagPatch>) {
     };
     let mut over: Vec<&TagPatch> = patches.iter().filter(|p| overlap(p) >= 0.5).collect();
     if over.is_empty() {
-        if let Some(best) = patches.iter().filter(|p| overlap(p) > 0.0).max_by(|a, b| overlap(a).total_cmp(&overlap(b))) {
+        if let Some(best) = patches
+            .iter()
+            .filter(|p| overlap(p) > 0.0)
+            .max_by(|a, b| overlap(a).total_cmp(&overlap(b)))
+        {
             over.push(best);
         }
     }
@@ -60,7 +64,11 @@ pub fn label_sound(e: &mut Event, patches: &VecDeque<TagPatch>) {
         .take(SOUND_LABELS)
         .filter(|&i| mean[i] >= SOUND_LABEL_MIN)
         .map(|i| Label {
-            name: first.names.get(i).cloned().unwrap_or_else(|| format!("class_{i}")),
+            name: first
+                .names
+                .get(i)
+                .cloned()
+                .unwrap_or_else(|| format!("class_{i}")),
             score: mean[i],
         })
         .collect();

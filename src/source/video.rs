@@ -30,7 +30,9 @@ pub fn caps_for(spec: &VideoSpec) -> gst::Caps {
         // Both sides fixed (a detector's input): the picture is stretched to fit.
         Some(h) => b.field("height", h as i32).build(),
         // Width only: square pixels, the height follows the display aspect ratio.
-        None => b.field("pixel-aspect-ratio", gst::Fraction::new(1, 1)).build(),
+        None => b
+            .field("pixel-aspect-ratio", gst::Fraction::new(1, 1))
+            .build(),
     }
 }
 

@@ -196,8 +196,14 @@ pub fn model_file(rel: &str) -> Option<PathBuf> {
         return Some(p);
     }
     if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!("{} is missing: under CI=true `avsense models fetch` must have run", p.display());
+        panic!(
+            "{} is missing: under CI=true `avsense models fetch` must have run",
+            p.display()
+        );
     }
-    eprintln!("SKIP: {} not found; run `avsense models fetch` first", p.display());
+    eprintln!(
+        "SKIP: {} not found; run `avsense models fetch` first",
+        p.display()
+    );
     None
 }

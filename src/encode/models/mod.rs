@@ -1,7 +1,7 @@
 //! Neural models written for candle, one file each.
 
+pub mod nanodet;
 pub mod silero;
 pub mod tfjs;
-pub mod nanodet;
 pub mod tflite;
 pub mod yamnet;
