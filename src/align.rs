@@ -301,6 +301,7 @@ mod tests {
             duration: Duration(100 * MS),
             index: ms / 100,
             motion: None,
+            detected: false,
             objects: Vec::new(),
             track_events: Vec::new(),
         }))

@@ -83,6 +83,12 @@ pub struct PipelineConfig {
     /// `speech` events from the VAD.
     #[serde(default)]
     pub speech: crate::fusion::SpeechConfig,
+    /// The object detector (NanoDet, COCO-80) and how often it runs.
+    #[serde(default)]
+    pub detector: DetectorConfig,
+    /// The multi-object tracker behind the detector.
+    #[serde(default)]
+    pub tracker: crate::encode::tracker::TrackerConfig,
     /// Where events go (`[[sink]]`); stdout when none is given.
     #[serde(default, rename = "sink")]
     pub sinks: Vec<SinkConfig>,
@@ -273,6 +279,65 @@ pub enum DeviceChoice {
     Cuda,
 }
 
+/// Default detections per second (the detector skips the frames in between; tracks carry).
+pub const DEFAULT_DETECT_FPS: f64 = 5.0;
+
+/// `[detector]`: the object detector.
+///
+/// Like Frigate's `detect.fps`, the detector runs on a subset of frames (`fps` per second,
+/// 0 = every frame); motion still sees every frame, and the frames in between carry the
+/// tracks of the last detection.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct DetectorConfig {
+    /// `auto` (runs when its model is fetched), `on` or `off`.
+    pub mode: Toggle,
+    /// Detections per second of video (0: every frame).
+    pub fps: f64,
+    /// Minimum detection score the detector reports (the tracker's `low_score` applies
+    /// on top of it).
+    pub score_threshold: f32,
+    /// Class-aware NMS IoU threshold.
+    pub iou_threshold: f32,
+    /// COCO class names to keep (empty: all 80).
+    pub classes: Vec<String>,
+    /// Attach pooled backbone features to each detection (appearance embedding).
+    pub embeddings: bool,
+    /// `letterbox` (keep the aspect ratio; default) or `stretch` the frame into the
+    /// detector's square input.
+    pub resize: crate::encode::models::nanodet::Resize,
+}
+
+impl Default for DetectorConfig {
+    fn default() -> Self {
+        let n = crate::encode::models::nanodet::NanoDetConfig::default();
+        Self {
+            mode: Toggle::Auto,
+            fps: DEFAULT_DETECT_FPS,
+            score_threshold: n.score_threshold,
+            iou_threshold: n.iou_threshold,
+            classes: Vec::new(),
+            embeddings: true,
+            resize: n.resize,
+        }
+    }
+}
+
+impl DetectorConfig {
+    /// The class ids of `classes` (None: all). Names were checked by `validate`.
+    pub fn class_ids(&self) -> Option<Vec<usize>> {
+        if self.classes.is_empty() {
+            return None;
+        }
+        Some(
+            self.classes
+                .iter()
+                .filter_map(|c| crate::encode::coco::id(c))
+                .collect(),
+        )
+    }
+}
+
 /// `[models]`: model directory and device.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
 #[serde(deny_unknown_fields, default)]
@@ -426,6 +491,8 @@ impl PipelineConfig {
             vad: EncoderToggle::default(),
             tagger: EncoderToggle::default(),
             speech: crate::fusion::SpeechConfig::default(),
+            detector: DetectorConfig::default(),
+            tracker: crate::encode::tracker::TrackerConfig::default(),
             sinks,
         };
         cfg.validate(Path::new("<command line>"))?;
@@ -595,6 +662,58 @@ impl PipelineConfig {
                 "sound.floor_rise",
                 snd.floor_rise.to_string(),
                 "seconds > 0",
+            ));
+        }
+        let d = &self.detector;
+        if !(d.fps.is_finite() && (0.0..=240.0).contains(&d.fps)) {
+            return Err(bad(
+                "detector.fps",
+                d.fps.to_string(),
+                "detections per second, 0 (every frame) to 240",
+            ));
+        }
+        for (k, v) in [
+            ("detector.score_threshold", d.score_threshold),
+            ("detector.iou_threshold", d.iou_threshold),
+            ("tracker.high_score", self.tracker.high_score),
+            ("tracker.low_score", self.tracker.low_score),
+            ("tracker.new_track_score", self.tracker.new_track_score),
+            ("tracker.match_iou", self.tracker.match_iou),
+            ("tracker.low_match_iou", self.tracker.low_match_iou),
+        ] {
+            if !(v.is_finite() && (0.0..=1.0).contains(&v)) {
+                return Err(bad(k, v.to_string(), "a value from 0 to 1"));
+            }
+        }
+        for (i, c) in d.classes.iter().enumerate() {
+            if crate::encode::coco::id(c).is_none() {
+                return Err(bad(
+                    &format!("detector.classes[{i}]"),
+                    format!("{c:?}"),
+                    "a COCO-80 class name such as \"person\", \"car\", \"dog\"",
+                ));
+            }
+        }
+        let t = &self.tracker;
+        if t.low_score > t.high_score {
+            return Err(bad(
+                "tracker.low_score",
+                t.low_score.to_string(),
+                "≤ tracker.high_score",
+            ));
+        }
+        if t.min_hits == 0 || t.min_hits > 100 {
+            return Err(bad(
+                "tracker.min_hits",
+                t.min_hits.to_string(),
+                "1 to 100 consecutive detections",
+            ));
+        }
+        if !(t.lost_timeout.is_finite() && (0.0..=600.0).contains(&t.lost_timeout)) {
+            return Err(bad(
+                "tracker.lost_timeout",
+                t.lost_timeout.to_string(),
+                "seconds, 0 to 600",
             ));
         }
         for (i, s) in self.sinks.iter().enumerate() {

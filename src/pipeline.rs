@@ -135,6 +135,7 @@ pub struct Pipeline {
 struct LoadedModels {
     vad: Option<crate::encode::models::silero::SileroVad>,
     tagger: Option<(crate::encode::models::yamnet::Yamnet, Arc<Vec<String>>)>,
+    detector: Option<crate::encode::models::nanodet::NanoDet>,
 }
 
 /// The candle device the config asks for.
@@ -223,6 +224,33 @@ fn load_models(cfg: &PipelineConfig) -> Result<LoadedModels, Error> {
             )
             .map_err(|e| load(e.to_string()))?;
             m.tagger = Some((model, Arc::new(names)));
+        }
+    }
+    let wants_video = cfg.sources.iter().any(|s| s.video);
+    if wants_video {
+        if let Some(path) = model_file(
+            cfg,
+            cfg.detector.mode,
+            "nanodet",
+            "human-models/nanodet.json",
+        )? {
+            let device = select_device(cfg.models.device)?;
+            let d = &cfg.detector;
+            let ncfg = crate::encode::models::nanodet::NanoDetConfig {
+                score_threshold: d.score_threshold,
+                iou_threshold: d.iou_threshold,
+                embeddings: d.embeddings,
+                resize: d.resize,
+                ..Default::default()
+            };
+            let det = crate::encode::models::nanodet::NanoDet::load_with(&path, &device, ncfg)
+                .map_err(|e| {
+                    Error::Encode(EncodeError::Load {
+                        encoder: "nanodet",
+                        reason: e.to_string(),
+                    })
+                })?;
+            m.detector = Some(det);
         }
     }
     Ok(m)
@@ -344,6 +372,29 @@ impl Pipeline {
         let policy = src.effective_policy();
 
         let mut video_encoders: Vec<Box<dyn VideoEncoder>> = Vec::new();
+        // The detector's input (fixed-size RGB) is the frame every video encoder gets when
+        // it runs; motion reads its luma. Without it, motion's small grayscale frames.
+        let mut spec = VideoSpec {
+            width: cfg.motion.width,
+            height: None,
+            format: crate::source::PixelFormat::Gray8,
+        };
+        if src.video {
+            if let Some(det) = &self.models.detector {
+                let enc = crate::encode::vision::ObjectEncoder::new(
+                    Box::new(det.clone()),
+                    cfg.tracker,
+                    cfg.detector.class_ids(),
+                    Duration::from_secs_f64(if cfg.detector.fps > 0.0 {
+                        1.0 / cfg.detector.fps
+                    } else {
+                        0.0
+                    }),
+                );
+                spec = enc.input_spec();
+                video_encoders.push(Box::new(enc));
+            }
+        }
         if src.video && cfg.motion.enabled {
             video_encoders.push(Box::new(MotionEncoder::new(cfg.motion.clone())));
         }
@@ -369,14 +420,6 @@ impl Pipeline {
         }
         let want_video = !video_encoders.is_empty();
         let want_audio = src.audio && cfg.audio.enabled;
-        let spec = video_encoders
-            .first()
-            .map(|e| e.input_spec())
-            .unwrap_or(VideoSpec {
-                width: cfg.motion.width,
-                height: None,
-                format: crate::source::PixelFormat::Gray8,
-            });
         let mut source_cfg = src.clone();
         source_cfg.video = want_video;
         source_cfg.audio = want_audio;
@@ -385,7 +428,9 @@ impl Pipeline {
                 path: "<pipeline>".into(),
                 key: format!("source {name}"),
                 value: "no enabled encoder".into(),
-                expected: "video with [motion] enabled, or audio with [audio] enabled".into(),
+                expected:
+                    "video with [motion] or [detector] enabled, or audio with [audio] enabled"
+                        .into(),
             }));
         }
 

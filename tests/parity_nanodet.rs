@@ -18,7 +18,8 @@
 mod common;
 
 use avsense::encode::models::nanodet::{
-    decode, iou, InputNorm, NanoDet, NanoDetConfig, RawOutputs, RgbImage, BINS, CLASSES, INPUT_SIZE,
+    decode, iou, InputNorm, NanoDet, NanoDetConfig, RawOutputs, Resize, RgbImage, BINS, CLASSES,
+    INPUT_SIZE,
 };
 use candle_core::Device;
 use serde_json::Value;
@@ -101,6 +102,8 @@ fn config_of(reference: &Value, embeddings: bool) -> NanoDetConfig {
             other => panic!("unknown input_norm {other:?}"),
         },
         embeddings,
+        // The reference frames are 416² already (no fitting); the size test below stretches.
+        resize: Resize::Stretch,
     }
 }
 
@@ -321,7 +324,7 @@ fn nanodet_matches_tfjs_cpu() {
         0,
     )
     .expect("frame");
-    let via_trait = Detector::detect(&mut det0, &[frame]).expect("Detector::detect");
+    let via_trait = Detector::detect(&mut det0, &[&frame]).expect("Detector::detect");
     let key = |v: Vec<(usize, f32, [f32; 4])>| v;
     let direct = key(narrow[0]
         .iter()

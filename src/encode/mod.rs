@@ -62,7 +62,11 @@ pub struct VisionFeatures {
     pub index: u64,
     /// Motion grid (when the motion encoder runs).
     pub motion: Option<MotionFeatures>,
-    /// Confirmed object tracks seen in this frame (when a detector runs).
+    /// Whether the detector ran on this frame (it runs `detector.fps` times a second; the
+    /// frames in between carry the tracks of the last detection).
+    pub detected: bool,
+    /// Confirmed object tracks in this frame (when a detector runs): matched by this frame's
+    /// detections, or carried from the last detected frame when `detected` is false.
     pub objects: Vec<tracker::TrackedObject>,
     /// Tracks that appeared or ended at this frame.
     pub track_events: Vec<tracker::TrackEvent>,
@@ -77,6 +81,7 @@ impl VisionFeatures {
             duration: frame.duration,
             index: frame.index,
             motion: None,
+            detected: false,
             objects: Vec::new(),
             track_events: Vec::new(),
         }
