@@ -820,3 +820,201 @@ mod tests {
         assert!(depthwise_conv2d(&x, &w, None, &cfg).is_err());
     }
 }
+
+/// Regular (groups = 1) 2-D convolution on the CPU, f32: `x` `[B, C, H, W]` (any strides;
+/// an NHWC buffer seen through a permuted view is read in place), `w` `[CO, C, KH, KW]`,
+/// symmetric zero padding `pad`, equal stride and dilation in both directions; returns a
+/// contiguous `[B, CO, OH, OW]`.
+///
+/// Why not candle's `conv2d`: its CPU path builds the im2col matrix one element at a time
+/// into a `[K, tile]` layout (strided writes), which took ≈ 70 % of NanoDet's time, ahead
+/// of the matrix products themselves. Here the input is read as NHWC, so each tap of an
+/// output pixel is one contiguous run of `C` channels copied into a `[tile, K]` row, and
+/// one `gemm` per tile of output pixels writes straight into the NCHW output. 1×1 stride-1
+/// convolutions need no copy at all: the NHWC input already is the `[HW, C]` matrix.
+pub fn conv2d_cpu(
+    x: &Tensor,
+    w: &Tensor,
+    pad: usize,
+    stride: usize,
+    dilation: usize,
+) -> candle_core::Result<Tensor> {
+    let (b, c, h, wd) = x.dims4()?;
+    let (co, ci, kh, kw) = w.dims4()?;
+    if ci != c || stride == 0 || dilation == 0 {
+        candle_core::bail!(
+            "conv2d_cpu: input {:?}, filter {:?}, stride {stride}, dilation {dilation}",
+            x.dims(),
+            w.dims()
+        );
+    }
+    if !matches!(x.device(), Device::Cpu) || x.dtype() != DType::F32 || w.dtype() != DType::F32 {
+        candle_core::bail!("conv2d_cpu: f32 tensors on the CPU only");
+    }
+    let (eh, ew) = ((kh - 1) * dilation + 1, (kw - 1) * dilation + 1);
+    if h + 2 * pad < eh || wd + 2 * pad < ew {
+        candle_core::bail!(
+            "conv2d_cpu: padded input {}×{} smaller than the kernel's extent {eh}×{ew}",
+            h + 2 * pad,
+            wd + 2 * pad
+        );
+    }
+    let oh = (h + 2 * pad - eh) / stride + 1;
+    let ow = (wd + 2 * pad - ew) / stride + 1;
+    // NHWC input (a no-op when `x` is a permuted view of NHWC data) and the filter as
+    // [CO, KH, KW, C], so that the reduction index k = (ky·KW + kx)·C + c matches the rows.
+    let xh = x.permute((0, 2, 3, 1))?.contiguous()?;
+    let wk = w.permute((0, 2, 3, 1))?.contiguous()?;
+    let (xs, xl) = xh.storage_and_layout();
+    let (ws, wl) = wk.storage_and_layout();
+    let xv = cpu_f32(&xs, xl)?;
+    let wv = cpu_f32(&ws, wl)?;
+    let k = kh * kw * c;
+    let hw = oh * ow;
+    let mut out = vec![0f32; b * co * hw];
+    let one_by_one = kh == 1 && kw == 1 && stride == 1 && pad == 0;
+    // Output pixels per gemm: big enough for the microkernels, small enough that the
+    // copied rows stay in cache.
+    const TILE: usize = 1024;
+    let threads = candle_core::utils::get_num_threads().max(1);
+    let mut col = if one_by_one {
+        Vec::new()
+    } else {
+        vec![0f32; TILE.min(hw) * k]
+    };
+    for bi in 0..b {
+        let xb = &xv[bi * h * wd * c..(bi + 1) * h * wd * c];
+        let ob = &mut out[bi * co * hw..(bi + 1) * co * hw];
+        for t0 in (0..hw).step_by(TILE) {
+            let n = TILE.min(hw - t0);
+            let (rhs, rhs_cs): (&[f32], usize) = if one_by_one {
+                (&xb[t0 * c..], c)
+            } else {
+                for (t, row) in col[..n * k].chunks_exact_mut(k).enumerate() {
+                    let (oy, ox) = ((t0 + t) / ow, (t0 + t) % ow);
+                    for ky in 0..kh {
+                        let iy = (oy * stride + ky * dilation) as isize - pad as isize;
+                        for kx in 0..kw {
+                            let ix = (ox * stride + kx * dilation) as isize - pad as isize;
+                            let dst = &mut row[(ky * kw + kx) * c..(ky * kw + kx + 1) * c];
+                            if iy < 0 || ix < 0 || iy as usize >= h || ix as usize >= wd {
+                                dst.fill(0.0);
+                            } else {
+                                let s = (iy as usize * wd + ix as usize) * c;
+                                dst.copy_from_slice(&xb[s..s + c]);
+                            }
+                        }
+                    }
+                }
+                (&col[..n * k], k)
+            };
+            // Threads only pay for themselves on large products (as in `parallel_chunks`).
+            let par = if threads > 1 && co * n * k >= (1 << 20) {
+                gemm::Parallelism::Rayon(threads)
+            } else {
+                gemm::Parallelism::None
+            };
+            // SAFETY: dst (co × n, row stride hw) lies inside `ob` from column t0; lhs is
+            // co × k (row stride k) inside `wv`; rhs is k × n read as rhs[kk, t] =
+            // rhs_slice[t·rhs_cs + kk], inside the slice (n rows of rhs_cs ≥ k values, the
+            // last row complete). read_dst = false: dst = 1 · lhs · rhs.
+            unsafe {
+                gemm::gemm(
+                    co,
+                    n,
+                    k,
+                    ob.as_mut_ptr().add(t0),
+                    1,
+                    hw as isize,
+                    false,
+                    wv.as_ptr(),
+                    1,
+                    k as isize,
+                    rhs.as_ptr(),
+                    rhs_cs as isize,
+                    1,
+                    0.0,
+                    1.0,
+                    false,
+                    false,
+                    false,
+                    par,
+                );
+            }
+        }
+    }
+    Tensor::from_vec(out, (b, co, oh, ow), &Device::Cpu)
+}
+
+/// The values of a contiguous f32 CPU tensor's storage, in place.
+fn cpu_f32<'a>(s: &'a candle_core::Storage, l: &Layout) -> candle_core::Result<&'a [f32]> {
+    match (s, l.contiguous_offsets()) {
+        (candle_core::Storage::Cpu(CpuStorage::F32(v)), Some((a, b))) => Ok(&v[a..b]),
+        _ => candle_core::bail!("conv2d_cpu: expected contiguous f32 CPU storage"),
+    }
+}
+
+#[cfg(test)]
+mod conv2d_tests {
+    use super::*;
+
+    fn ramp(shape: &[usize], seed: f32) -> Tensor {
+        let n: usize = shape.iter().product();
+        let v: Vec<f32> = (0..n)
+            .map(|i| ((i as f32 * 0.37 + seed).sin() * 1.7).round() / 2.0)
+            .collect();
+        Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
+    }
+
+    #[test]
+    fn conv2d_cpu_matches_candle_on_strides_padding_dilation_and_nhwc_views() {
+        for &(c, co, k, pad, stride, dil, h, w) in &[
+            (3, 8, 3, 1, 2, 1, 17, 13),
+            (16, 24, 3, 1, 1, 1, 9, 11),
+            (8, 5, 1, 0, 1, 1, 7, 6),
+            (8, 5, 1, 0, 2, 1, 7, 6),
+            (4, 6, 3, 2, 1, 2, 10, 10),
+            (5, 7, 5, 0, 1, 1, 40, 40), // more than one tile of output pixels
+        ] {
+            let x = ramp(&[2, c, h, w], 0.1);
+            let wt = ramp(&[co, c, k, k], 1.3);
+            let want = x.conv2d(&wt, pad, stride, dil, 1).unwrap();
+            let got = conv2d_cpu(&x, &wt, pad, stride, dil).unwrap();
+            assert_eq!(got.dims(), want.dims());
+            let d = (got - &want)
+                .unwrap()
+                .abs()
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .max(0)
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap();
+            assert!(
+                d <= 1e-4,
+                "{c}->{co} k{k} p{pad} s{stride} d{dil}: max |Δ| {d}"
+            );
+            // The same input held as NHWC and seen through a permuted view.
+            let view = x
+                .permute((0, 2, 3, 1))
+                .unwrap()
+                .contiguous()
+                .unwrap()
+                .permute((0, 3, 1, 2))
+                .unwrap();
+            let got2 = conv2d_cpu(&view, &wt, pad, stride, dil).unwrap();
+            let d2 = (got2 - &want)
+                .unwrap()
+                .abs()
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .max(0)
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap();
+            assert!(d2 <= 1e-4);
+        }
+    }
+}

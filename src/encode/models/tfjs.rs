@@ -1589,12 +1589,11 @@ impl TfjsGraph {
                     0,
                 )
             };
-            let xc = if matches!(self.device, Device::Cpu) {
-                xc
+            if matches!(self.device, Device::Cpu) && xc.dtype() == candle_core::DType::F32 {
+                crate::encode::ops::conv2d_cpu(&xc, &kernel, p, sh, dh)?
             } else {
-                xc.contiguous()?
-            };
-            xc.conv2d(&kernel, p, sh, dh, 1)?
+                xc.contiguous()?.conv2d(&kernel, p, sh, dh, 1)?
+            }
         };
         // Bias and activation, on the contiguous NCHW result: from a fused op's attributes,
         // or from the nodes `fuse` folded in.
