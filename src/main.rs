@@ -100,9 +100,12 @@ fn main() {
     // candle 0.11 asks num_cpus for the physical core count on every matmul (it reads
     // /proc/cpuinfo each time) unless RAYON_NUM_THREADS is set: set it once, before any
     // thread starts. Measured: −0.4 CPU s of kernel time per minute of media with the VAD on.
+    // One thread per model call: the pipeline already runs a thread per stage and stream,
+    // and on 2 cores every model measured slower with 2 intra-op threads than with 1
+    // (NanoDet 69 vs 59 ms, YAMNet 1.66 vs 1.30 ms; dev clip end to end 3.17× vs 2.70–2.91×
+    // realtime). Set RAYON_NUM_THREADS to override.
     if std::env::var_os("RAYON_NUM_THREADS").is_none() {
-        let n = std::thread::available_parallelism().map_or(1, |n| n.get());
-        std::env::set_var("RAYON_NUM_THREADS", n.to_string());
+        std::env::set_var("RAYON_NUM_THREADS", "1");
     }
     let filter = tracing_subscriber::EnvFilter::try_from_env("AVSENSE_LOG")
         .unwrap_or_else(|_| "warn".into());
