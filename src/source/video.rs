@@ -53,6 +53,13 @@ pub(crate) fn add_branch(
     let scale = gst::ElementFactory::make("videoscale")
         .property("add-borders", false)
         .build()?;
+    if spec.format == PixelFormat::Gray8 {
+        // Luma for motion only: nearest-neighbour sampling. Motion compares each pixel with
+        // its own running background, so the same source pixels are sampled every frame and
+        // aliasing does not show up as change; on 1080p it costs ≈ 0.3 CPU s less per minute
+        // than bilinear (FACTS.md: +0.15 vs +0.45 CPU s on top of decode).
+        scale.set_property_from_str("method", "nearest-neighbour");
+    }
     let convert = gst::ElementFactory::make("videoconvert").build()?;
     let sink = gst_app::AppSink::builder()
         .caps(&caps_for(spec))
