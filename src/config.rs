@@ -79,7 +79,7 @@ pub struct PipelineConfig {
     pub vad: EncoderToggle,
     /// The audio tagger (YAMNet): AudioSet labels on `sound` events.
     #[serde(default)]
-    pub tagger: EncoderToggle,
+    pub tagger: crate::fusion::TaggerConfig,
     /// `speech` events from the VAD.
     #[serde(default)]
     pub speech: crate::fusion::SpeechConfig,
@@ -489,7 +489,7 @@ impl PipelineConfig {
             sound: SoundConfig::default(),
             models: ModelsConfig::default(),
             vad: EncoderToggle::default(),
-            tagger: EncoderToggle::default(),
+            tagger: crate::fusion::TaggerConfig::default(),
             speech: crate::fusion::SpeechConfig::default(),
             detector: DetectorConfig::default(),
             tracker: crate::encode::tracker::TrackerConfig::default(),
@@ -662,6 +662,26 @@ impl PipelineConfig {
                 "sound.floor_rise",
                 snd.floor_rise.to_string(),
                 "seconds > 0",
+            ));
+        }
+        let tg = &self.tagger;
+        for (k, v) in [
+            ("tagger.on", tg.on),
+            ("tagger.off", tg.off),
+            ("tagger.smoothing", tg.smoothing),
+        ] {
+            if !(v.is_finite() && (0.0..=1.0).contains(&v)) {
+                return Err(bad(k, v.to_string(), "a value from 0 to 1"));
+            }
+        }
+        if tg.off > tg.on {
+            return Err(bad("tagger.off", tg.off.to_string(), "≤ tagger.on"));
+        }
+        if tg.smoothing == 0.0 {
+            return Err(bad(
+                "tagger.smoothing",
+                "0".into(),
+                "> 0 (the weight of the newest patch; 1 = no smoothing)",
             ));
         }
         let d = &self.detector;

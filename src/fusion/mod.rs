@@ -6,74 +6,16 @@
 //! remembers how far it has read each modality.
 
 pub mod events;
+pub mod tags;
 
 use crate::align::Window;
 use crate::channel::{EdgeReceiver, EdgeSender};
 use crate::clock::Timestamp;
 use crate::config::PipelineConfig;
 use crate::encode::tracker::{TrackEvent, TrackSummary};
-use crate::encode::TagPatch;
 use crate::event::{Event, EventKind, Label};
 pub use events::{MotionDetector, SoundDetector, SpeechConfig, SpeechDetector};
-use std::collections::VecDeque;
-
-/// Seconds of tagger patches kept to label sounds that end later.
-const TAG_HISTORY_S: f64 = 30.0;
-/// Labels attached to a `sound` event.
-const SOUND_LABELS: usize = 3;
-/// Lowest mean score for a class to label a sound.
-const SOUND_LABEL_MIN: f32 = 0.05;
-
-/// Labels `e` with the classes of the tagger patches that lie mostly inside its span: the
-/// mean score of each class over the patches whose time is at least half inside the event
-/// (or, for a sound shorter than that, the one patch that overlaps it most). Patches that
-/// only graze the event are left out: YAMNet scores a patch that is half room noise and half
-/// a phone ring as "Turkey" or "Frog", while the patches inside score "Telephone".
-pub fn label_sound(e: &mut Event, patches: &VecDeque<TagPatch>) {
-    let overlap = |p: &TagPatch| {
-        let (s, t) = (p.start.as_secs_f64(), p.end.as_secs_f64());
-        let o = (t.min(e.end) - s.max(e.start)).max(0.0);
-        if t > s {
-            o / (t - s)
-        } else {
-            0.0
-        }
-    };
-    let mut over: Vec<&TagPatch> = patches.iter().filter(|p| overlap(p) >= 0.5).collect();
-    if over.is_empty() {
-        if let Some(best) = patches
-            .iter()
-            .filter(|p| overlap(p) > 0.0)
-            .max_by(|a, b| overlap(a).total_cmp(&overlap(b)))
-        {
-            over.push(best);
-        }
-    }
-    let Some(first) = over.first() else { return };
-    let n = first.scores.len();
-    let mut mean = vec![0f32; n];
-    for p in &over {
-        for (m, s) in mean.iter_mut().zip(p.scores.iter()) {
-            *m += s / over.len() as f32;
-        }
-    }
-    let mut idx: Vec<usize> = (0..n).collect();
-    idx.sort_by(|a, b| mean[*b].total_cmp(&mean[*a]));
-    e.labels = idx
-        .into_iter()
-        .take(SOUND_LABELS)
-        .filter(|&i| mean[i] >= SOUND_LABEL_MIN)
-        .map(|i| Label {
-            name: first
-                .names
-                .get(i)
-                .cloned()
-                .unwrap_or_else(|| format!("class_{i}")),
-            score: mean[i],
-        })
-        .collect();
-    e.evidence.patches = Some(over.len() as u32);
-}
+pub use tags::{TagTracker, TaggerConfig};
 
 /// An `object` event for a track change.
 pub fn object_event(stream: &str, ev: &TrackEvent) -> Event {
@@ -99,7 +41,7 @@ pub struct EventStage {
     motion: Option<MotionDetector>,
     sound: Option<SoundDetector>,
     speech: SpeechDetector,
-    tags: VecDeque<TagPatch>,
+    tags: TagTracker,
     vision_read: Option<Timestamp>,
     audio_read: f64,
 }
@@ -116,7 +58,7 @@ impl EventStage {
             sound: (cfg.audio.enabled && cfg.sound.enabled)
                 .then(|| SoundDetector::new(cfg.sound.clone())),
             speech: SpeechDetector::new(cfg.speech),
-            tags: VecDeque::new(),
+            tags: TagTracker::new(cfg.tagger),
             vision_read: None,
             audio_read: f64::NEG_INFINITY,
         }
@@ -145,13 +87,8 @@ impl EventStage {
                 continue;
             }
             // Tags and speech arrive with the run that completes them: each run once.
-            self.tags.extend(a.tags.iter().cloned());
-            while self
-                .tags
-                .front()
-                .is_some_and(|p| last - p.end.as_secs_f64() > TAG_HISTORY_S)
-            {
-                self.tags.pop_front();
+            for p in &a.tags {
+                self.tags.push(p);
             }
             for sp in &a.speech {
                 self.speech.push(
@@ -168,7 +105,7 @@ impl EventStage {
                 s.push(a, self.audio_read + 1e-9, out);
                 for e in &mut out[from..] {
                     if e.kind == EventKind::Sound {
-                        label_sound(e, &self.tags);
+                        self.tags.label(e);
                     }
                 }
             }
@@ -191,7 +128,7 @@ impl EventStage {
             let from = out.len();
             s.finish(&self.stream, out);
             for e in &mut out[from..] {
-                label_sound(e, &self.tags);
+                self.tags.label(e);
             }
         }
         self.speech.finish(&self.stream, out);
