@@ -99,9 +99,13 @@ pub struct Event {
     pub audio: Option<AudioSummary>,
     /// The measurements behind the event.
     pub evidence: Evidence,
-    /// Wall-clock time (RFC 3339) for live streams.
+    /// Wall-clock time (RFC 3339, UTC) of `start`, for live streams.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub wall_time: Option<String>,
+    /// Live streams: milliseconds from the capture of the event's `end` to the event
+    /// reaching the sinks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latency_ms: Option<f64>,
 }
 
 impl Event {
@@ -122,6 +126,7 @@ impl Event {
             audio: None,
             evidence: Evidence::default(),
             wall_time: None,
+            latency_ms: None,
         }
     }
 

@@ -31,6 +31,7 @@ pub mod encode;
 pub mod event;
 pub mod example;
 pub mod fusion;
+pub mod latency;
 pub mod models;
 pub mod pipeline;
 pub mod sink;

@@ -364,6 +364,12 @@ fn print_summary(r: &RunReport, json: bool) {
             s.events.events,
             s.error.as_ref().map(|e| format!(" — FAILED: {e}")).unwrap_or_default(),
         );
+        if let Some(l) = &s.latency {
+            eprintln!(
+                "stream {}: capture→event latency over {} events: p50 {:.1} ms, p95 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+                s.name, l.count, l.p50_ms, l.p95_ms, l.p99_ms, l.max_ms
+            );
+        }
     }
     for e in &r.edges {
         eprintln!(

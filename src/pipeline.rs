@@ -51,6 +51,8 @@ pub struct StreamReport {
     pub align: AlignStats,
     /// Event stage counters.
     pub events: EventStats,
+    /// Live streams: capture → event latency (None for files or without events).
+    pub latency: Option<crate::latency::LatencyStats>,
     /// Why the stream failed, if it did.
     pub error: Option<String>,
 }
@@ -262,8 +264,15 @@ pub struct Running {
     chains: Vec<Chain>,
     streams: Vec<StreamProbe>,
     edges: Vec<EdgeProbe>,
-    sink: JoinHandle<(u64, Option<SinkError>)>,
+    sink: JoinHandle<SinkOutcome>,
 }
+
+/// What the sink stage returns: events written, a failure, latency per live stream.
+type SinkOutcome = (
+    u64,
+    Option<SinkError>,
+    std::collections::HashMap<String, crate::latency::LatencyRecorder>,
+);
 
 fn spawn<T: Send + 'static>(
     name: String,
@@ -321,15 +330,31 @@ impl Pipeline {
         let started = Instant::now();
         let (ev_tx, ev_rx, ev_probe) = edge::<Event>("events", INNER_CAPACITY, EdgePolicy::Block);
         let mut edges = vec![ev_probe];
+        // The live streams' sources, to stamp their events with latency and wall time (set
+        // once the chains exist; events wait on the edge until then).
+        let live: Arc<std::sync::OnceLock<Vec<(String, crate::source::gst::SourceProbe)>>> =
+            Arc::new(std::sync::OnceLock::new());
+        let live_sink = Arc::clone(&live);
         let sink = spawn("avsense-sink".into(), move || {
             let mut written = 0u64;
-            while let Some(e) = ev_rx.recv() {
+            let mut latency: std::collections::HashMap<String, crate::latency::LatencyRecorder> =
+                std::collections::HashMap::new();
+            while let Some(mut e) = ev_rx.recv() {
+                let origin = live_sink.get().and_then(|l| {
+                    l.iter()
+                        .find(|(n, _)| *n == e.stream)
+                        .and_then(|(_, p)| p.clock_origin())
+                });
+                if let Some(origin) = origin {
+                    let ms = crate::latency::stamp(&mut e, origin);
+                    latency.entry(e.stream.clone()).or_default().record(ms);
+                }
                 for s in sinks.iter_mut() {
                     match s.write(&e) {
                         Ok(()) => {}
                         // The reader went away: stop writing, let the pipeline wind down.
-                        Err(SinkError::Closed { .. }) => return (written, None),
-                        Err(err) => return (written, Some(err)),
+                        Err(SinkError::Closed { .. }) => return (written, None, latency),
+                        Err(err) => return (written, Some(err), latency),
                     }
                 }
                 written += 1;
@@ -337,11 +362,11 @@ impl Pipeline {
             for s in sinks.iter_mut() {
                 if let Err(err) = s.flush() {
                     if !matches!(err, SinkError::Closed { .. }) {
-                        return (written, Some(err));
+                        return (written, Some(err), latency);
                     }
                 }
             }
-            (written, None)
+            (written, None, latency)
         })?;
         let mut chains = Vec::new();
         let mut streams = Vec::new();
@@ -351,6 +376,13 @@ impl Pipeline {
             streams.push(probe);
         }
         drop(ev_tx);
+        let _ = live.set(
+            streams
+                .iter()
+                .filter(|p: &&StreamProbe| p.live)
+                .map(|p| (p.name.clone(), p.source.clone()))
+                .collect(),
+        );
         Ok(Running {
             started,
             chains,
@@ -553,7 +585,7 @@ impl Running {
 
     /// Waits for every stage and returns the report.
     pub fn wait(self) -> Result<RunReport, Error> {
-        let mut reports = Vec::new();
+        let mut reports: Vec<StreamReport> = Vec::new();
         for c in self.chains {
             let join_err = |stage: &str| {
                 Error::Thread(format!("stream {}: the {stage} stage panicked", c.name))
@@ -581,13 +613,17 @@ impl Running {
                 media_seconds: src.media_end,
                 align,
                 events,
+                latency: None,
                 error,
             });
         }
-        let (written, sink_err) = self
+        let (written, sink_err, latency) = self
             .sink
             .join()
             .map_err(|_| Error::Thread("the sink stage panicked".into()))?;
+        for r in reports.iter_mut() {
+            r.latency = latency.get(&r.name).and_then(|l| l.stats());
+        }
         Ok(RunReport {
             streams: reports,
             edges: self.edges.iter().map(EdgeProbe::stats).collect(),

@@ -90,6 +90,7 @@ pub(crate) fn add_branch(
                 expected = Some(end);
                 shared.times.note(StreamTimes::AUDIO, end);
                 shared.count_samples(n);
+                shared.note_base_time(sink.upcast_ref());
                 let chunk = AudioChunk {
                     stream: Arc::clone(&stream),
                     pts,

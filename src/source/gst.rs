@@ -55,6 +55,9 @@ pub struct Shared {
     stop: AtomicBool,
     error: Mutex<Option<String>>,
     failure: Mutex<Option<String>>,
+    /// Live sources: the pipeline's base time (ns on its clock), once a buffer arrived;
+    /// 0 until then.
+    base_time: AtomicU64,
 }
 
 impl Shared {
@@ -63,6 +66,15 @@ impl Shared {
     }
     pub(crate) fn count_samples(&self, n: u64) {
         self.samples.fetch_add(n, Ordering::Relaxed);
+    }
+    /// Records the pipeline's base time from an element of it (first buffer of a live
+    /// source): buffer running time + base time = the clock time the buffer was captured.
+    pub(crate) fn note_base_time(&self, element: &gst::Element) {
+        if self.live && self.base_time.load(Ordering::Relaxed) == 0 {
+            if let Some(b) = element.base_time() {
+                self.base_time.store(b.nseconds(), Ordering::Relaxed);
+            }
+        }
     }
     pub(crate) fn note_error(&self, e: String) {
         if let Ok(mut g) = self.error.lock() {
@@ -100,6 +112,15 @@ impl SourceProbe {
     /// Why the source failed, once it has (set before its edges close).
     pub fn failure(&self) -> Option<String> {
         self.shared.failure.lock().ok().and_then(|g| g.clone())
+    }
+    /// Live sources: the clock time (ns on GStreamer's system clock) that stream time 0
+    /// stands for, so a stream time `t` was captured at `origin + t`. None for files and
+    /// before the first buffer.
+    pub fn clock_origin(&self) -> Option<u64> {
+        match self.shared.base_time.load(Ordering::Relaxed) {
+            0 => None,
+            b => Some(b),
+        }
     }
     /// Asks the source to stop: it sends end-of-stream so open events close normally.
     pub fn stop(&self) {

@@ -94,6 +94,7 @@ pub(crate) fn add_branch(
                     .times
                     .note(StreamTimes::VIDEO, frame.pts + frame.duration);
                 shared.count_frame();
+                shared.note_base_time(sink.upcast_ref());
                 // The lock guards only the Option; it is uncontended (this streaming thread
                 // and the EOS callback below run one after the other).
                 let guard = tx.lock().map_err(|_| gst::FlowError::Error)?;
