@@ -958,6 +958,15 @@ fn cpu_f32<'a>(s: &'a candle_core::Storage, l: &Layout) -> candle_core::Result<&
 mod conv2d_tests {
     use super::*;
 
+    fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
+        (a - b)
+            .and_then(|d| d.abs())
+            .and_then(|d| d.flatten_all())
+            .and_then(|d| d.max(0))
+            .and_then(|d| d.to_scalar::<f32>())
+            .expect("difference of two tensors of one shape")
+    }
+
     fn ramp(shape: &[usize], seed: f32) -> Tensor {
         let n: usize = shape.iter().product();
         let v: Vec<f32> = (0..n)
@@ -981,16 +990,7 @@ mod conv2d_tests {
             let want = x.conv2d(&wt, pad, stride, dil, 1).unwrap();
             let got = conv2d_cpu(&x, &wt, pad, stride, dil).unwrap();
             assert_eq!(got.dims(), want.dims());
-            let d = (got - &want)
-                .unwrap()
-                .abs()
-                .unwrap()
-                .flatten_all()
-                .unwrap()
-                .max(0)
-                .unwrap()
-                .to_scalar::<f32>()
-                .unwrap();
+            let d = max_abs_diff(&got, &want);
             assert!(
                 d <= 1e-4,
                 "{c}->{co} k{k} p{pad} s{stride} d{dil}: max |Δ| {d}"
@@ -1004,17 +1004,7 @@ mod conv2d_tests {
                 .permute((0, 3, 1, 2))
                 .unwrap();
             let got2 = conv2d_cpu(&view, &wt, pad, stride, dil).unwrap();
-            let d2 = (got2 - &want)
-                .unwrap()
-                .abs()
-                .unwrap()
-                .flatten_all()
-                .unwrap()
-                .max(0)
-                .unwrap()
-                .to_scalar::<f32>()
-                .unwrap();
-            assert!(d2 <= 1e-4);
+            assert!(max_abs_diff(&got2, &want) <= 1e-4);
         }
     }
 }
