@@ -129,6 +129,10 @@ pub enum SourceKind {
     Uri,
     /// GStreamer test sources: a moving ball and ticking audio (`duration`, `live`).
     Test,
+    /// Any GStreamer launch description (`launch`) whose unlinked source pads give raw
+    /// video and/or audio, e.g. `v4l2src device=/dev/video0 ! videoconvert` or
+    /// `alsasrc ! audioconvert`; `live` says whether it runs in real time.
+    Gst,
 }
 
 /// `[[source]]`: one input stream.
@@ -145,6 +149,9 @@ pub struct SourceConfig {
     /// URI (kind = "uri").
     #[serde(default)]
     pub uri: Option<String>,
+    /// GStreamer launch description (kind = "gst").
+    #[serde(default)]
+    pub launch: Option<String>,
     /// Length in seconds of a `test` source (required for a non-live test source).
     #[serde(default)]
     pub duration: Option<f64>,
@@ -187,7 +194,7 @@ impl SourceConfig {
     pub fn is_live(&self) -> bool {
         match self.kind {
             SourceKind::File => false,
-            SourceKind::Test => self.live,
+            SourceKind::Test | SourceKind::Gst => self.live,
             SourceKind::Uri => self
                 .uri
                 .as_deref()
@@ -464,6 +471,7 @@ impl PipelineConfig {
             },
             path: (!is_uri).then(|| PathBuf::from(input)),
             uri: is_uri.then(|| input.to_string()),
+            launch: None,
             duration: None,
             live: false,
             video: true,
@@ -564,6 +572,15 @@ impl PipelineConfig {
                         ))
                     }
                 },
+                SourceKind::Gst => {
+                    if s.launch.as_deref().map_or(true, |l| l.trim().is_empty()) {
+                        return Err(bad(
+                            &key("launch"),
+                            "(missing)".into(),
+                            "a GStreamer launch description ending in raw video/audio for kind = \"gst\", e.g. \"v4l2src ! videoconvert\"",
+                        ));
+                    }
+                }
                 SourceKind::Test => match s.duration {
                     Some(d) if d.is_finite() && d > 0.0 => {}
                     None if s.live => {}

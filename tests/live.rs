@@ -79,3 +79,57 @@ fn file_sources_have_no_latency_stamps() {
         .all(|e| e.latency_ms.is_none() && e.wall_time.is_none()));
     assert!(out.report.streams[0].latency.is_none());
 }
+
+#[test]
+fn gst_launch_source_feeds_video_and_audio_branches_by_caps() {
+    let toml = r#"
+[[source]]
+name = "cam"
+kind = "gst"
+live = true
+launch = "videotestsrc is-live=true num-buffers=60 pattern=ball ! capsfilter caps=video/x-raw,format=I420,width=320,height=240,framerate=30/1 audiotestsrc is-live=true num-buffers=20 samplesperbuffer=4800 wave=ticks ! capsfilter caps=audio/x-raw,rate=48000,channels=1"
+"#;
+    let cfg = PipelineConfig::parse(toml, Path::new("gst.toml")).expect("config");
+    let out = run(cfg);
+    assert!(
+        out.report.first_error().is_none(),
+        "{:?}",
+        out.report.first_error()
+    );
+    let s = &out.report.streams[0];
+    assert_eq!(s.frames, 60);
+    assert!(
+        (s.audio_seconds - 2.0).abs() < 0.05,
+        "audio {}",
+        s.audio_seconds
+    );
+    assert!(s.latency.is_some(), "a live gst source is stamped");
+    assert!(!out.of_kind("sound").is_empty());
+}
+
+#[test]
+fn gst_launch_source_errors_name_the_description_and_what_was_expected() {
+    for (launch, want) in [
+        ("nosuchelement123 ! fakesink", "nosuchelement123"),
+        (
+            "videotestsrc num-buffers=5 ! x264enc",
+            "expected raw video or audio",
+        ),
+    ] {
+        let toml = format!("[[source]]\nname = \"bad\"\nkind = \"gst\"\nlaunch = \"{launch}\"\n");
+        let cfg = PipelineConfig::parse(&toml, Path::new("bad.toml")).expect("config");
+        let out = run(cfg);
+        let err = out.report.first_error().expect("an error");
+        assert!(err.contains(want) && err.contains("bad"), "{launch}: {err}");
+    }
+    let e = PipelineConfig::parse(
+        "[[source]]\nname = \"g\"\nkind = \"gst\"\n",
+        Path::new("g.toml"),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("source[0].launch") && e.contains("g.toml"),
+        "{e}"
+    );
+}

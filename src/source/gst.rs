@@ -189,6 +189,7 @@ impl GstSource {
                 .unwrap_or_default(),
             SourceKind::Uri => self.cfg.uri.clone().unwrap_or_default(),
             SourceKind::Test => "videotestsrc/audiotestsrc".into(),
+            SourceKind::Gst => self.cfg.launch.clone().unwrap_or_default(),
         }
     }
 
@@ -261,6 +262,10 @@ impl GstSource {
             SourceKind::Test => {
                 self.build_test(&pipeline, video_slot, audio_slot, &linked)
                     .map_err(|e| build_err(format!("test source: {e}")))?;
+            }
+            SourceKind::Gst => {
+                self.build_launch(&pipeline, video_slot, audio_slot, &linked)
+                    .map_err(build_err)?;
             }
         }
 
@@ -545,6 +550,119 @@ impl GstSource {
             }
         } else if let Ok(mut g) = audio_slot.lock() {
             g.take();
+        }
+        Ok(())
+    }
+}
+
+impl GstSource {
+    /// `kind = "gst"`: the launch description as a bin whose unlinked source pads are
+    /// ghosted; each pad is linked by its caps to the video or the audio branch (the first of
+    /// each; a modality the config disables, or a second pad of one, goes to a fakesink).
+    fn build_launch(
+        &self,
+        pipeline: &gst::Pipeline,
+        video_slot: &Slot<Frame>,
+        audio_slot: &Slot<AudioChunk>,
+        linked: &Arc<Mutex<Vec<Modality>>>,
+    ) -> Result<(), String> {
+        let launch = self.cfg.launch.as_deref().unwrap_or_default();
+        let bin = gst::parse::bin_from_description(launch, false)
+            .map_err(|e| format!("launch description {launch:?}: {e}"))?;
+        // Ghost every unlinked source pad (parse's own ghosting takes only the first).
+        let mut unlinked: Vec<gst::Pad> = Vec::new();
+        for el in bin.iterate_recurse().into_iter().flatten() {
+            for pad in el.src_pads() {
+                if pad.peer().is_none() {
+                    unlinked.push(pad);
+                }
+            }
+        }
+        for (i, target) in unlinked.iter().enumerate() {
+            let ghost = gst::GhostPad::builder_with_target(target)
+                .map_err(|e| format!("launch description {launch:?}: {e}"))?
+                .name(format!("src_{i}"))
+                .build();
+            bin.add_pad(&ghost)
+                .map_err(|e| format!("launch description {launch:?}: {e}"))?;
+        }
+        pipeline
+            .add(&bin)
+            .map_err(|e| format!("launch description {launch:?}: {e}"))?;
+        let stream: Arc<str> = Arc::from(self.cfg.name.as_str());
+        let pads: Vec<gst::Pad> = bin.src_pads();
+        if pads.is_empty() {
+            return Err(format!(
+                "launch description {launch:?} has no unlinked source pad (expected it to end in raw video or audio, e.g. \"v4l2src ! videoconvert\")"
+            ));
+        }
+        for pad in pads {
+            let caps = pad.query_caps(None);
+            let name = caps
+                .structure(0)
+                .map(|st| st.name().to_string())
+                .unwrap_or_default();
+            let modality = if caps.is_any() {
+                None
+            } else if name.starts_with("video/x-raw") {
+                Some(Modality::Video)
+            } else if name.starts_with("audio/x-raw") {
+                Some(Modality::Audio)
+            } else {
+                None
+            };
+            let Some(m) = modality else {
+                return Err(format!(
+                    "launch description {launch:?}: a source pad gives {} (expected raw video or audio: end the branch in videoconvert / audioconvert, or decode with a decoder element; dynamic pads such as decodebin's are not supported here)",
+                    if caps.is_any() { "ANY caps".to_string() } else { name }
+                ));
+            };
+            let taken = linked.lock().map(|l| l.contains(&m)).unwrap_or(true);
+            let wanted = match m {
+                Modality::Video => self.cfg.video,
+                Modality::Audio => self.cfg.audio,
+            };
+            let head = if wanted && !taken {
+                let head = match m {
+                    Modality::Video => video::add_branch(
+                        pipeline,
+                        &self.spec,
+                        Arc::clone(&stream),
+                        Arc::clone(video_slot),
+                        Arc::clone(&self.shared),
+                    ),
+                    Modality::Audio => audio_gst::add_branch(
+                        pipeline,
+                        Arc::clone(&stream),
+                        Arc::clone(audio_slot),
+                        Arc::clone(&self.shared),
+                    ),
+                }
+                .map_err(|e| format!("{m:?} branch: {e}"))?;
+                if let Ok(mut l) = linked.lock() {
+                    l.push(m);
+                }
+                head
+            } else {
+                fakesink(pipeline).ok_or_else(|| "cannot add a fakesink".to_string())?
+            };
+            let sink_pad = head
+                .static_pad("sink")
+                .ok_or_else(|| format!("{m:?} branch has no sink pad"))?;
+            pad.link(&sink_pad).map_err(|e| {
+                format!("launch description {launch:?}: cannot link its {m:?} pad: {e:?}")
+            })?;
+        }
+        let l = linked.lock().map(|l| l.clone()).unwrap_or_default();
+        if !l.contains(&Modality::Video) {
+            if let Ok(mut g) = video_slot.lock() {
+                g.take();
+            }
+        }
+        if !l.contains(&Modality::Audio) {
+            if let Ok(mut g) = audio_slot.lock() {
+                g.take();
+            }
         }
         Ok(())
     }
