@@ -170,6 +170,11 @@ pub struct SourceConfig {
     /// Capacity in items of the edges from this source.
     #[serde(default = "default_capacity")]
     pub capacity: usize,
+    /// Seconds added to this source's audio timestamps (A/V offset: positive when the
+    /// audio is captured earlier than the video it belongs with, e.g. a microphone closer
+    /// to the sound than the camera's own audio path is fast). −10 to 10.
+    #[serde(default)]
+    pub av_offset: f64,
 }
 
 fn yes() -> bool {
@@ -478,6 +483,7 @@ impl PipelineConfig {
             audio: true,
             policy: None,
             capacity: DEFAULT_EDGE_CAPACITY,
+            av_offset: 0.0,
         };
         let sinks = match events {
             Some(path) => vec![SinkConfig {
@@ -598,6 +604,13 @@ impl PipelineConfig {
                     &key("video"),
                     "false (and audio = false)".into(),
                     "at least one of video, audio enabled",
+                ));
+            }
+            if !(s.av_offset.is_finite() && (-10.0..=10.0).contains(&s.av_offset)) {
+                return Err(bad(
+                    &key("av_offset"),
+                    s.av_offset.to_string(),
+                    "seconds added to the audio timestamps, −10 to 10",
                 ));
             }
             if s.capacity == 0 || s.capacity > 4096 {

@@ -222,3 +222,54 @@ fn containers_and_codecs_decode_completely() {
         );
     }
 }
+
+#[test]
+fn av_offset_moves_the_audio_timeline() {
+    let run_with = |offset: f64| {
+        let text = format!(
+            "[[source]]\nname = \"t\"\nkind = \"test\"\nduration = 3.0\nav_offset = {offset}\n"
+        );
+        let cfg =
+            PipelineConfig::parse(&text, std::path::Path::new("inline.toml")).expect("config");
+        let out = run(cfg);
+        assert!(
+            out.report.first_error().is_none(),
+            "{:?}",
+            out.report.first_error()
+        );
+        out.of_kind("sound")
+            .iter()
+            .map(|e| e.start)
+            .collect::<Vec<f64>>()
+    };
+    // audiotestsrc "ticks": one tick a second.
+    let base = run_with(0.0);
+    let later = run_with(0.25);
+    let earlier = run_with(-0.25);
+    eprintln!("sound starts: {base:?} / +0.25 s {later:?} / −0.25 s {earlier:?}");
+    assert!(!base.is_empty(), "ticks give sound events");
+    for (b, l) in base.iter().zip(&later) {
+        assert!(
+            (l - b - 0.25).abs() < 0.011,
+            "base {base:?}, +0.25 s {later:?}"
+        );
+    }
+    // Moved earlier: the same ticks 0.25 s sooner (a tick within the first 0.25 s is cut).
+    for e in &earlier {
+        assert!(
+            base.iter().any(|b| (b - 0.25 - e).abs() < 0.011),
+            "base {base:?}, −0.25 s {earlier:?}"
+        );
+    }
+    assert!(!earlier.is_empty());
+    let e = PipelineConfig::parse(
+        "[[source]]\nname = \"t\"\nkind = \"test\"\nduration = 1.0\nav_offset = 11.0\n",
+        std::path::Path::new("o.toml"),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("source[0].av_offset") && e.contains("o.toml"),
+        "{e}"
+    );
+}

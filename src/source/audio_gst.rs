@@ -91,9 +91,26 @@ pub(crate) fn add_branch(
                 shared.times.note(StreamTimes::AUDIO, end);
                 shared.count_samples(n);
                 shared.note_base_time(sink.upcast_ref());
+                // The A/V offset moves what the encoders see; progress and the truncation
+                // check keep the media's own times. Audio moved before 0 is cut off there.
+                let mut samples = samples;
+                let start = pts.0 as i128 + shared.av_offset_ns as i128;
+                let shifted = if start >= 0 {
+                    Timestamp(start as u64)
+                } else {
+                    let skip = ((-start) as u128 * u128::from(AUDIO_RATE)).div_ceil(1_000_000_000)
+                        as usize;
+                    if skip >= samples.len() {
+                        return Ok(gst::FlowSuccess::Ok);
+                    }
+                    samples.drain(..skip);
+                    Timestamp(
+                        (start + skip as i128 * 1_000_000_000 / AUDIO_RATE as i128).max(0) as u64,
+                    )
+                };
                 let chunk = AudioChunk {
                     stream: Arc::clone(&stream),
-                    pts,
+                    pts: shifted,
                     sample_rate: AUDIO_RATE,
                     channels: 1,
                     samples,

@@ -58,6 +58,8 @@ pub struct Shared {
     /// Live sources: the pipeline's base time (ns on its clock), once a buffer arrived;
     /// 0 until then.
     base_time: AtomicU64,
+    /// Added to audio timestamps (ns; `[[source]] av_offset`).
+    pub(crate) av_offset_ns: i64,
 }
 
 impl Shared {
@@ -167,6 +169,7 @@ impl GstSource {
     pub fn new(cfg: SourceConfig, spec: VideoSpec) -> Self {
         let shared = Arc::new(Shared {
             live: cfg.is_live(),
+            av_offset_ns: (cfg.av_offset * 1e9).round() as i64,
             ..Shared::default()
         });
         Self { cfg, spec, shared }
