@@ -133,7 +133,50 @@ pub enum SourceKind {
     /// video and/or audio, e.g. `v4l2src device=/dev/video0 ! videoconvert` or
     /// `alsasrc ! audioconvert`; `live` says whether it runs in real time.
     Gst,
+    /// An RTSP camera (`uri` = `rtsp://…`) with reconnection: when the stream breaks or
+    /// stalls the source reconnects with exponential backoff and reports the gap.
+    Rtsp,
+    /// A V4L2 camera (`device`, default `/dev/video0`) with caps negotiation (`width`,
+    /// `height`, `fps`, `format`).
+    V4l2,
+    /// A microphone through cpal (`device`: name, index or `default`); audio only.
+    Microphone,
 }
+
+/// `[[source]] transport` of an RTSP source.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum RtspTransport {
+    /// RTP interleaved in the RTSP TCP connection (robust through NAT and firewalls).
+    #[default]
+    Tcp,
+    /// RTP over UDP.
+    Udp,
+    /// Whatever the server offers (UDP first, then TCP).
+    Auto,
+}
+
+/// `[[source]] format` of a V4L2 camera.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum CameraFormat {
+    /// Whatever the camera offers first for the asked size/rate.
+    #[default]
+    Any,
+    /// Motion JPEG (decoded by `jpegdec`): most USB webcams give high rates only this way.
+    Mjpeg,
+    /// Raw YUYV (YUY2).
+    Yuyv,
+}
+
+/// Default first reconnect delay of RTSP sources, seconds.
+pub const DEFAULT_RECONNECT_DELAY_S: f64 = 0.25;
+/// Default cap of the reconnect delay, seconds.
+pub const DEFAULT_RECONNECT_MAX_DELAY_S: f64 = 1.0;
+/// Default time without a buffer after which a live network source counts as lost.
+pub const DEFAULT_STALL_TIMEOUT_S: f64 = 5.0;
+/// Default RTSP jitter-buffer latency, seconds.
+pub const DEFAULT_RTSP_LATENCY_S: f64 = 0.2;
 
 /// `[[source]]`: one input stream.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -141,7 +184,7 @@ pub enum SourceKind {
 pub struct SourceConfig {
     /// Stream name used in events (`stream`); unique within the pipeline.
     pub name: String,
-    /// `file`, `uri` or `test`.
+    /// `file`, `uri`, `test`, `gst`, `rtsp`, `v4l2` or `microphone` (see [`SourceKind`]).
     pub kind: SourceKind,
     /// File path (kind = "file"); relative paths are relative to the config file.
     #[serde(default)]
@@ -175,6 +218,57 @@ pub struct SourceConfig {
     /// to the sound than the camera's own audio path is fast). −10 to 10.
     #[serde(default)]
     pub av_offset: f64,
+    /// `v4l2`: the device path (default `/dev/video0`); `microphone`: the cpal input device
+    /// by name, by index in `avsense devices`' list, or `default`.
+    #[serde(default)]
+    pub device: Option<String>,
+    /// `v4l2`: the capture width to negotiate (pixels).
+    #[serde(default)]
+    pub width: Option<u32>,
+    /// `v4l2`: the capture height to negotiate (pixels).
+    #[serde(default)]
+    pub height: Option<u32>,
+    /// `v4l2`: the frame rate to negotiate (frames per second).
+    #[serde(default)]
+    pub fps: Option<u32>,
+    /// `v4l2`: `any`, `mjpeg` or `yuyv`.
+    #[serde(default)]
+    pub format: CameraFormat,
+    /// Any video source: take the audio from this cpal microphone (name, index or
+    /// `default`) instead of the input's own audio, on the same clock.
+    #[serde(default)]
+    pub microphone: Option<String>,
+    /// `rtsp`: `tcp` (default), `udp` or `auto`.
+    #[serde(default)]
+    pub transport: RtspTransport,
+    /// `rtsp`: jitter-buffer latency in seconds.
+    #[serde(default = "default_rtsp_latency")]
+    pub latency: f64,
+    /// `rtsp`: first reconnect delay in seconds (doubles after each failed attempt).
+    #[serde(default = "default_reconnect_delay")]
+    pub reconnect_delay: f64,
+    /// `rtsp`: the cap of the reconnect delay in seconds.
+    #[serde(default = "default_reconnect_max_delay")]
+    pub reconnect_max_delay: f64,
+    /// `rtsp`: give up after this many failed attempts in a row (0: never).
+    #[serde(default)]
+    pub reconnect_attempts: u32,
+    /// `rtsp`: seconds without any buffer after which the stream counts as lost.
+    #[serde(default = "default_stall_timeout")]
+    pub stall_timeout: f64,
+}
+
+fn default_rtsp_latency() -> f64 {
+    DEFAULT_RTSP_LATENCY_S
+}
+fn default_reconnect_delay() -> f64 {
+    DEFAULT_RECONNECT_DELAY_S
+}
+fn default_reconnect_max_delay() -> f64 {
+    DEFAULT_RECONNECT_MAX_DELAY_S
+}
+fn default_stall_timeout() -> f64 {
+    DEFAULT_STALL_TIMEOUT_S
 }
 
 fn yes() -> bool {
@@ -185,6 +279,36 @@ fn default_capacity() -> usize {
 }
 
 impl SourceConfig {
+    /// A source with every optional key at its default.
+    pub fn new(name: &str, kind: SourceKind) -> Self {
+        Self {
+            name: name.to_string(),
+            kind,
+            path: None,
+            uri: None,
+            launch: None,
+            duration: None,
+            live: false,
+            video: kind != SourceKind::Microphone,
+            audio: true,
+            policy: None,
+            capacity: DEFAULT_EDGE_CAPACITY,
+            av_offset: 0.0,
+            device: None,
+            width: None,
+            height: None,
+            fps: None,
+            format: CameraFormat::Any,
+            microphone: None,
+            transport: RtspTransport::Tcp,
+            latency: DEFAULT_RTSP_LATENCY_S,
+            reconnect_delay: DEFAULT_RECONNECT_DELAY_S,
+            reconnect_max_delay: DEFAULT_RECONNECT_MAX_DELAY_S,
+            reconnect_attempts: 0,
+            stall_timeout: DEFAULT_STALL_TIMEOUT_S,
+        }
+    }
+
     /// The policy in force: the configured one, else `Block` for recorded input and
     /// `DropOldest` for live input.
     pub fn effective_policy(&self) -> EdgePolicy {
@@ -195,10 +319,25 @@ impl SourceConfig {
         })
     }
 
+    /// The cpal device this source captures audio from: `device` for a microphone source,
+    /// `microphone` for a video source with one; None when the audio is GStreamer's.
+    pub fn microphone_name(&self) -> Option<&str> {
+        match self.kind {
+            SourceKind::Microphone => Some(
+                self.device
+                    .as_deref()
+                    .or(self.microphone.as_deref())
+                    .unwrap_or("default"),
+            ),
+            _ => self.microphone.as_deref(),
+        }
+    }
+
     /// Whether the source runs in real time.
     pub fn is_live(&self) -> bool {
         match self.kind {
             SourceKind::File => false,
+            SourceKind::Rtsp | SourceKind::V4l2 | SourceKind::Microphone => true,
             SourceKind::Test | SourceKind::Gst => self.live,
             SourceKind::Uri => self
                 .uri
@@ -456,10 +595,16 @@ impl PipelineConfig {
 
     /// Parses and validates TOML text; `origin` names it in errors.
     pub fn parse(text: &str, origin: &Path) -> Result<Self, ConfigError> {
-        let cfg: PipelineConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
+        let mut cfg: PipelineConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
             path: origin.to_path_buf(),
             message: e.to_string().trim_end().replace('\n', " | "),
         })?;
+        // A microphone has no video track, whatever `video` says.
+        for s in &mut cfg.sources {
+            if s.kind == SourceKind::Microphone {
+                s.video = false;
+            }
+        }
         cfg.validate(origin)?;
         Ok(cfg)
     }
@@ -476,14 +621,7 @@ impl PipelineConfig {
             },
             path: (!is_uri).then(|| PathBuf::from(input)),
             uri: is_uri.then(|| input.to_string()),
-            launch: None,
-            duration: None,
-            live: false,
-            video: true,
-            audio: true,
-            policy: None,
-            capacity: DEFAULT_EDGE_CAPACITY,
-            av_offset: 0.0,
+            ..SourceConfig::new("input", SourceKind::File)
         };
         let sinks = match events {
             Some(path) => vec![SinkConfig {
@@ -587,6 +725,59 @@ impl PipelineConfig {
                         ));
                     }
                 }
+                SourceKind::Rtsp => {
+                    match &s.uri {
+                        Some(u) if u.to_ascii_lowercase().starts_with("rtsp") && u.contains("://") => {}
+                        other => {
+                            return Err(bad(
+                                &key("uri"),
+                                format!("{other:?}"),
+                                "an rtsp:// or rtsps:// URL for kind = \"rtsp\"",
+                            ))
+                        }
+                    }
+                    for (k, v, lo, hi) in [
+                        ("latency", s.latency, 0.0, 10.0),
+                        ("reconnect_delay", s.reconnect_delay, 0.01, 60.0),
+                        ("reconnect_max_delay", s.reconnect_max_delay, 0.01, 600.0),
+                        ("stall_timeout", s.stall_timeout, 0.5, 600.0),
+                    ] {
+                        if !(v.is_finite() && (lo..=hi).contains(&v)) {
+                            return Err(bad(
+                                &key(k),
+                                v.to_string(),
+                                &format!("seconds, {lo} to {hi}"),
+                            ));
+                        }
+                    }
+                    if s.reconnect_max_delay < s.reconnect_delay {
+                        return Err(bad(
+                            &key("reconnect_max_delay"),
+                            s.reconnect_max_delay.to_string(),
+                            "seconds ≥ reconnect_delay",
+                        ));
+                    }
+                }
+                SourceKind::V4l2 => {
+                    for (k, v, hi) in [("width", s.width, 16384), ("height", s.height, 16384), ("fps", s.fps, 1000)] {
+                        if v.is_some_and(|v| v == 0 || v > hi) {
+                            return Err(bad(
+                                &key(k),
+                                format!("{v:?}"),
+                                &format!("1 to {hi}"),
+                            ));
+                        }
+                    }
+                }
+                SourceKind::Microphone => {
+                    if !s.audio {
+                        return Err(bad(
+                            &key("audio"),
+                            "false".into(),
+                            "true: a microphone source has audio only",
+                        ));
+                    }
+                }
                 SourceKind::Test => match s.duration {
                     Some(d) if d.is_finite() && d > 0.0 => {}
                     None if s.live => {}
@@ -598,6 +789,24 @@ impl PipelineConfig {
                         ))
                     }
                 },
+            }
+            if s.microphone.is_some()
+                && !matches!(
+                    s.kind,
+                    SourceKind::V4l2 | SourceKind::Rtsp | SourceKind::Gst | SourceKind::Test
+                )
+                || (s.microphone.is_some() && !s.is_live())
+            {
+                return Err(bad(
+                    &key("microphone"),
+                    format!("{:?}", s.microphone),
+                    "a microphone only on a live video source (v4l2, rtsp, or gst/test with live = true)",
+                ));
+            }
+            if let Some(d) = s.duration {
+                if !(d.is_finite() && d > 0.0) {
+                    return Err(bad(&key("duration"), d.to_string(), "seconds > 0"));
+                }
             }
             if !s.video && !s.audio {
                 return Err(bad(

@@ -23,6 +23,9 @@ pub enum EventKind {
     Object,
     /// A source failed; the other sources keep running.
     SourceError,
+    /// A live source was lost and came back: `start`–`end` is the outage on the stream's
+    /// timeline (the timeline runs on across it).
+    StreamGap,
 }
 
 /// A label with its score (AudioSet or COCO names as the models give them).
@@ -71,7 +74,10 @@ pub struct Evidence {
     /// Tagger patches the labels were averaged over (`sound`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub patches: Option<u32>,
-    /// The error message (`source_error`).
+    /// Connection attempts before the stream came back (`stream_gap`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attempts: Option<u32>,
+    /// The error message (`source_error`; `stream_gap`: why the stream was lost).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }

@@ -20,6 +20,7 @@ use crate::encode::{
     VideoEncoder,
 };
 use crate::event::Event;
+use crate::event::EventKind;
 use crate::fusion::{run_event_stage, EventStage, EventStats};
 use crate::sink::{EventSink, JsonlSink, SinkError};
 use crate::source::gst::{SourceOutputs, SourceProbe};
@@ -347,7 +348,10 @@ impl Pipeline {
                 });
                 if let Some(origin) = origin {
                     let ms = crate::latency::stamp(&mut e, origin);
-                    latency.entry(e.stream.clone()).or_default().record(ms);
+                    // Perception latency only: a source's own reports are not detections.
+                    if !matches!(e.kind, EventKind::SourceError | EventKind::StreamGap) {
+                        latency.entry(e.stream.clone()).or_default().record(ms);
+                    }
                 }
                 for s in sinks.iter_mut() {
                     match s.write(&e) {
@@ -475,6 +479,7 @@ impl Pipeline {
         let mut outputs = SourceOutputs {
             video: None,
             audio: None,
+            events: Some(ev_tx.clone()),
         };
         let mut expect = Vec::new();
         let video = if want_video {

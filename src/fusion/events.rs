@@ -130,11 +130,16 @@ struct OpenSound {
     active_frames: u32,
 }
 
+/// A jump in audio time larger than this (seconds) is a gap in the input.
+const INPUT_GAP_S: f64 = 0.25;
+
 /// Turns per-frame audio level into `sound` events (see the module doc).
 pub struct SoundDetector {
     cfg: SoundConfig,
     floor: Option<f32>,
     first_t: Option<f64>,
+    /// Time of the last frame seen (a jump means the input had a gap).
+    last_t: Option<f64>,
     open: Option<OpenSound>,
     /// Linear power of the last frames, oldest first (ring).
     recent: [f64; SMOOTH_FRAMES],
@@ -148,6 +153,7 @@ impl SoundDetector {
             cfg,
             floor: None,
             first_t: None,
+            last_t: None,
             open: None,
             recent: [0.0; SMOOTH_FRAMES],
             recent_n: 0,
@@ -189,6 +195,13 @@ impl SoundDetector {
         onset: f32,
         out: &mut Vec<Event>,
     ) {
+        // A hole in the audio (a live source lost and reconnected): whatever was sounding
+        // ended with the last audio heard; nothing is assumed about the gap.
+        if self.last_t.is_some_and(|prev| t - prev > INPUT_GAP_S) {
+            self.close(stream, hop, out);
+            self.recent_n = 0;
+        }
+        self.last_t = Some(t);
         let smoothed = self.smooth(level);
         let cfg = &self.cfg;
         let first_t = *self.first_t.get_or_insert(t);
@@ -351,6 +364,47 @@ mod tests {
         }
     }
 
+    /// A live source lost mid-sound: the sound ends with the last audio before the hole,
+    /// and the loud audio after it is a new event, not a continuation.
+    #[test]
+    fn a_hole_in_the_audio_ends_an_open_sound() {
+        let mut before = vec![-60.0; 100];
+        before.extend(vec![-20.0; 30]); // loud from 1.0 s up to the hole at 1.3 s
+        let mut d = SoundDetector::new(SoundConfig::default());
+        let mut out = Vec::new();
+        d.push(&audio(&before), 0.0, &mut out);
+        let mut after = audio(&[vec![-20.0; 20], vec![-60.0; 100]].concat());
+        after.pts = Timestamp(5_000_000_000); // 3.7 s later
+        d.push(&after, 0.0, &mut out);
+        d.finish("s", &mut out);
+        assert_eq!(out.len(), 2, "{out:?}");
+        assert!(
+            (out[0].start - 1.0).abs() < 0.02 && (out[0].end - 1.3).abs() < 0.02,
+            "{:?}",
+            out[0]
+        );
+        assert!(
+            (out[1].start - 5.0).abs() < 0.02 && out[1].end < 5.25,
+            "{:?}",
+            out[1]
+        );
+    }
+
+    #[test]
+    fn speech_ends_at_a_hole_in_the_audio() {
+        let mut d = SpeechDetector::new(SpeechConfig::default());
+        let mut out = Vec::new();
+        for i in 0..10 {
+            d.push("s", i as f64 * 0.032, 0.032, 0.9, &mut out);
+        }
+        for i in 0..10 {
+            d.push("s", 4.0 + i as f64 * 0.032, 0.032, 0.9, &mut out);
+        }
+        d.finish("s", &mut out);
+        assert_eq!(out.len(), 2, "{out:?}");
+        assert!((out[0].end - 0.32).abs() < 1e-6 && (out[1].start - 4.0).abs() < 1e-6);
+    }
+
     #[test]
     fn a_quiet_change_below_on_db_is_no_event() {
         let mut lv = vec![-60.0; 100];
@@ -436,16 +490,27 @@ struct OpenSpeech {
 pub struct SpeechDetector {
     cfg: SpeechConfig,
     open: Option<OpenSpeech>,
+    /// End of the last chunk seen.
+    last_end: Option<f64>,
 }
 
 impl SpeechDetector {
     /// A detector with the given settings.
     pub fn new(cfg: SpeechConfig) -> Self {
-        Self { cfg, open: None }
+        Self {
+            cfg,
+            open: None,
+            last_end: None,
+        }
     }
 
     /// Takes the probability of the chunk `[t, t + len)`; appends finished events.
     pub fn push(&mut self, stream: &str, t: f64, len: f64, prob: f32, out: &mut Vec<Event>) {
+        // A hole in the audio closes open speech at the last audio heard.
+        if self.last_end.is_some_and(|e| t - e > INPUT_GAP_S) {
+            self.close(stream, out);
+        }
+        self.last_end = Some(t + len);
         match &mut self.open {
             None => {
                 if prob >= self.cfg.on {

@@ -67,13 +67,15 @@ pub(crate) fn add_branch(
                     .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
                     .collect();
                 drop(map);
+                shared.note_base_time(sink.upcast_ref());
                 let pts = match buffer.pts() {
                     Some(pts) => {
                         let st = sample
                             .segment()
                             .and_then(|s| s.downcast_ref::<gst::ClockTime>())
                             .and_then(|s| s.to_stream_time(pts));
-                        Timestamp(st.unwrap_or(pts).nseconds())
+                        // Reconnected sessions continue the source's timeline.
+                        Timestamp(st.unwrap_or(pts).nseconds() + shared.session_offset())
                     }
                     None => expected.unwrap_or(Timestamp::ZERO),
                 };
@@ -90,7 +92,6 @@ pub(crate) fn add_branch(
                 expected = Some(end);
                 shared.times.note(StreamTimes::AUDIO, end);
                 shared.count_samples(n);
-                shared.note_base_time(sink.upcast_ref());
                 // The A/V offset moves what the encoders see; progress and the truncation
                 // check keep the media's own times. Audio moved before 0 is cut off there.
                 let mut samples = samples;
@@ -124,6 +125,10 @@ pub(crate) fn add_branch(
                 Ok(gst::FlowSuccess::Ok)
             })
             .eos(move |_| {
+                // A reconnecting source keeps its edges across sessions.
+                if shared_eos.keep_edges {
+                    return;
+                }
                 if let Ok(mut g) = tx_eos.lock() {
                     g.take();
                 }

@@ -6,11 +6,17 @@ use super::{audio_gst, video, AudioChunk, Frame, Modality, SourceError, VideoSpe
 use crate::channel::EdgeSender;
 use crate::clock::Timestamp;
 use crate::config::{SourceConfig, SourceKind};
+use crate::event::{Event, EventKind};
 use gstreamer as gst;
 use gstreamer::prelude::*;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+
+/// Now on GStreamer's system clock (monotonic ns), the clock live pipelines run on.
+pub(crate) fn clock_now() -> u64 {
+    gst::SystemClock::obtain().time().nseconds()
+}
 
 /// Initialises GStreamer once; safe to call from any thread, any number of times.
 pub fn init() -> Result<(), String> {
@@ -52,37 +58,82 @@ pub struct Shared {
     frames: AtomicU64,
     samples: AtomicU64,
     duration_ns: AtomicU64,
-    stop: AtomicBool,
+    pub(crate) stop: AtomicBool,
     error: Mutex<Option<String>>,
     failure: Mutex<Option<String>>,
     /// Live sources: the pipeline's base time (ns on its clock), once a buffer arrived;
     /// 0 until then.
-    base_time: AtomicU64,
+    pub(crate) base_time: AtomicU64,
     /// Added to audio timestamps (ns; `[[source]] av_offset`).
     pub(crate) av_offset_ns: i64,
+    /// A reconnecting source: a session's end of stream does not close the edges.
+    pub(crate) keep_edges: bool,
+    /// The current session's base time (ns; 0 until its first buffer).
+    session_base: AtomicU64,
+    /// Where the current session's running time 0 sits on the source's timeline (ns):
+    /// its base time minus the first session's, so time runs on across reconnects.
+    session_offset: AtomicU64,
+    /// Buffers delivered in the current session.
+    session_buffers: AtomicU64,
+    /// When the last buffer arrived (ns on GStreamer's system clock).
+    last_arrival: AtomicU64,
 }
 
 impl Shared {
     pub(crate) fn count_frame(&self) {
         self.frames.fetch_add(1, Ordering::Relaxed);
+        self.note_arrival();
     }
     pub(crate) fn count_samples(&self, n: u64) {
         self.samples.fetch_add(n, Ordering::Relaxed);
+        self.note_arrival();
+    }
+    fn note_arrival(&self) {
+        self.session_buffers.fetch_add(1, Ordering::Relaxed);
+        if self.live {
+            self.last_arrival.store(clock_now(), Ordering::Relaxed);
+        }
     }
     /// Records the pipeline's base time from an element of it (first buffer of a live
-    /// source): buffer running time + base time = the clock time the buffer was captured.
+    /// source's session): buffer running time + base time = the clock time the buffer was
+    /// captured. The first session's base time is the source's clock origin; later sessions
+    /// (reconnects) are placed after it on the same clock.
     pub(crate) fn note_base_time(&self, element: &gst::Element) {
-        if self.live && self.base_time.load(Ordering::Relaxed) == 0 {
+        if self.live && self.session_base.load(Ordering::Relaxed) == 0 {
             if let Some(b) = element.base_time() {
-                self.base_time.store(b.nseconds(), Ordering::Relaxed);
+                let b = b.nseconds();
+                self.session_base.store(b, Ordering::Relaxed);
+                let _ = self
+                    .base_time
+                    .compare_exchange(0, b, Ordering::Relaxed, Ordering::Relaxed);
+                let origin = self.base_time.load(Ordering::Relaxed);
+                self.session_offset
+                    .store(b.saturating_sub(origin), Ordering::Relaxed);
             }
         }
+    }
+    /// Where the current session's time 0 sits on the source's timeline (ns).
+    pub(crate) fn session_offset(&self) -> u64 {
+        self.session_offset.load(Ordering::Relaxed)
+    }
+    fn new_session(&self) {
+        self.session_base.store(0, Ordering::Relaxed);
+        self.session_buffers.store(0, Ordering::Relaxed);
     }
     pub(crate) fn note_error(&self, e: String) {
         if let Ok(mut g) = self.error.lock() {
             g.get_or_insert(e);
         }
     }
+}
+
+/// How a session ended without an error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SessionEnd {
+    /// A stop was requested.
+    Stopped,
+    /// The input ended by itself.
+    Eos,
 }
 
 /// A live view of a running source, for progress bars and metrics.
@@ -145,6 +196,40 @@ pub struct SourceReport {
     pub media_end: f64,
     /// `Err` when the source failed; everything before the failure was still delivered.
     pub result: Result<(), SourceError>,
+    /// Live network sources: outages, reconnects and the microphone's clock.
+    pub live: LiveStats,
+}
+
+/// What a live source went through.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct LiveStats {
+    /// Outages (each reported as a `stream_gap` event once the stream came back).
+    pub gaps: u32,
+    /// Seconds of stream time lost in outages.
+    pub gap_seconds: f64,
+    /// Connection attempts after the first.
+    pub reconnect_attempts: u32,
+    /// Wall seconds from each outage's start to the stream delivering again.
+    pub recovery_seconds: Vec<f64>,
+    /// The microphone, when one was captured.
+    pub microphone: Option<MicReport>,
+}
+
+/// A microphone capture's figures.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct MicReport {
+    /// The device's name.
+    pub device: String,
+    /// Its sample rate (resampled once to 16 kHz).
+    pub rate: u32,
+    /// Clock drift correction at the end, ppm.
+    pub drift_ppm: f64,
+    /// Device samples lost because the forwarder could not keep up.
+    pub dropped_samples: u64,
+    /// The device delivered faster than real time and was paced to the clock.
+    pub paced: bool,
+    /// Why it stopped, when it failed.
+    pub failure: Option<String>,
 }
 
 /// The edges a source feeds.
@@ -153,9 +238,16 @@ pub struct SourceOutputs {
     pub video: Option<EdgeSender<Frame>>,
     /// Decoded audio (None: audio disabled).
     pub audio: Option<EdgeSender<AudioChunk>>,
+    /// Events the source itself reports while running (`stream_gap`, a failed
+    /// microphone's `source_error`), straight to the sinks.
+    pub events: Option<EdgeSender<Event>>,
 }
 
 type Slot<T> = Arc<Mutex<Option<EdgeSender<T>>>>;
+type MicThread = std::thread::JoinHandle<(
+    Result<super::mic::MicEnd, super::mic::MicError>,
+    super::mic::MicStats,
+)>;
 
 /// A file / URI / test source on GStreamer.
 pub struct GstSource {
@@ -170,6 +262,7 @@ impl GstSource {
         let shared = Arc::new(Shared {
             live: cfg.is_live(),
             av_offset_ns: (cfg.av_offset * 1e9).round() as i64,
+            keep_edges: cfg.kind == SourceKind::Rtsp,
             ..Shared::default()
         });
         Self { cfg, spec, shared }
@@ -193,7 +286,20 @@ impl GstSource {
             SourceKind::Uri => self.cfg.uri.clone().unwrap_or_default(),
             SourceKind::Test => "videotestsrc/audiotestsrc".into(),
             SourceKind::Gst => self.cfg.launch.clone().unwrap_or_default(),
+            SourceKind::Rtsp => self.cfg.uri.clone().unwrap_or_default(),
+            SourceKind::V4l2 => self.v4l2_device(),
+            SourceKind::Microphone => format!(
+                "microphone {}",
+                self.cfg.microphone_name().unwrap_or("default")
+            ),
         }
+    }
+
+    fn v4l2_device(&self) -> String {
+        self.cfg
+            .device
+            .clone()
+            .unwrap_or_else(|| "/dev/video0".to_string())
     }
 
     /// Runs until the input ends, fails or is stopped. The output edges are closed when
@@ -203,7 +309,15 @@ impl GstSource {
         let audio_slot: Slot<AudioChunk> = Arc::new(Mutex::new(out.audio));
         let mut modalities = Vec::new();
         let mut declared = None;
-        let result = self.run_inner(&video_slot, &audio_slot, &mut modalities, &mut declared);
+        let mut live = LiveStats::default();
+        let result = self.run_inner(
+            &video_slot,
+            &audio_slot,
+            out.events,
+            &mut modalities,
+            &mut declared,
+            &mut live,
+        );
         if let (Err(e), Ok(mut f)) = (&result, self.shared.failure.lock()) {
             *f = Some(e.to_string());
         }
@@ -221,6 +335,7 @@ impl GstSource {
             declared_duration: declared,
             media_end: self.shared.times.position().as_secs_f64(),
             result,
+            live,
         }
     }
 
@@ -228,20 +343,251 @@ impl GstSource {
         &self,
         video_slot: &Slot<Frame>,
         audio_slot: &Slot<AudioChunk>,
+        events: Option<EdgeSender<Event>>,
         modalities: &mut Vec<Modality>,
         declared: &mut Option<f64>,
+        live: &mut LiveStats,
     ) -> Result<(), SourceError> {
+        let stream = self.cfg.name.clone();
+        init().map_err(|reason| SourceError::Build {
+            stream: stream.clone(),
+            reason,
+        })?;
+        // The microphone runs on its own thread beside GStreamer (or alone).
+        let mic_stop = Arc::new(AtomicBool::new(false));
+        let mic = if self.cfg.audio
+            && (self.cfg.kind == SourceKind::Microphone || self.cfg.microphone.is_some())
+        {
+            Some(self.spawn_mic(audio_slot, events.clone(), &mic_stop)?)
+        } else {
+            None
+        };
+        let result = match self.cfg.kind {
+            SourceKind::Microphone => {
+                modalities.push(Modality::Audio);
+                Ok(())
+            }
+            SourceKind::Rtsp => self.run_reconnecting(
+                video_slot,
+                audio_slot,
+                events.as_ref(),
+                modalities,
+                declared,
+                live,
+            ),
+            _ => self
+                .run_session(video_slot, audio_slot, modalities, declared, &mut || {})
+                .map(|_| ()),
+        };
+        if let Some(handle) = mic {
+            if self.cfg.kind != SourceKind::Microphone {
+                mic_stop.store(true, Ordering::Relaxed);
+                if !modalities.contains(&Modality::Audio) {
+                    modalities.push(Modality::Audio);
+                }
+            }
+            let (end, stats) = handle.join().map_err(|_| SourceError::Build {
+                stream: stream.clone(),
+                reason: "the microphone thread panicked".into(),
+            })?;
+            let failure = match end {
+                Ok(super::mic::MicEnd::Stopped) => None,
+                Ok(super::mic::MicEnd::Failed(why)) => Some(why),
+                Err(e) => Some(e.to_string()),
+            };
+            live.microphone = Some(MicReport {
+                device: stats.device,
+                rate: stats.rate,
+                drift_ppm: stats.drift_ppm,
+                dropped_samples: stats.dropped_samples,
+                paced: stats.paced,
+                failure: failure.clone(),
+            });
+            // Alone, a microphone's failure is the source's; beside video it was reported
+            // as an event when it happened and the video went on.
+            if self.cfg.kind == SourceKind::Microphone {
+                if let Some(reason) = failure {
+                    return Err(SourceError::Microphone { stream, reason });
+                }
+            }
+        }
+        result
+    }
+
+    /// Starts the microphone thread. It stops on the source's stop, on `mic_stop` (the
+    /// video side ended), after `duration`, or when the device fails; a failure beside
+    /// video is reported at once as a `source_error` event and closes only the audio edge.
+    fn spawn_mic(
+        &self,
+        audio_slot: &Slot<AudioChunk>,
+        events: Option<EdgeSender<Event>>,
+        mic_stop: &Arc<AtomicBool>,
+    ) -> Result<MicThread, SourceError> {
+        let shared = Arc::clone(&self.shared);
+        let slot = Arc::clone(audio_slot);
+        let mic_stop = Arc::clone(mic_stop);
+        let device = self.cfg.microphone_name().map(str::to_string);
+        let stream: Arc<str> = Arc::from(self.cfg.name.as_str());
+        let alone = self.cfg.kind == SourceKind::Microphone;
+        let duration = self.cfg.duration;
+        let stall = self.cfg.stall_timeout;
+        std::thread::Builder::new()
+            .name(format!("{}-mic", self.cfg.name))
+            .spawn(move || {
+                let (end, stats) = super::mic::run(
+                    super::mic::MicRun {
+                        device: device.as_deref(),
+                        stream: Arc::clone(&stream),
+                        duration,
+                        stall_timeout: stall,
+                        origin_from_video: !alone,
+                        stop: &mic_stop,
+                    },
+                    &shared,
+                    &slot,
+                );
+                let failure = match &end {
+                    Ok(super::mic::MicEnd::Failed(why)) => Some(why.clone()),
+                    Err(e) => Some(e.to_string()),
+                    _ => None,
+                };
+                if let Ok(mut g) = slot.lock() {
+                    g.take();
+                }
+                shared.times.end(StreamTimes::AUDIO);
+                if let (Some(why), false, Some(tx)) = (failure, alone, events.as_ref()) {
+                    tracing::error!(stream = %stream, "microphone lost: {why}; the video goes on");
+                    let t = shared.times.position().as_secs_f64();
+                    let mut e = Event::new(EventKind::SourceError, &stream, t, t, 1.0);
+                    e.evidence.error = Some(format!("microphone: {why}"));
+                    let _ = tx.send(e);
+                }
+                (end, stats)
+            })
+            .map_err(|e| SourceError::Build {
+                stream: self.cfg.name.clone(),
+                reason: format!("cannot start the microphone thread: {e}"),
+            })
+    }
+
+    /// `kind = "rtsp"`: sessions one after another until stopped. A session that errors,
+    /// ends or stalls is torn down; the next connects after an exponential backoff
+    /// (`reconnect_delay` doubling up to `reconnect_max_delay`). When data flows again a
+    /// `stream_gap` event reports the outage; the timeline runs on across it.
+    fn run_reconnecting(
+        &self,
+        video_slot: &Slot<Frame>,
+        audio_slot: &Slot<AudioChunk>,
+        events: Option<&EdgeSender<Event>>,
+        modalities: &mut Vec<Modality>,
+        declared: &mut Option<f64>,
+        live: &mut LiveStats,
+    ) -> Result<(), SourceError> {
+        struct Outage {
+            start: f64,
+            since: std::time::Instant,
+            reason: String,
+            attempts: u32,
+        }
+        let mut outage: Option<Outage> = None;
+        let mut delay = self.cfg.reconnect_delay;
+        let mut failures_in_a_row = 0u32;
+        loop {
+            let mut on_data = || {
+                if let Some(o) = outage.take() {
+                    let end = self.shared.times.position().as_secs_f64().max(o.start);
+                    let recovery = o.since.elapsed().as_secs_f64();
+                    live.gaps += 1;
+                    live.gap_seconds += end - o.start;
+                    live.recovery_seconds.push(recovery);
+                    tracing::warn!(stream = %self.cfg.name, "stream back after {recovery:.2} s ({} attempts); gap {:.3}–{:.3} s", o.attempts, o.start, end);
+                    if let Some(tx) = events {
+                        let mut e =
+                            Event::new(EventKind::StreamGap, &self.cfg.name, o.start, end, 1.0);
+                        e.evidence.error = Some(o.reason);
+                        e.evidence.attempts = Some(o.attempts);
+                        let _ = tx.send(e);
+                    }
+                }
+                delay = self.cfg.reconnect_delay;
+                failures_in_a_row = 0;
+            };
+            let mut session_modalities = Vec::new();
+            let end = self.run_session(
+                video_slot,
+                audio_slot,
+                &mut session_modalities,
+                declared,
+                &mut on_data,
+            );
+            for m in session_modalities {
+                if !modalities.contains(&m) {
+                    modalities.push(m);
+                }
+            }
+            let reason = match end {
+                Ok(SessionEnd::Stopped) => return Ok(()),
+                Ok(SessionEnd::Eos) => "the server ended the stream".to_string(),
+                Err(e) => e.to_string(),
+            };
+            if self.shared.stop.load(Ordering::Relaxed) {
+                return Ok(());
+            }
+            failures_in_a_row += 1;
+            if self.cfg.reconnect_attempts > 0 && failures_in_a_row > self.cfg.reconnect_attempts {
+                return Err(SourceError::Lost {
+                    stream: self.cfg.name.clone(),
+                    input: self.input_name(),
+                    attempts: failures_in_a_row - 1,
+                    reason,
+                });
+            }
+            match outage.as_mut() {
+                Some(o) => o.attempts += 1,
+                None => {
+                    tracing::warn!(stream = %self.cfg.name, "stream lost: {reason}; reconnecting");
+                    outage = Some(Outage {
+                        start: self.shared.times.position().as_secs_f64(),
+                        since: std::time::Instant::now(),
+                        reason,
+                        attempts: 1,
+                    });
+                }
+            }
+            live.reconnect_attempts += 1;
+            // Back off, watching for a stop.
+            let until = std::time::Instant::now() + std::time::Duration::from_secs_f64(delay);
+            while std::time::Instant::now() < until {
+                if self.shared.stop.load(Ordering::Relaxed) {
+                    return Ok(());
+                }
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            delay = (delay * 2.0).min(self.cfg.reconnect_max_delay);
+        }
+    }
+
+    /// One GStreamer pipeline from start to end of stream, error, stall or stop.
+    /// `on_data` is called once, when the session's first buffer has arrived.
+    fn run_session(
+        &self,
+        video_slot: &Slot<Frame>,
+        audio_slot: &Slot<AudioChunk>,
+        modalities: &mut Vec<Modality>,
+        declared: &mut Option<f64>,
+        on_data: &mut dyn FnMut(),
+    ) -> Result<SessionEnd, SourceError> {
         let stream = self.cfg.name.clone();
         let build_err = |reason: String| SourceError::Build {
             stream: stream.clone(),
             reason,
         };
-        init().map_err(build_err)?;
+        self.shared.new_session();
         let pipeline = gst::Pipeline::with_name(&format!("avsense-{}", self.cfg.name));
         let linked = Arc::new(Mutex::new(Vec::<Modality>::new()));
 
         match self.cfg.kind {
-            SourceKind::File | SourceKind::Uri => {
+            SourceKind::File | SourceKind::Uri | SourceKind::Rtsp => {
                 let uri = match self.cfg.kind {
                     SourceKind::File => {
                         let path = self.cfg.path.as_deref().unwrap_or(Path::new(""));
@@ -257,11 +603,19 @@ impl GstSource {
                             "uridecodebin: {e} (install gstreamer1.0-plugins-base)"
                         ))
                     })?;
+                if self.cfg.kind == SourceKind::Rtsp {
+                    self.configure_rtsp(&decode);
+                }
                 pipeline
                     .add(&decode)
                     .map_err(|e| build_err(e.to_string()))?;
                 self.connect_decoder(&decode, &pipeline, video_slot, audio_slot, &linked);
             }
+            SourceKind::V4l2 => {
+                let decode = self.build_v4l2(&pipeline).map_err(build_err)?;
+                self.connect_decoder(&decode, &pipeline, video_slot, audio_slot, &linked);
+            }
+            SourceKind::Microphone => return Ok(SessionEnd::Stopped),
             SourceKind::Test => {
                 self.build_test(&pipeline, video_slot, audio_slot, &linked)
                     .map_err(|e| build_err(format!("test source: {e}")))?;
@@ -290,7 +644,33 @@ impl GstSource {
         let input = self.input_name();
         let mut result = Ok(());
         let mut eos_sent = false;
+        let mut data_seen = false;
+        let mut got_eos = false;
+        let session_start = clock_now();
+        let stall_ns = (self.cfg.stall_timeout * 1e9) as u64;
         loop {
+            if !data_seen && self.shared.session_buffers.load(Ordering::Relaxed) > 0 {
+                data_seen = true;
+                on_data();
+            }
+            if self.cfg.kind == SourceKind::Rtsp && !eos_sent {
+                // A network stream that stops delivering is lost even if no element says so
+                // (a server that hangs, a cable pulled without a TCP reset).
+                let since = if data_seen {
+                    self.shared.last_arrival.load(Ordering::Relaxed)
+                } else {
+                    session_start + stall_ns // connecting may take one stall period more
+                };
+                let now = clock_now();
+                if now > since && now - since > stall_ns {
+                    result = Err(SourceError::Stalled {
+                        stream: stream.clone(),
+                        input: input.clone(),
+                        seconds: (now - since) as f64 / 1e9,
+                    });
+                    break;
+                }
+            }
             if self.shared.stop.load(Ordering::Relaxed) && !eos_sent {
                 // A stop is an end of stream: every element flushes, open events close.
                 pipeline.send_event(gst::event::Eos::new());
@@ -310,7 +690,10 @@ impl GstSource {
                 continue;
             };
             match msg.view() {
-                gst::MessageView::Eos(_) => break,
+                gst::MessageView::Eos(_) => {
+                    got_eos = true;
+                    break;
+                }
                 gst::MessageView::Error(err) => {
                     result = Err(self.stream_error(err));
                     break;
@@ -352,7 +735,97 @@ impl GstSource {
                 }
             }
         }
-        result
+        let _ = got_eos;
+        result.map(|()| {
+            if eos_sent {
+                SessionEnd::Stopped
+            } else {
+                SessionEnd::Eos
+            }
+        })
+    }
+
+    /// rtspsrc settings (transport, jitter-buffer latency, timeouts), applied when
+    /// uridecodebin creates it.
+    fn configure_rtsp(&self, decode: &gst::Element) {
+        let transport = match self.cfg.transport {
+            crate::config::RtspTransport::Tcp => "tcp",
+            crate::config::RtspTransport::Udp => "udp",
+            crate::config::RtspTransport::Auto => "udp+udp-mcast+tcp",
+        };
+        let latency_ms = (self.cfg.latency * 1000.0).round() as u32;
+        let timeout_us = (self.cfg.stall_timeout * 1e6) as u64;
+        decode.connect("source-setup", false, move |args| {
+            let src = args.get(1).and_then(|v| v.get::<gst::Element>().ok())?;
+            if src.find_property("protocols").is_some() {
+                src.set_property_from_str("protocols", transport);
+            }
+            if src.find_property("latency").is_some() {
+                src.set_property("latency", latency_ms);
+            }
+            if src.find_property("timeout").is_some() {
+                src.set_property("timeout", timeout_us);
+            }
+            if src.find_property("tcp-timeout").is_some() {
+                src.set_property("tcp-timeout", timeout_us);
+            }
+            None
+        });
+    }
+
+    /// `kind = "v4l2"`: the camera with the configured caps (size, rate, format) into a
+    /// decodebin (MJPEG is decoded, raw passes through); returns the decodebin.
+    fn build_v4l2(&self, pipeline: &gst::Pipeline) -> Result<gst::Element, String> {
+        let device = self.v4l2_device();
+        let mut structures = Vec::new();
+        let raw = matches!(
+            self.cfg.format,
+            crate::config::CameraFormat::Any | crate::config::CameraFormat::Yuyv
+        );
+        let jpeg = matches!(
+            self.cfg.format,
+            crate::config::CameraFormat::Any | crate::config::CameraFormat::Mjpeg
+        );
+        let fill = |mut b: gst::structure::Builder| {
+            if let Some(w) = self.cfg.width {
+                b = b.field("width", w as i32);
+            }
+            if let Some(h) = self.cfg.height {
+                b = b.field("height", h as i32);
+            }
+            if let Some(f) = self.cfg.fps {
+                b = b.field("framerate", gst::Fraction::new(f as i32, 1));
+            }
+            b.build()
+        };
+        if raw {
+            let mut b = gst::Structure::builder("video/x-raw");
+            if self.cfg.format == crate::config::CameraFormat::Yuyv {
+                b = b.field("format", "YUY2");
+            }
+            structures.push(fill(b));
+        }
+        if jpeg {
+            structures.push(fill(gst::Structure::builder("image/jpeg")));
+        }
+        let caps = gst::Caps::from_iter(structures);
+        let src = gst::ElementFactory::make("v4l2src")
+            .property("device", &device)
+            .build()
+            .map_err(|e| format!("v4l2src: {e} (install gstreamer1.0-plugins-good)"))?;
+        let filter = gst::ElementFactory::make("capsfilter")
+            .property("caps", &caps)
+            .build()
+            .map_err(|e| format!("capsfilter: {e}"))?;
+        let decode = gst::ElementFactory::make("decodebin")
+            .build()
+            .map_err(|e| format!("decodebin: {e}"))?;
+        pipeline
+            .add_many([&src, &filter, &decode])
+            .map_err(|e| e.to_string())?;
+        gst::Element::link_many([&src, &filter, &decode])
+            .map_err(|e| format!("camera {device} cannot give {caps}: {e}"))?;
+        Ok(decode)
     }
 
     fn update_duration(&self, pipeline: &gst::Pipeline) {
@@ -390,7 +863,7 @@ impl GstSource {
         let weak = pipeline.downgrade();
         let spec = self.spec;
         let stream: Arc<str> = Arc::from(self.cfg.name.as_str());
-        let (want_video, want_audio) = (self.cfg.video, self.cfg.audio);
+        let (want_video, want_audio) = (self.cfg.video, self.gst_audio());
         let (vs, as_) = (Arc::clone(video_slot), Arc::clone(audio_slot));
         let shared = Arc::clone(&self.shared);
         let linked_pad = Arc::clone(linked);
@@ -457,6 +930,7 @@ impl GstSource {
         });
         let (vs, as_) = (Arc::clone(video_slot), Arc::clone(audio_slot));
         let linked_nmp = Arc::clone(linked);
+        let mic = self.cfg.microphone.is_some();
         let shared = Arc::clone(&self.shared);
         decode.connect_no_more_pads(move |_| {
             let Ok(linked) = linked_nmp.lock() else {
@@ -468,7 +942,7 @@ impl GstSource {
                 }
                 shared.times.end(StreamTimes::VIDEO);
             }
-            if !linked.contains(&Modality::Audio) {
+            if !linked.contains(&Modality::Audio) && !mic {
                 if let Ok(mut g) = as_.lock() {
                     g.take();
                 }
@@ -541,6 +1015,12 @@ impl GstSource {
                 .build()?;
             pipeline.add_many([&src, &caps])?;
             src.link(&caps)?;
+            if !self.gst_audio() {
+                let sink =
+                    fakesink(pipeline).ok_or_else(|| gst::glib::bool_error!("no fakesink"))?;
+                caps.link(&sink)?;
+                return Ok(());
+            }
             let head = audio_gst::add_branch(
                 pipeline,
                 Arc::clone(&stream),
@@ -555,6 +1035,11 @@ impl GstSource {
             g.take();
         }
         Ok(())
+    }
+
+    /// Whether the audio comes from GStreamer (not from a configured microphone).
+    fn gst_audio(&self) -> bool {
+        self.cfg.audio && self.cfg.microphone.is_none()
     }
 }
 
@@ -623,7 +1108,7 @@ impl GstSource {
             let taken = linked.lock().map(|l| l.contains(&m)).unwrap_or(true);
             let wanted = match m {
                 Modality::Video => self.cfg.video,
-                Modality::Audio => self.cfg.audio,
+                Modality::Audio => self.gst_audio(),
             };
             let head = if wanted && !taken {
                 let head = match m {
@@ -662,7 +1147,7 @@ impl GstSource {
                 g.take();
             }
         }
-        if !l.contains(&Modality::Audio) {
+        if !l.contains(&Modality::Audio) && self.cfg.microphone.is_none() {
             if let Ok(mut g) = audio_slot.lock() {
                 g.take();
             }

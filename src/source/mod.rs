@@ -7,6 +7,8 @@
 
 pub mod audio_gst;
 pub mod gst;
+pub mod mic;
+pub mod resample;
 pub mod video;
 
 use crate::clock::{Duration, Timestamp};
@@ -230,6 +232,36 @@ pub enum SourceError {
         ended_at: f64,
         /// The declared duration, seconds.
         declared: f64,
+    },
+    /// A microphone source failed (device missing, unplugged, or silent for too long).
+    #[error("source {stream}: microphone: {reason}")]
+    Microphone {
+        /// Stream name.
+        stream: String,
+        /// Why.
+        reason: String,
+    },
+    /// A live network stream delivered nothing for too long.
+    #[error("source {stream} ({input}): no data for {seconds:.1} s (stall timeout)")]
+    Stalled {
+        /// Stream name.
+        stream: String,
+        /// The input.
+        input: String,
+        /// Seconds since the last buffer.
+        seconds: f64,
+    },
+    /// A reconnecting source gave up after `reconnect_attempts` failed attempts.
+    #[error("source {stream} ({input}): lost after {attempts} reconnect attempts: {reason}")]
+    Lost {
+        /// Stream name.
+        stream: String,
+        /// The input.
+        input: String,
+        /// Failed attempts.
+        attempts: u32,
+        /// The last failure.
+        reason: String,
     },
     /// The input decoded but yielded no video and no audio.
     #[error("source {stream} ({input}): no decodable video or audio stream (expected a media file with at least one track GStreamer can decode)")]

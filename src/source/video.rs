@@ -79,8 +79,13 @@ pub(crate) fn add_branch(
         gst_app::AppSinkCallbacks::builder()
             .new_sample(move |sink| {
                 let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
+                shared.note_base_time(sink.upcast_ref());
                 let frame = match to_frame(&sample, format, &stream, index, last) {
-                    Some(f) => f,
+                    Some(mut f) => {
+                        // Reconnected sessions continue the source's timeline.
+                        f.pts = Timestamp(f.pts.0 + shared.session_offset());
+                        f
+                    }
                     None => {
                         shared.note_error(format!(
                             "video appsink: a sample without caps or buffer (frame {index})"
@@ -94,7 +99,6 @@ pub(crate) fn add_branch(
                     .times
                     .note(StreamTimes::VIDEO, frame.pts + frame.duration);
                 shared.count_frame();
-                shared.note_base_time(sink.upcast_ref());
                 // The lock guards only the Option; it is uncontended (this streaming thread
                 // and the EOS callback below run one after the other).
                 let guard = tx.lock().map_err(|_| gst::FlowError::Error)?;
@@ -107,6 +111,10 @@ pub(crate) fn add_branch(
             .eos(move |_| {
                 // End of video: dropping the sender closes the edge, which is how the
                 // encoders and the aligner learn that this modality has ended.
+                // A reconnecting source keeps its edges across sessions.
+                if shared_eos.keep_edges {
+                    return;
+                }
                 if let Ok(mut g) = tx_eos.lock() {
                     g.take();
                 }
