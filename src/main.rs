@@ -370,6 +370,39 @@ fn print_summary(r: &RunReport, json: bool) {
                 s.name, l.count, l.p50_ms, l.p95_ms, l.p99_ms, l.max_ms
             );
         }
+        let lv = &s.live;
+        if lv.gaps > 0 || lv.reconnect_attempts > 0 {
+            let mut rec = lv.recovery_seconds.clone();
+            rec.sort_by(f64::total_cmp);
+            eprintln!(
+                "stream {}: {} gaps ({:.2} s of stream lost), {} reconnect attempts, recovery median {:.2} s, max {:.2} s",
+                s.name,
+                lv.gaps,
+                lv.gap_seconds,
+                lv.reconnect_attempts,
+                rec.get(rec.len() / 2).copied().unwrap_or(0.0),
+                rec.last().copied().unwrap_or(0.0),
+            );
+        }
+        if let Some(m) = &lv.microphone {
+            eprintln!(
+                "stream {}: microphone {:?} at {} Hz, drift {:+.0} ppm, {} samples dropped{}{}",
+                s.name,
+                m.device,
+                m.rate,
+                m.drift_ppm,
+                m.dropped_samples,
+                if m.paced {
+                    ", paced to the clock (delivers faster than real time)"
+                } else {
+                    ""
+                },
+                m.failure
+                    .as_ref()
+                    .map(|f| format!(" — FAILED: {f}"))
+                    .unwrap_or_default(),
+            );
+        }
     }
     for e in &r.edges {
         eprintln!(

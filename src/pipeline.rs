@@ -56,6 +56,8 @@ pub struct StreamReport {
     pub latency: Option<crate::latency::LatencyStats>,
     /// Why the stream failed, if it did.
     pub error: Option<String>,
+    /// Live sources: outages, reconnects, the microphone's clock.
+    pub live: crate::source::gst::LiveStats,
 }
 
 /// What a whole run did.
@@ -620,6 +622,7 @@ impl Running {
                 events,
                 latency: None,
                 error,
+                live: src.live,
             });
         }
         let (written, sink_err, latency) = self
