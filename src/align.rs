@@ -213,7 +213,9 @@ impl Aligner {
             {
                 break;
             }
-            if !flushing && self.video.ended && self.audio.ended {
+            let all_ended = (!self.video.expected || self.video.ended)
+                && (!self.audio.expected || self.audio.ended);
+            if !flushing && all_ended {
                 // Everything has ended: only windows before the last data remain.
                 match leading {
                     Some(lead) if start < lead => {}
@@ -356,6 +358,22 @@ mod tests {
         assert_eq!(out[0].vision.len(), 10);
         assert!(!out[0].partial);
         assert!(out[5].end.0 / MS == 3500 && out[5].vision.len() == 5);
+    }
+
+    /// An audio-only stream (a microphone): its end closes the last windows and stops;
+    /// the video track it never expected must not keep windows coming.
+    #[test]
+    fn audio_only_stream_ends_when_its_audio_ends() {
+        let mut a = Aligner::new(Arc::from("s"), cfg(true), &[Modality::Audio]);
+        let mut out = Vec::new();
+        for t in (0..2000).step_by(100) {
+            a.push(aud(t, 10), &mut out);
+        }
+        a.push(Feature::End(Modality::Audio), &mut out);
+        let starts: Vec<u64> = out.iter().map(|w| w.start.0 / MS).collect();
+        assert_eq!(starts, vec![0, 500, 1000, 1500]);
+        a.finish(&mut out);
+        assert_eq!(out.len(), 4);
     }
 
     #[test]

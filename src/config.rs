@@ -238,6 +238,16 @@ pub struct SourceConfig {
     /// `default`) instead of the input's own audio, on the same clock.
     #[serde(default)]
     pub microphone: Option<String>,
+    /// Microphone capture rate to ask the device for (Hz; default: the device's default).
+    #[serde(default)]
+    pub mic_rate: Option<u32>,
+    /// Microphone channels to ask for (mixed down to mono; default: the device's default).
+    #[serde(default)]
+    pub mic_channels: Option<u16>,
+    /// Microphone sample format to ask for: `i16`, `i32`, `f32`, `u8`, `u16` or `f64`
+    /// (default: the device's default).
+    #[serde(default)]
+    pub mic_format: Option<String>,
     /// `rtsp`: `tcp` (default), `udp` or `auto`.
     #[serde(default)]
     pub transport: RtspTransport,
@@ -300,6 +310,9 @@ impl SourceConfig {
             fps: None,
             format: CameraFormat::Any,
             microphone: None,
+            mic_rate: None,
+            mic_channels: None,
+            mic_format: None,
             transport: RtspTransport::Tcp,
             latency: DEFAULT_RTSP_LATENCY_S,
             reconnect_delay: DEFAULT_RECONNECT_DELAY_S,
@@ -801,6 +814,29 @@ impl PipelineConfig {
                     &key("microphone"),
                     format!("{:?}", s.microphone),
                     "a microphone only on a live video source (v4l2, rtsp, or gst/test with live = true)",
+                ));
+            }
+            if let Some(f) = &s.mic_format {
+                if !["i16", "i32", "f32", "u8", "u16", "f64"].contains(&f.as_str()) {
+                    return Err(bad(
+                        &key("mic_format"),
+                        format!("{f:?}"),
+                        "one of \"i16\", \"i32\", \"f32\", \"u8\", \"u16\", \"f64\"",
+                    ));
+                }
+            }
+            if s.mic_rate.is_some_and(|r| !(8_000..=384_000).contains(&r)) {
+                return Err(bad(
+                    &key("mic_rate"),
+                    format!("{:?}", s.mic_rate),
+                    "8000 to 384000 Hz",
+                ));
+            }
+            if s.mic_channels.is_some_and(|c| c == 0 || c > 64) {
+                return Err(bad(
+                    &key("mic_channels"),
+                    format!("{:?}", s.mic_channels),
+                    "1 to 64",
                 ));
             }
             if let Some(d) = s.duration {

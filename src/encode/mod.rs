@@ -251,6 +251,10 @@ pub fn run_audio_stage(
     tx: EdgeSender<Feature>,
 ) -> Result<(), EncodeError> {
     let mut waiting = Vec::with_capacity(MAX_AUDIO_BATCH);
+    // Samples the front end took without completing a frame (small live chunks): the
+    // encoders get them with the next chunk, so every sample reaches them exactly once and
+    // their sample-count timelines stay true.
+    let mut carry: Option<AudioChunk> = None;
     while let Some(first) = rx.recv() {
         // Batch what is waiting: GStreamer delivers ~20 ms buffers, and every encoder call
         // has a fixed cost (a VAD forward per call, tensor set-up), so contiguous chunks are
@@ -259,7 +263,16 @@ pub fn run_audio_stage(
         waiting.push(first);
         rx.drain_ready(MAX_AUDIO_BATCH, &mut waiting);
         for chunk in join_contiguous(&mut waiting) {
-            let Some(mut feats) = front.push(&chunk)? else {
+            let feats = front.push(&chunk)?;
+            let chunk = match carry.take() {
+                Some(mut c) if !chunk.discont => {
+                    c.samples.extend_from_slice(&chunk.samples);
+                    c
+                }
+                _ => chunk,
+            };
+            let Some(mut feats) = feats else {
+                carry = Some(chunk);
                 continue;
             };
             for enc in encoders.iter_mut() {

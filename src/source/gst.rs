@@ -431,9 +431,33 @@ impl GstSource {
         let alone = self.cfg.kind == SourceKind::Microphone;
         let duration = self.cfg.duration;
         let stall = self.cfg.stall_timeout;
+        let (rate, channels, format) = (
+            self.cfg.mic_rate,
+            self.cfg.mic_channels,
+            self.cfg.mic_format.clone(),
+        );
         std::thread::Builder::new()
             .name(format!("{}-mic", self.cfg.name))
             .spawn(move || {
+                // Beside video, a failed microphone is reported at once and only the audio
+                // edge closes; the video goes on.
+                let reported = AtomicBool::new(false);
+                let report = |why: &str| {
+                    if reported.swap(true, Ordering::Relaxed) {
+                        return;
+                    }
+                    if let Ok(mut g) = slot.lock() {
+                        g.take();
+                    }
+                    shared.times.end(StreamTimes::AUDIO);
+                    if let (false, Some(tx)) = (alone, events.as_ref()) {
+                        tracing::error!(stream = %stream, "microphone lost: {why}; the video goes on");
+                        let t = shared.times.position().as_secs_f64();
+                        let mut e = Event::new(EventKind::SourceError, &stream, t, t, 1.0);
+                        e.evidence.error = Some(format!("microphone: {why}"));
+                        let _ = tx.send(e);
+                    }
+                };
                 let (end, stats) = super::mic::run(
                     super::mic::MicRun {
                         device: device.as_deref(),
@@ -442,25 +466,22 @@ impl GstSource {
                         stall_timeout: stall,
                         origin_from_video: !alone,
                         stop: &mic_stop,
+                        rate,
+                        channels,
+                        format: format.as_deref(),
+                        on_failure: &report,
                     },
                     &shared,
                     &slot,
                 );
-                let failure = match &end {
-                    Ok(super::mic::MicEnd::Failed(why)) => Some(why.clone()),
-                    Err(e) => Some(e.to_string()),
-                    _ => None,
-                };
-                if let Ok(mut g) = slot.lock() {
-                    g.take();
-                }
-                shared.times.end(StreamTimes::AUDIO);
-                if let (Some(why), false, Some(tx)) = (failure, alone, events.as_ref()) {
-                    tracing::error!(stream = %stream, "microphone lost: {why}; the video goes on");
-                    let t = shared.times.position().as_secs_f64();
-                    let mut e = Event::new(EventKind::SourceError, &stream, t, t, 1.0);
-                    e.evidence.error = Some(format!("microphone: {why}"));
-                    let _ = tx.send(e);
+                match &end {
+                    Err(e) => report(&e.to_string()),
+                    Ok(_) => {
+                        if let Ok(mut g) = slot.lock() {
+                            g.take();
+                        }
+                        shared.times.end(StreamTimes::AUDIO);
+                    }
                 }
                 (end, stats)
             })

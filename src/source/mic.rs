@@ -234,6 +234,77 @@ pub struct MicRun<'a> {
     pub origin_from_video: bool,
     /// Set when the rest of the source has ended.
     pub stop: &'a std::sync::atomic::AtomicBool,
+    /// Capture rate to ask for (None: the device's default).
+    pub rate: Option<u32>,
+    /// Channels to ask for.
+    pub channels: Option<u16>,
+    /// Sample format to ask for (`i16`, `f32`, …).
+    pub format: Option<&'a str>,
+    /// Called at once when the device fails, before the stream is torn down (tearing down
+    /// a hung device can block until it returns).
+    pub on_failure: &'a (dyn Fn(&str) + Sync),
+}
+
+fn format_name(f: cpal::SampleFormat) -> String {
+    format!("{f:?}").to_lowercase()
+}
+
+/// The stream configuration: the device's default, or the supported one that matches what
+/// the config asks for (rate, channels, format).
+fn choose_config(
+    device: &cpal::Device,
+    cfg: &MicRun<'_>,
+    name: &str,
+) -> Result<(cpal::StreamConfig, cpal::SampleFormat), MicError> {
+    let dev_err = |stage: &'static str, e: String| MicError::Device {
+        device: name.to_string(),
+        stage,
+        reason: e,
+    };
+    let default = device
+        .default_input_config()
+        .map_err(|e| dev_err("reading its default configuration", e.to_string()))?;
+    if cfg.rate.is_none() && cfg.channels.is_none() && cfg.format.is_none() {
+        return Ok((default.config(), default.sample_format()));
+    }
+    let rate = cfg.rate.unwrap_or(default.sample_rate());
+    let configs: Vec<_> = device
+        .supported_input_configs()
+        .map_err(|e| dev_err("listing its configurations", e.to_string()))?
+        .collect();
+    let pick = configs.iter().find(|c| {
+        cfg.channels.map_or(true, |ch| c.channels() == ch)
+            && cfg
+                .format
+                .map_or(true, |f| format_name(c.sample_format()) == f)
+            && (c.min_sample_rate()..=c.max_sample_rate()).contains(&rate)
+    });
+    match pick {
+        Some(c) => {
+            let s = c.with_sample_rate(rate);
+            Ok((s.config(), s.sample_format()))
+        }
+        None => Err(dev_err(
+            "choosing a configuration",
+            format!(
+                "none matches rate {rate} Hz, channels {:?}, format {:?} (it offers: {})",
+                cfg.channels,
+                cfg.format,
+                configs
+                    .iter()
+                    .take(12)
+                    .map(|c| format!(
+                        "{} ch {}–{} Hz {}",
+                        c.channels(),
+                        c.min_sample_rate(),
+                        c.max_sample_rate(),
+                        format_name(c.sample_format())
+                    ))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            ),
+        )),
+    }
 }
 
 fn clock_now_ns() -> u64 {
@@ -266,13 +337,10 @@ fn run_inner(
         stage,
         reason: e,
     };
-    let supported = device
-        .default_input_config()
-        .map_err(|e| dev_err("reading its default configuration", e.to_string()))?;
-    let rate = supported.sample_rate();
-    let channels = usize::from(supported.channels().max(1));
+    let (config, sample_format) = choose_config(&device, cfg, &name)?;
+    let rate = config.sample_rate;
+    let channels = usize::from(config.channels.max(1));
     stats.rate = rate;
-    let config: cpal::StreamConfig = supported.config();
     let (tx, rx) = crossbeam_channel::bounded::<Captured>(64);
     let error: Arc<Mutex<Option<String>>> = Arc::new(Mutex::new(None));
     let dropped = Arc::new(std::sync::atomic::AtomicU64::new(0));
@@ -293,7 +361,11 @@ fn run_inner(
                 move |data: &[$t], info: &cpal::InputCallbackInfo| {
                     let now = clock_now_ns();
                     let ts = info.timestamp();
+                    // The capture→callback delay cpal reports; a device without a real
+                    // clock (ALSA's null/file plugins) can report nonsense, so more than
+                    // a second is taken as unknown.
                     let delay = ts.callback.duration_since(ts.capture).as_nanos() as u64;
+                    let delay = if delay > 1_000_000_000 { 0 } else { delay };
                     let frames = data.len() / channels;
                     let mut mono = Vec::with_capacity(frames);
                     for f in data.chunks_exact(channels) {
@@ -321,7 +393,7 @@ fn run_inner(
             )
         }};
     }
-    let stream = match supported.sample_format() {
+    let stream = match sample_format {
         cpal::SampleFormat::F32 => build!(f32),
         cpal::SampleFormat::I16 => build!(i16),
         cpal::SampleFormat::I32 => build!(i32),
@@ -343,6 +415,9 @@ fn run_inner(
     tracing::info!(stream = %cfg.stream, device = %name, rate, channels, "microphone started");
 
     let end = forward(cfg, shared, slot, &rx, &error, rate, stats);
+    if let MicEnd::Failed(why) = &end {
+        (cfg.on_failure)(why);
+    }
     // The callback may be waiting on the channel: drop the receiver first so it returns,
     // then the stream (cpal joins its capture thread).
     drop(rx);
@@ -416,7 +491,10 @@ fn forward(
                 observed - device_samples as f64 / f64::from(rate) * 1e9,
             )
         });
-        clk.observe(device_samples, observed);
+        // A paced device's capture times are the pacing's, not a clock to follow.
+        if !stats.paced {
+            clk.observe(device_samples, observed);
+        }
         let n = item.samples.len() as u64;
         let out = resampler.process(&item.samples);
         device_samples += n;
