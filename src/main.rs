@@ -370,6 +370,17 @@ fn print_summary(r: &RunReport, json: bool) {
                 s.name, l.count, l.p50_ms, l.p95_ms, l.p99_ms, l.max_ms
             );
         }
+        for (what, l) in [
+            ("frame (capture → features)", &s.frame_latency),
+            ("detector frame", &s.detect_latency),
+        ] {
+            if let Some(l) = l {
+                eprintln!(
+                    "stream {}: {what} latency over {} frames: p50 {:.1} ms, p95 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+                    s.name, l.count, l.p50_ms, l.p95_ms, l.p99_ms, l.max_ms
+                );
+            }
+        }
         let lv = &s.live;
         if lv.gaps > 0 || lv.reconnect_attempts > 0 {
             let mut rec = lv.recovery_seconds.clone();

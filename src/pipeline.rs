@@ -26,7 +26,7 @@ use crate::sink::{EventSink, JsonlSink, SinkError};
 use crate::source::gst::{SourceOutputs, SourceProbe};
 use crate::source::{GstSource, Modality, SourceReport, VideoSpec};
 use crate::Error;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
@@ -54,6 +54,11 @@ pub struct StreamReport {
     pub events: EventStats,
     /// Live streams: capture → event latency (None for files or without events).
     pub latency: Option<crate::latency::LatencyStats>,
+    /// Live streams: capture of a frame → its features leaving the video encoders, every
+    /// frame (None for files).
+    pub frame_latency: Option<crate::latency::LatencyStats>,
+    /// The same over the frames the detector ran on.
+    pub detect_latency: Option<crate::latency::LatencyStats>,
     /// Why the stream failed, if it did.
     pub error: Option<String>,
     /// Live sources: outages, reconnects, the microphone's clock.
@@ -122,7 +127,16 @@ struct Chain {
     audio: Option<JoinHandle<Result<(), EncodeError>>>,
     align: JoinHandle<AlignStats>,
     events: JoinHandle<EventStats>,
+    /// Per-frame latency: (every frame, detector frames).
+    frame_latency: FrameLatency,
 }
+
+type FrameLatency = Arc<
+    Mutex<(
+        crate::latency::LatencyRecorder,
+        crate::latency::LatencyRecorder,
+    )>,
+>;
 
 /// A callback that sees every aligned window (for embedding applications and tests).
 pub type WindowTap = Arc<dyn Fn(&crate::align::Window) + Send + Sync>;
@@ -484,14 +498,32 @@ impl Pipeline {
             events: Some(ev_tx.clone()),
         };
         let mut expect = Vec::new();
+        let gst_source = GstSource::new(source_cfg, spec);
+        let frame_latency: FrameLatency = Arc::default();
         let video = if want_video {
             let (tx, rx, p) = edge(format!("{name}/frames"), src.capacity, policy);
             edges.push(p);
             outputs.video = Some(tx);
             expect.push(Modality::Video);
             let ftx = feat_tx.clone();
+            let lat = Arc::clone(&frame_latency);
+            let probe = gst_source.probe();
+            let live = src.is_live();
             Some(spawn(format!("{name}-video"), move || {
-                run_video_stage(video_encoders, rx, ftx)
+                run_video_stage(video_encoders, rx, ftx, move |f| {
+                    // Live: capture (the frame's PTS on the pipeline clock) → features out.
+                    let Some(origin) = probe.clock_origin().filter(|_| live) else {
+                        return;
+                    };
+                    let now = crate::latency::clock_now_ns();
+                    let ms = (now as f64 - (origin + f.pts.0) as f64) / 1e6;
+                    if let Ok(mut l) = lat.lock() {
+                        l.0.record(ms);
+                        if f.detected {
+                            l.1.record(ms);
+                        }
+                    }
+                })
             })?)
         } else {
             None
@@ -524,7 +556,6 @@ impl Pipeline {
             run_align_stage(aligner, feat_rx, win_tx)
         })?;
 
-        let gst_source = GstSource::new(source_cfg, spec);
         // The source's verdict reaches the event stage after its last window, so a failure
         // is reported after the events that came before it (GStreamer may close the edges
         // on end-of-stream before the source has checked the stream for truncation).
@@ -555,6 +586,7 @@ impl Pipeline {
                 audio,
                 align,
                 events,
+                frame_latency,
             },
             probe,
         ))
@@ -621,6 +653,8 @@ impl Running {
                 align,
                 events,
                 latency: None,
+                frame_latency: c.frame_latency.lock().ok().and_then(|l| l.0.stats()),
+                detect_latency: c.frame_latency.lock().ok().and_then(|l| l.1.stats()),
                 error,
                 live: src.live,
             });

@@ -133,3 +133,110 @@ fn gst_launch_source_errors_name_the_description_and_what_was_expected() {
         "{e}"
     );
 }
+
+/// The live video check: `videotestsrc is-live=true` at 640×480@30 with every CPU
+/// encoder that is fetched (motion, NanoDet + tracker, Silero VAD, YAMNet) for 2 minutes.
+/// Queues stay bounded, drops are counted, per-frame and per-event latency percentiles are
+/// reported. (Latency targets are benchmarks — BENCHMARKS.md — not asserted here.)
+#[test]
+fn live_video_two_minutes_with_every_encoder_stays_bounded() {
+    let detector = model_file("human-models/nanodet.json").is_some();
+    let cfg = PipelineConfig::parse(
+        "[[source]]\nname = \"live\"\nkind = \"test\"\nlive = true\nduration = 120.0\n",
+        Path::new("live-2min.toml"),
+    )
+    .expect("config");
+    let out = run(cfg);
+    assert!(
+        out.report.first_error().is_none(),
+        "{:?}",
+        out.report.first_error()
+    );
+    let s = &out.report.streams[0];
+    assert!(
+        (s.media_seconds - 120.0).abs() < 0.5,
+        "media {}",
+        s.media_seconds
+    );
+    let mut dropped = 0;
+    for e in &out.report.edges {
+        assert!(e.high_water <= e.capacity as u64, "unbounded edge {e:?}");
+        dropped += e.dropped;
+        eprintln!(
+            "edge {}: sent {}, dropped {}, high-water {}/{}",
+            e.name, e.sent, e.dropped, e.high_water, e.capacity
+        );
+    }
+    // Every captured frame is either analysed or counted as dropped on its edge.
+    let frames_edge = out
+        .report
+        .edges
+        .iter()
+        .find(|e| e.name == "live/frames")
+        .expect("the frames edge");
+    assert_eq!(frames_edge.sent, s.frames, "frames delivered vs sent");
+    assert!(
+        frames_edge.sent >= 3590,
+        "{} frames in 120 s at 30 fps",
+        frames_edge.sent
+    );
+    let fl = s
+        .frame_latency
+        .expect("per-frame latency for a live stream");
+    assert!(fl.count + dropped >= 3000, "{fl:?}");
+    assert!(fl.p50_ms > 0.0 && fl.p50_ms <= fl.p95_ms && fl.p95_ms <= fl.max_ms);
+    if detector {
+        let dl = s.detect_latency.expect("detector frames ran");
+        assert!(dl.count >= 500, "5 detections per second for 120 s: {dl:?}");
+        eprintln!("detector frame latency {dl:?}");
+    }
+    let el = s.latency.expect("event latency");
+    eprintln!("frame latency {fl:?}\nevent latency {el:?}\ndropped {dropped}");
+    assert!(out.of_kind("sound").len() >= 100, "ticks every second");
+    assert!(!out.of_kind("motion").is_empty());
+}
+
+#[test]
+fn v4l2_without_a_camera_is_a_clear_source_error() {
+    let cfg = PipelineConfig::parse(
+        "[[source]]\nname = \"cam\"\nkind = \"v4l2\"\ndevice = \"/dev/video-avsense-none\"\nwidth = 640\nheight = 480\nfps = 30\nformat = \"mjpeg\"\n\n[detector]\nmode = \"off\"\n",
+        Path::new("v4l2.toml"),
+    )
+    .expect("config");
+    let out = run(cfg);
+    let err = out.report.first_error().expect("no camera: an error");
+    assert!(
+        err.contains("/dev/video-avsense-none") && err.contains("cam"),
+        "{err}"
+    );
+}
+
+#[test]
+fn live_source_keys_are_validated_with_the_key_and_what_was_expected() {
+    let cases = [
+        ("kind = \"rtsp\"\nuri = \"http://x/y\"", "uri", "rtsp://"),
+        ("kind = \"rtsp\"\nuri = \"rtsp://h/p\"\nreconnect_delay = 0.0", "reconnect_delay", "seconds"),
+        ("kind = \"rtsp\"\nuri = \"rtsp://h/p\"\nreconnect_delay = 2.0\nreconnect_max_delay = 1.0", "reconnect_max_delay", "≥ reconnect_delay"),
+        ("kind = \"v4l2\"\nwidth = 0", "width", "1 to"),
+        ("kind = \"v4l2\"\nformat = \"h265\"", "format", "mjpeg"),
+        ("kind = \"microphone\"\nmic_format = \"s24\"", "mic_format", "i16"),
+        ("kind = \"file\"\npath = \"x.mp4\"\nmicrophone = \"default\"", "microphone", "live video source"),
+    ];
+    for (keys, key, expected) in cases {
+        let text = format!("[[source]]\nname = \"s\"\n{keys}\n");
+        let err = PipelineConfig::parse(&text, Path::new("bad.toml"))
+            .expect_err(keys)
+            .to_string();
+        assert!(
+            err.contains("bad.toml") && err.contains(key) && err.contains(expected),
+            "{keys}: {err}"
+        );
+    }
+    // A microphone source has no video, whatever `video` says.
+    let cfg = PipelineConfig::parse(
+        "[[source]]\nname = \"m\"\nkind = \"microphone\"\n",
+        Path::new("m.toml"),
+    )
+    .expect("config");
+    assert!(!cfg.sources[0].video && cfg.sources[0].is_live());
+}

@@ -135,7 +135,7 @@ fn rtsp_survives_five_server_restarts() {
     // glibc gives new threads new malloc arenas (up to 8 per core): every reconnect starts
     // fresh GStreamer streaming threads, so without a cap RSS climbs ~3 MB per reconnect for
     // the first ~8 and then plateaus (measured: 71 → 87 MB). Two arenas make a leak visible.
-    let mut avsense = Command::new(env!("CARGO_BIN_EXE_avsense"))
+    let avsense = Command::new(env!("CARGO_BIN_EXE_avsense"))
         .env("MALLOC_ARENA_MAX", "2")
         .arg("run")
         .arg(&cfg_path)

@@ -189,6 +189,7 @@ pub fn run_video_stage(
     mut encoders: Vec<Box<dyn VideoEncoder>>,
     rx: EdgeReceiver<Frame>,
     tx: EdgeSender<Feature>,
+    mut observe: impl FnMut(&VisionFeatures),
 ) -> Result<(), EncodeError> {
     let mut batch = Vec::with_capacity(MAX_VIDEO_BATCH);
     let mut out = Vec::with_capacity(MAX_VIDEO_BATCH);
@@ -206,6 +207,7 @@ pub fn run_video_stage(
         }
         let newest = out.pop();
         for f in held.take().into_iter().chain(out.drain(..)) {
+            observe(&f);
             if tx.send(Feature::Vision(Arc::new(f))).is_err() {
                 return Ok(()); // downstream stopped: nothing left to do
             }

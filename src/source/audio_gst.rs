@@ -42,7 +42,10 @@ pub(crate) fn add_branch(
     let resample = gst::ElementFactory::make("audioresample").build()?;
     let sink = gst_app::AppSink::builder()
         .caps(&caps())
-        .sync(shared.live)
+        // Never wait for the clock: live sources already deliver in real time, and a
+        // synchronised sink would hold every buffer for the pipeline's whole latency (the
+        // largest of all its live sources', e.g. 100 ms audio buffers delaying video).
+        .sync(false)
         .max_buffers(8)
         .build();
     let elements = [&queue, &convert, &resample, sink.upcast_ref()];

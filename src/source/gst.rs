@@ -1017,13 +1017,19 @@ impl GstSource {
             g.take();
         }
         if self.cfg.audio {
-            // 100 ms buffers at 48 kHz: num-buffers then gives the duration exactly.
+            // 100 ms buffers at 48 kHz for a file-like run (num-buffers then gives the
+            // duration exactly); 20 ms when live, like a sound card's period, so audio is not
+            // held back by its own buffering.
+            let per_s = if live { 50 } else { 10 };
             let mut b = gst::ElementFactory::make("audiotestsrc")
                 .property_from_str("wave", "ticks")
-                .property("samplesperbuffer", 4800i32)
+                .property("samplesperbuffer", 48_000 / per_s)
                 .property("is-live", live);
             if let Some(d) = self.cfg.duration {
-                b = b.property("num-buffers", (d * 10.0).round().max(1.0) as i32);
+                b = b.property(
+                    "num-buffers",
+                    (d * f64::from(per_s)).round().max(1.0) as i32,
+                );
             }
             let src = b.build()?;
             let caps = gst::ElementFactory::make("capsfilter")

@@ -63,7 +63,10 @@ pub(crate) fn add_branch(
     let convert = gst::ElementFactory::make("videoconvert").build()?;
     let sink = gst_app::AppSink::builder()
         .caps(&caps_for(spec))
-        .sync(shared.live)
+        // Never wait for the clock: live sources already deliver in real time, and a
+        // synchronised sink would hold every buffer for the pipeline's whole latency (the
+        // largest of all its live sources', e.g. 100 ms audio buffers delaying video).
+        .sync(false)
         .max_buffers(2)
         .build();
     let elements = [&queue, &scale, &convert, sink.upcast_ref()];
