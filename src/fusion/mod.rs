@@ -6,6 +6,8 @@
 //! remembers how far it has read each modality.
 
 pub mod events;
+pub mod gnn;
+pub mod ontology;
 pub mod tags;
 
 use crate::align::Window;
