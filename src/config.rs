@@ -83,6 +83,9 @@ pub struct PipelineConfig {
     /// `speech` events from the VAD.
     #[serde(default)]
     pub speech: crate::fusion::SpeechConfig,
+    /// Audio-visual association (`sound_source` / `offscreen_sound`).
+    #[serde(default)]
+    pub fusion: crate::fusion::av::FusionConfig,
     /// The object detector (NanoDet, COCO-80) and how often it runs.
     #[serde(default)]
     pub detector: DetectorConfig,
@@ -656,6 +659,7 @@ impl PipelineConfig {
             vad: EncoderToggle::default(),
             tagger: crate::fusion::TaggerConfig::default(),
             speech: crate::fusion::SpeechConfig::default(),
+            fusion: crate::fusion::av::FusionConfig::default(),
             detector: DetectorConfig::default(),
             tracker: crate::encode::tracker::TrackerConfig::default(),
             sinks,
@@ -865,6 +869,24 @@ impl PipelineConfig {
                     "1 to 4096 items",
                 ));
             }
+        }
+        let f = &self.fusion;
+        if !(f.min_score.is_finite() && (0.0..=1.0).contains(&f.min_score)) {
+            return Err(bad("fusion.min_score", f.min_score.to_string(), "0 to 1"));
+        }
+        if !(f.history.is_finite() && (1.0..=600.0).contains(&f.history)) {
+            return Err(bad(
+                "fusion.history",
+                f.history.to_string(),
+                "seconds, 1 to 600",
+            ));
+        }
+        if !(1..=1024).contains(&f.max_tracks) {
+            return Err(bad(
+                "fusion.max_tracks",
+                f.max_tracks.to_string(),
+                "1 to 1024",
+            ));
         }
         let m = &self.motion;
         if !(16..=3840).contains(&m.width) {

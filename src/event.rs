@@ -23,6 +23,10 @@ pub enum EventKind {
     Object,
     /// A source failed; the other sources keep running.
     SourceError,
+    /// A visible track makes a sound (`objects`: the track; `evidence.association`: why).
+    SoundSource,
+    /// A sound with no visible source (`evidence.association`: the best, rejected candidate).
+    OffscreenSound,
     /// A live source was lost and came back: `start`–`end` is the outage on the stream's
     /// timeline (the timeline runs on across it).
     StreamGap,
@@ -74,12 +78,39 @@ pub struct Evidence {
     /// Tagger patches the labels were averaged over (`sound`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub patches: Option<u32>,
+    /// `sound_source` / `offscreen_sound`: the sound–track evidence.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub association: Option<Association>,
     /// Connection attempts before the stream came back (`stream_gap`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub attempts: Option<u32>,
     /// The error message (`source_error`; `stream_gap`: why the stream was lost).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+}
+
+/// Why a sound was given to a visible track (or not): the fusion graph's edge features
+/// between them and the strategy's score.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Association {
+    /// The fusion strategy that decided (`rules`, …).
+    pub strategy: String,
+    /// The track.
+    pub track: u64,
+    /// Its COCO class.
+    pub class: String,
+    /// The strategy's score for the pair, 0–1.
+    pub score: f32,
+    /// Ontology compatibility of the sound's classes with the track's class, 0–1.
+    pub compatibility: f32,
+    /// Fraction of the sound's frames in which the track was visible, 0–1.
+    pub co_presence: f32,
+    /// Correlation of the motion in the track's box with the audio level, −1–1.
+    pub correlation: f32,
+    /// Seconds between the sound's centre and the centre of the track's presence in it.
+    pub offset: f32,
+    /// Visible tracks considered.
+    pub candidates: u32,
 }
 
 /// One perception event.

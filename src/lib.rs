@@ -28,6 +28,7 @@ pub mod clock;
 pub mod config;
 pub mod devices;
 pub mod encode;
+pub mod eval;
 pub mod event;
 pub mod example;
 pub mod fusion;
@@ -56,6 +57,9 @@ pub enum Error {
     /// A sink failed.
     #[error(transparent)]
     Sink(#[from] sink::SinkError),
+    /// The fusion ontology map is invalid.
+    #[error(transparent)]
+    Ontology(#[from] fusion::ontology::OntologyError),
     /// GStreamer could not be initialised.
     #[error("{0}")]
     Init(String),

@@ -37,6 +37,24 @@ enum Command {
         #[arg(long, short)]
         quiet: bool,
     },
+    /// Run on a clip and score its sounds against a labels file (detection ±0.5 s, class in
+    /// the top 3, source person/offscreen).
+    Eval {
+        /// The clip.
+        clip: PathBuf,
+        /// Labels (JSON, as ../shared/media/av/person_sounds_dev.json).
+        labels: PathBuf,
+        /// Pipeline config to use (its sources are replaced by the clip); default settings
+        /// otherwise.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Fusion strategy (`rules` or `off`), overriding the config.
+        #[arg(long)]
+        fusion: Option<String>,
+        /// JSON output (for scripts) instead of the table.
+        #[arg(long)]
+        json: bool,
+    },
     /// List cameras (GStreamer DeviceMonitor) and microphones (cpal) with their capabilities.
     Devices {
         /// JSON output.
@@ -153,6 +171,51 @@ fn real_main() -> Result<i32> {
             if let Some(err) = report.first_error() {
                 eprintln!("avsense: error: {err}");
                 return Ok(1);
+            }
+            Ok(0)
+        }
+        Command::Eval {
+            clip,
+            labels,
+            config,
+            fusion,
+            json,
+        } => {
+            let labels = avsense::eval::Labels::load(&labels)?;
+            let input = clip.to_string_lossy().to_string();
+            let mut cfg = PipelineConfig::for_input(&input, None)?;
+            if let Some(path) = config {
+                let mut base = PipelineConfig::load(&path)?;
+                base.sources = cfg.sources;
+                cfg = base;
+            }
+            if let Some(f) = fusion {
+                cfg.fusion.strategy = match f.as_str() {
+                    "rules" => avsense::fusion::av::FusionStrategy::Rules,
+                    "off" => avsense::fusion::av::FusionStrategy::Off,
+                    other => bail!("--fusion {other:?}: expected rules or off (gnn, attention and concat are not built yet)"),
+                };
+            }
+            let events = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+            let sink = {
+                let events = std::sync::Arc::clone(&events);
+                avsense::sink::CallbackSink(move |e: &avsense::Event| {
+                    if let Ok(mut v) = events.lock() {
+                        v.push(e.clone());
+                    }
+                })
+            };
+            let pipeline = Pipeline::new(cfg)?;
+            let report = pipeline.start(vec![Box::new(sink)])?.wait()?;
+            if let Some(err) = report.first_error() {
+                bail!("eval: the run on {} failed: {err}", clip.display());
+            }
+            let events = events.lock().map(|v| v.clone()).unwrap_or_default();
+            let r = avsense::eval::evaluate(&events, &labels);
+            if json {
+                println!("{}", serde_json::to_string_pretty(&r)?);
+            } else {
+                print!("{}", r.table());
             }
             Ok(0)
         }

@@ -146,6 +146,8 @@ pub struct Pipeline {
     cfg: PipelineConfig,
     window_tap: Option<WindowTap>,
     models: LoadedModels,
+    /// The AudioSet → COCO map, when association runs.
+    ontology: Option<Arc<crate::fusion::ontology::Ontology>>,
 }
 
 /// The neural models, loaded once and shared by every stream (each stream gets its own
@@ -306,10 +308,22 @@ impl Pipeline {
     pub fn new(cfg: PipelineConfig) -> Result<Self, Error> {
         crate::source::gst::init().map_err(Error::Init)?;
         let models = load_models(&cfg)?;
+        // The ontology map is checked against YAMNet's classes now: a bad map refuses to
+        // start rather than associate nonsense. Without the tagger there is nothing to map.
+        let ontology = match (&models.tagger, cfg.fusion.strategy) {
+            (Some((_, names)), crate::fusion::av::FusionStrategy::Rules) => {
+                Some(Arc::new(match &cfg.fusion.ontology {
+                    Some(p) => crate::fusion::ontology::Ontology::load(p, names)?,
+                    None => crate::fusion::ontology::Ontology::builtin(names)?,
+                }))
+            }
+            _ => None,
+        };
         Ok(Self {
             cfg,
             window_tap: None,
             models,
+            ontology,
         })
     }
 
@@ -560,7 +574,10 @@ impl Pipeline {
         // is reported after the events that came before it (GStreamer may close the edges
         // on end-of-stream before the source has checked the stream for truncation).
         let (verdict_tx, verdict_rx) = crossbeam_channel::bounded::<Option<String>>(1);
-        let stage = EventStage::new(&name, cfg);
+        let mut stage = EventStage::new(&name, cfg);
+        if let Some(o) = &self.ontology {
+            stage = stage.with_fusion(cfg.fusion.clone(), Arc::clone(o));
+        }
         let tap = self.window_tap.clone();
         let events = spawn(format!("{name}-events"), move || {
             run_event_stage(stage, win_rx, ev_tx, tap, move || {

@@ -5,10 +5,12 @@
 //!   `cell_threshold`; an event starts on the first active frame and ends `hangover`
 //!   seconds after the last one (its `end` is the end of that last active frame).
 //! - [`SoundDetector`]: a running noise floor follows the quiet parts of the *smoothed*
-//!   level (the power mean of the last 50 ms; down with a 0.3 s time constant, up with
-//!   `floor_rise`, nearly frozen while a sound is on); a sound starts when a frame's level
+//!   level (the power mean of the last 50 ms; down with a 0.3 s time constant but never below
+//!   the 20th percentile of the last 3 s of quiet, up with `floor_rise`, nearly frozen while a
+//!   sound is on); a sound starts when a frame's level
 //!   exceeds the floor by `on_db` and ends once the smoothed level has stayed below
-//!   `floor + off_db` for `hangover` seconds; its end is the last frame whose own level was
+//!   `off_db` above the floor (and above the median of the last 3 s of quiet) for `hangover`
+//!   seconds; its end is the last frame whose own level was
 //!   above `floor + off_db`. The first `warmup` seconds of a stream only learn the floor.
 //!
 //!   Why smoothed: 25 ms frames of ordinary background noise scatter by ±1.5 dB (σ) with
@@ -117,6 +119,11 @@ impl MotionDetector {
 const SMOOTH_FRAMES: usize = 5;
 /// Time constant in seconds with which the floor falls towards a quieter background.
 const FLOOR_FALL_S: f64 = 0.3;
+/// Smoothed levels of the last quiet frames (no sound on) kept for the floor's lower bound
+/// (3 s at the 10 ms hop).
+const QUIET_FRAMES: usize = 300;
+/// The floor never sits below this quantile of the recent quiet levels.
+const FLOOR_QUANTILE: f64 = 0.2;
 
 struct OpenSound {
     start: f64,
@@ -140,6 +147,8 @@ pub struct SoundDetector {
     first_t: Option<f64>,
     /// Time of the last frame seen (a jump means the input had a gap).
     last_t: Option<f64>,
+    /// Smoothed levels of recent quiet frames (ring), for the floor's lower bound.
+    quiet: std::collections::VecDeque<f32>,
     open: Option<OpenSound>,
     /// Linear power of the last frames, oldest first (ring).
     recent: [f64; SMOOTH_FRAMES],
@@ -154,6 +163,7 @@ impl SoundDetector {
             floor: None,
             first_t: None,
             last_t: None,
+            quiet: std::collections::VecDeque::with_capacity(QUIET_FRAMES),
             open: None,
             recent: [0.0; SMOOTH_FRAMES],
             recent_n: 0,
@@ -208,6 +218,9 @@ impl SoundDetector {
         let floor = *self.floor.get_or_insert(smoothed.max(cfg.floor_min_db));
         if t - first_t < cfg.warmup {
             // Learning the floor: follow the smoothed level both ways (0.1 s time constant).
+            if self.quiet.len() < QUIET_FRAMES {
+                self.quiet.push_back(smoothed);
+            }
             let f = floor + (smoothed - floor) * (hop / 0.1).min(1.0) as f32;
             self.floor = Some(f.max(cfg.floor_min_db));
             return;
@@ -224,7 +237,30 @@ impl SoundDetector {
         } else {
             rise_tc
         };
-        let new_floor = floor + (smoothed - floor) * (hop / tc).min(1.0) as f32;
+        let mut new_floor = floor + (smoothed - floor) * (hop / tc).min(1.0) as f32;
+        // …but not below the 20th percentile of the last 3 s of quiet: pink or babble
+        // noise has deep 50 ms dips, and a floor resting on them reads the noise itself as
+        // +6–8 dB "above the floor", so a sound would never end (two beeps 1.2 s apart
+        // merged into one event on a regenerated fixture).
+        if self.open.is_none() {
+            if self.quiet.len() == QUIET_FRAMES {
+                self.quiet.pop_front();
+            }
+            self.quiet.push_back(smoothed);
+        }
+        // A sound stays alive while its smoothed level is `off_db` above the floor *and* above
+        // the median of the recent quiet: single noise bursts (2σ of pink noise at 50 ms is
+        // +6 dB) then do not hold a finished sound open.
+        let mut alive_ref = floor;
+        if self.quiet.len() >= 20 {
+            let mut v: Vec<f32> = self.quiet.iter().copied().collect();
+            let k = ((v.len() - 1) as f64 * FLOOR_QUANTILE).round() as usize;
+            let (_, q, _) = v.select_nth_unstable_by(k, f32::total_cmp);
+            new_floor = new_floor.max(*q);
+            let m = (v.len() - 1) / 2;
+            let (_, median, _) = v.select_nth_unstable_by(m, f32::total_cmp);
+            alive_ref = alive_ref.max(*median);
+        }
         self.floor = Some(new_floor.max(cfg.floor_min_db));
 
         match &mut self.open {
@@ -242,7 +278,7 @@ impl SoundDetector {
                 }
             }
             Some(open) => {
-                if smoothed - floor >= cfg.off_db {
+                if smoothed - alive_ref >= cfg.off_db {
                     open.last_alive = t;
                     if level - floor >= cfg.off_db {
                         open.last_above = t;
@@ -362,6 +398,34 @@ mod tests {
             assert!((e.start - s).abs() < 0.02, "start {} vs {s}", e.start);
             assert!((e.end - end).abs() < 0.03, "end {} vs {end}", e.end);
         }
+    }
+
+    /// Background noise with a lone +6 dB burst (a 2σ event of pink noise at 50 ms) between
+    /// two beeps: the burst must not hold the first beep open until the second.
+    #[test]
+    fn a_noise_burst_between_two_sounds_does_not_merge_them() {
+        // −48 dB noise with 50 ms dips to −54 dB every 200 ms (what a floor can rest on).
+        let noise = |i: usize| if i % 20 < 5 { -54.0 } else { -48.0 };
+        let mut lv: Vec<f32> = (0..100).map(noise).collect();
+        lv.extend(vec![-6.0; 30]); // beep 1.0–1.3 s
+        lv.extend((0..120).map(|i| {
+            if (70..75).contains(&i) {
+                -43.0
+            } else {
+                noise(i)
+            }
+        }));
+        lv.extend(vec![-6.0; 50]); // beep 2.5–3.0 s
+        lv.extend((0..100).map(noise));
+        let mut d = SoundDetector::new(SoundConfig::default());
+        let mut out = Vec::new();
+        d.push(&audio(&lv), 0.0, &mut out);
+        d.finish("s", &mut out);
+        assert_eq!(out.len(), 2, "{out:?}");
+        assert!(
+            (out[0].end - 1.3).abs() < 0.02 && (out[1].start - 2.5).abs() < 0.02,
+            "{out:?}"
+        );
     }
 
     /// A live source lost mid-sound: the sound ends with the last audio before the hole,

@@ -1,10 +1,13 @@
 //! Fusion: aligned windows in, perception events out.
 //!
-//! Today this stage decodes the per-modality events (`motion`, `sound`) from the windows'
-//! features; the scene graph and the GNN (issue "fusion") plug in here, on the same
-//! windows. Windows overlap (hop < length), so each feature is taken once: the stage
-//! remembers how far it has read each modality.
+//! The stage decodes the per-modality events (`motion`, `sound`, `speech`, `object`) from the
+//! windows' features and associates each closed `sound` with a visible track or with nothing
+//! in view ([`av`]: `sound_source` / `offscreen_sound`, `rules` strategy). The learned fusion
+//! (scene graph per window through a GATv2 network, [`gnn`]) plugs in on the same windows.
+//! Windows overlap (hop < length), so each feature is taken once: the stage remembers how
+//! far it has read each modality.
 
+pub mod av;
 pub mod events;
 pub mod gnn;
 pub mod ontology;
@@ -46,6 +49,8 @@ pub struct EventStage {
     tags: TagTracker,
     vision_read: Option<Timestamp>,
     audio_read: f64,
+    /// Audio-visual association (`[fusion]`), when the tagger runs.
+    av: Option<av::AvFusion>,
 }
 
 impl EventStage {
@@ -63,7 +68,42 @@ impl EventStage {
             tags: TagTracker::new(cfg.tagger),
             vision_read: None,
             audio_read: f64::NEG_INFINITY,
+            av: None,
         }
+    }
+
+    /// Adds audio-visual association (`sound_source` / `offscreen_sound` after each
+    /// `sound`) with the given settings and ontology map.
+    pub fn with_fusion(
+        mut self,
+        cfg: av::FusionConfig,
+        ontology: std::sync::Arc<ontology::Ontology>,
+    ) -> Self {
+        if cfg.strategy != av::FusionStrategy::Off {
+            self.av = Some(av::AvFusion::new(cfg, ontology));
+        }
+        self
+    }
+
+    /// Sounds whose candidate tracks were capped.
+    pub fn capped(&self) -> u64 {
+        self.av.as_ref().map(|a| a.capped).unwrap_or(0)
+    }
+
+    /// Labels the `sound` events in `new` and appends their association events.
+    fn finish_sounds(&mut self, new: &mut Vec<Event>) {
+        let mut extra = Vec::new();
+        for e in new.iter_mut() {
+            if e.kind != EventKind::Sound {
+                continue;
+            }
+            self.tags.label(e);
+            if let Some(av) = &mut self.av {
+                let scores = self.tags.mean_scores(e.start, e.end);
+                extra.extend(av.associate(e, scores.as_deref()));
+            }
+        }
+        new.extend(extra);
     }
 
     /// Decodes the features of `w` not seen in earlier windows.
@@ -73,6 +113,9 @@ impl EventStage {
                 continue;
             }
             self.vision_read = Some(v.pts);
+            if let Some(av) = &mut self.av {
+                av.push_vision(v);
+            }
             if let Some(m) = &mut self.motion {
                 m.push(v, out);
             }
@@ -101,15 +144,15 @@ impl EventStage {
                     out,
                 );
             }
+            if let Some(av) = &mut self.av {
+                av.push_audio(a);
+            }
             if let Some(s) = &mut self.sound {
-                let from = out.len();
+                let mut new = Vec::new();
                 // Strictly after what was read: `from` is inclusive, so nudge by 1 ns.
-                s.push(a, self.audio_read + 1e-9, out);
-                for e in &mut out[from..] {
-                    if e.kind == EventKind::Sound {
-                        self.tags.label(e);
-                    }
-                }
+                s.push(a, self.audio_read + 1e-9, &mut new);
+                self.finish_sounds(&mut new);
+                out.append(&mut new);
             }
             self.audio_read = last;
         }
@@ -127,11 +170,10 @@ impl EventStage {
             m.finish(&self.stream, out);
         }
         if let Some(s) = &mut self.sound {
-            let from = out.len();
-            s.finish(&self.stream, out);
-            for e in &mut out[from..] {
-                self.tags.label(e);
-            }
+            let mut new = Vec::new();
+            s.finish(&self.stream, &mut new);
+            self.finish_sounds(&mut new);
+            out.append(&mut new);
         }
         self.speech.finish(&self.stream, out);
     }

@@ -131,6 +131,37 @@ impl TagTracker {
         }
     }
 
+    /// Mean raw scores of the patches lying mostly (≥ half) inside `[start, end]` — or of
+    /// the most-overlapping patch when none does; None when no patch overlaps.
+    pub fn mean_scores(&self, start: f64, end: f64) -> Option<Vec<f32>> {
+        let overlap = |q: &TrackedPatch| {
+            let (s, t) = (q.patch.start.as_secs_f64(), q.patch.end.as_secs_f64());
+            if t > s {
+                (t.min(end) - s.max(start)).max(0.0) / (t - s)
+            } else {
+                0.0
+            }
+        };
+        let mut over: Vec<&TrackedPatch> =
+            self.history.iter().filter(|q| overlap(q) >= 0.5).collect();
+        if over.is_empty() {
+            over.extend(
+                self.history
+                    .iter()
+                    .filter(|q| overlap(q) > 0.0)
+                    .max_by(|a, b| overlap(a).total_cmp(&overlap(b))),
+            );
+        }
+        let first = over.first()?;
+        let mut mean = vec![0.0f32; first.patch.scores.len()];
+        for q in &over {
+            for (m, s) in mean.iter_mut().zip(q.patch.scores.iter()) {
+                *m += s / over.len() as f32;
+            }
+        }
+        Some(mean)
+    }
+
     /// Labels `e` (see the module doc); leaves it unlabelled when no patch overlaps it.
     pub fn label(&self, e: &mut Event) {
         let overlap = |q: &TrackedPatch| {

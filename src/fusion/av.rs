@@ -1,0 +1,447 @@
+//! Audio-visual association: which visible track makes a sound, or whether it comes from
+//! nothing in view.
+//!
+//! The stage keeps a bounded history of what was visible (per frame: each confirmed track's
+//! class, box and the motion inside its box) and of the audio level (per 10 ms frame). When a
+//! `sound` event closes, every track visible during it becomes a candidate with the edge
+//! features of the fusion graph ([`EdgeFeatures`]):
+//!
+//! * **compatibility** — the AudioSet → COCO ontology map applied to the sound's mean YAMNet
+//!   scores over its patches ([`super::ontology::Ontology::compatibility`]);
+//! * **co-presence** — the fraction of the sound's frames in which the track is visible;
+//! * **correlation** — Pearson correlation between the motion inside the track's box and the
+//!   audio level, frame by frame over the sound (0 when either is constant);
+//! * **offset** — seconds between the centre of the sound and the centre of the track's
+//!   presence during it.
+//!
+//! The `rules` strategy (no learning) scores a candidate `compatibility × co-presence`; the
+//! best one at or above `[fusion] min_score` is the source (`sound_source`), otherwise the
+//! sound is `offscreen_sound`. A sound without tagger scores is not associated (nothing can
+//! be said about what made it).
+
+use crate::encode::{AudioFeatures, VisionFeatures};
+use crate::event::{Association, Event, EventKind};
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use super::ontology::Ontology;
+
+/// `[fusion]`: audio-visual association.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FusionConfig {
+    /// `rules` (ontology × co-presence; default) or `off`.
+    pub strategy: FusionStrategy,
+    /// Smallest candidate score that makes a visible track the source.
+    pub min_score: f32,
+    /// A user ontology map (TOML, as `models/fusion/ontology.toml`); default: the shipped one.
+    pub ontology: Option<std::path::PathBuf>,
+    /// Seconds of visual and level history kept (bounds memory; sounds longer than this
+    /// are judged on their last `history` seconds).
+    pub history: f64,
+    /// Most candidate tracks per sound (the most visible first); more are counted as capped.
+    pub max_tracks: usize,
+}
+
+/// Which fusion runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum FusionStrategy {
+    /// Ontology compatibility × co-presence, no learning.
+    #[default]
+    Rules,
+    /// No association events.
+    Off,
+}
+
+impl Default for FusionConfig {
+    fn default() -> Self {
+        Self {
+            strategy: FusionStrategy::Rules,
+            min_score: 0.3,
+            ontology: None,
+            history: 30.0,
+            max_tracks: 16,
+        }
+    }
+}
+
+/// The evidence between one sound and one visible track.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct EdgeFeatures {
+    /// Ontology compatibility of the sound's classes with the track's class, 0–1.
+    pub compatibility: f32,
+    /// Fraction of the sound's video frames in which the track is visible, 0–1.
+    pub co_presence: f32,
+    /// Correlation of the motion in the track's box with the audio level, −1–1.
+    pub correlation: f32,
+    /// Seconds between the sound's centre and the centre of the track's presence in it.
+    pub offset: f32,
+}
+
+#[derive(Debug, Clone)]
+struct SeenTrack {
+    track: u64,
+    class: usize,
+    /// Fraction of the motion grid's cells inside the box that changed (mean).
+    motion: f32,
+}
+
+#[derive(Debug, Clone)]
+struct SeenFrame {
+    t: f64,
+    tracks: Vec<SeenTrack>,
+}
+
+/// Per-stream association state.
+#[derive(Debug)]
+pub struct AvFusion {
+    cfg: FusionConfig,
+    ontology: Arc<Ontology>,
+    frames: VecDeque<SeenFrame>,
+    /// (time, level dBFS) per audio frame.
+    level: VecDeque<(f64, f32)>,
+    /// Sounds whose candidates were capped at `max_tracks`.
+    pub capped: u64,
+}
+
+impl AvFusion {
+    /// Association with `cfg` and the ontology map.
+    pub fn new(cfg: FusionConfig, ontology: Arc<Ontology>) -> Self {
+        Self {
+            cfg,
+            ontology,
+            frames: VecDeque::new(),
+            level: VecDeque::new(),
+            capped: 0,
+        }
+    }
+
+    /// Notes what frame `v` shows.
+    pub fn push_vision(&mut self, v: &VisionFeatures) {
+        let t = v.pts.as_secs_f64();
+        let tracks = v
+            .objects
+            .iter()
+            .map(|o| SeenTrack {
+                track: o.track_id,
+                class: o.class_id,
+                motion: v
+                    .motion
+                    .as_ref()
+                    .map(|m| motion_in_box(m, o.bbox))
+                    .unwrap_or(0.0),
+            })
+            .collect();
+        self.frames.push_back(SeenFrame { t, tracks });
+        while self
+            .frames
+            .front()
+            .is_some_and(|f| t - f.t > self.cfg.history)
+        {
+            self.frames.pop_front();
+        }
+    }
+
+    /// Notes the audio level of `a`'s frames.
+    pub fn push_audio(&mut self, a: &AudioFeatures) {
+        for k in 0..a.frames() {
+            self.level
+                .push_back((a.frame_time(k).as_secs_f64(), a.level_db[k]));
+        }
+        if let Some(&(t, _)) = self.level.back() {
+            while self
+                .level
+                .front()
+                .is_some_and(|(s, _)| t - s > self.cfg.history)
+            {
+                self.level.pop_front();
+            }
+        }
+    }
+
+    /// The edge features between a sound `[start, end]` with mean tagger scores `scores`
+    /// and every track visible during it, most visible first (at most `max_tracks`).
+    pub fn candidates(
+        &mut self,
+        start: f64,
+        end: f64,
+        scores: &[f32],
+    ) -> Vec<(u64, usize, EdgeFeatures)> {
+        let frames: Vec<&SeenFrame> = self
+            .frames
+            .iter()
+            .filter(|f| f.t >= start && f.t <= end)
+            .collect();
+        if frames.is_empty() {
+            return Vec::new();
+        }
+        let levels: Vec<f32> = frames.iter().map(|f| self.level_at(f.t)).collect();
+        let mut ids: Vec<(u64, usize)> = Vec::new();
+        for f in &frames {
+            for s in &f.tracks {
+                if !ids.iter().any(|(t, _)| *t == s.track) {
+                    ids.push((s.track, s.class));
+                }
+            }
+        }
+        let centre = 0.5 * (start + end);
+        let mut out: Vec<(u64, usize, EdgeFeatures)> = ids
+            .into_iter()
+            .map(|(track, class)| {
+                let mut present = Vec::new();
+                let mut motion = Vec::with_capacity(frames.len());
+                for f in &frames {
+                    match f.tracks.iter().find(|s| s.track == track) {
+                        Some(s) => {
+                            present.push(f.t);
+                            motion.push(s.motion);
+                        }
+                        None => motion.push(0.0),
+                    }
+                }
+                let co_presence = present.len() as f32 / frames.len() as f32;
+                let pc = present.iter().sum::<f64>() / present.len().max(1) as f64;
+                let feats = EdgeFeatures {
+                    compatibility: self.ontology.compatibility(scores, class),
+                    co_presence,
+                    correlation: pearson(&motion, &levels),
+                    offset: (pc - centre).abs() as f32,
+                };
+                (track, class, feats)
+            })
+            .collect();
+        out.sort_by(|a, b| b.2.co_presence.total_cmp(&a.2.co_presence));
+        if out.len() > self.cfg.max_tracks {
+            out.truncate(self.cfg.max_tracks);
+            self.capped += 1;
+        }
+        out
+    }
+
+    fn level_at(&self, t: f64) -> f32 {
+        // The audio frame nearest to t (levels are in time order).
+        let i = self.level.partition_point(|(s, _)| *s < t);
+        let after = self.level.get(i);
+        let before = i.checked_sub(1).and_then(|j| self.level.get(j));
+        match (before, after) {
+            (Some(b), Some(a)) => {
+                if t - b.0 <= a.0 - t {
+                    b.1
+                } else {
+                    a.1
+                }
+            }
+            (Some(x), None) | (None, Some(x)) => x.1,
+            (None, None) => -100.0,
+        }
+    }
+
+    /// The association event for a closed `sound` event whose mean tagger scores are
+    /// `scores` (None: no tagger ran over it — no association).
+    pub fn associate(&mut self, sound: &Event, scores: Option<&[f32]>) -> Option<Event> {
+        if self.cfg.strategy == FusionStrategy::Off {
+            return None;
+        }
+        let scores = scores?;
+        let cands = self.candidates(sound.start, sound.end, scores);
+        let best = cands
+            .iter()
+            .map(|c| (c, c.2.compatibility * c.2.co_presence))
+            .max_by(|a, b| a.1.total_cmp(&b.1));
+        let assoc = |c: &(u64, usize, EdgeFeatures), score: f32| Association {
+            strategy: "rules".into(),
+            track: c.0,
+            class: crate::encode::coco::name(c.1),
+            score,
+            compatibility: c.2.compatibility,
+            co_presence: c.2.co_presence,
+            correlation: c.2.correlation,
+            offset: c.2.offset,
+            candidates: cands.len() as u32,
+        };
+        let mut e = match best {
+            Some((c, score)) if score >= self.cfg.min_score => {
+                let mut e = Event::new(
+                    EventKind::SoundSource,
+                    &sound.stream,
+                    sound.start,
+                    sound.end,
+                    score,
+                );
+                e.objects.push(c.0);
+                e.evidence.association = Some(assoc(c, score));
+                e
+            }
+            other => {
+                let best_score = other.map(|(_, s)| s).unwrap_or(0.0);
+                let mut e = Event::new(
+                    EventKind::OffscreenSound,
+                    &sound.stream,
+                    sound.start,
+                    sound.end,
+                    1.0 - best_score,
+                );
+                // The strongest candidate, to show why it was not the source.
+                e.evidence.association = other.map(|(c, s)| assoc(c, s));
+                e
+            }
+        };
+        e.labels = sound.labels.clone();
+        e.audio = sound.audio.clone();
+        Some(e)
+    }
+}
+
+/// Mean changed fraction of the motion cells whose centre lies inside `bbox` (normalised
+/// `[x0, y0, x1, y1]`); the nearest cell when the box holds no centre.
+fn motion_in_box(m: &crate::encode::motion::MotionFeatures, bbox: [f32; 4]) -> f32 {
+    let (cols, rows) = (m.grid[0].max(1) as usize, m.grid[1].max(1) as usize);
+    let mut sum = 0.0;
+    let mut n = 0usize;
+    for r in 0..rows {
+        for c in 0..cols {
+            let cx = (c as f32 + 0.5) / cols as f32;
+            let cy = (r as f32 + 0.5) / rows as f32;
+            if cx >= bbox[0] && cx <= bbox[2] && cy >= bbox[1] && cy <= bbox[3] {
+                sum += m.cells.get(r * cols + c).copied().unwrap_or(0.0);
+                n += 1;
+            }
+        }
+    }
+    if n > 0 {
+        return sum / n as f32;
+    }
+    let cx = ((bbox[0] + bbox[2]) * 0.5 * cols as f32).clamp(0.0, cols as f32 - 1.0) as usize;
+    let cy = ((bbox[1] + bbox[3]) * 0.5 * rows as f32).clamp(0.0, rows as f32 - 1.0) as usize;
+    m.cells.get(cy * cols + cx).copied().unwrap_or(0.0)
+}
+
+/// Pearson correlation; 0 when either series is (nearly) constant.
+fn pearson(a: &[f32], b: &[f32]) -> f32 {
+    let n = a.len().min(b.len());
+    if n < 2 {
+        return 0.0;
+    }
+    let ma = a[..n].iter().sum::<f32>() / n as f32;
+    let mb = b[..n].iter().sum::<f32>() / n as f32;
+    let (mut sab, mut saa, mut sbb) = (0.0f32, 0.0f32, 0.0f32);
+    for i in 0..n {
+        let (x, y) = (a[i] - ma, b[i] - mb);
+        sab += x * y;
+        saa += x * x;
+        sbb += y * y;
+    }
+    if saa < 1e-9 || sbb < 1e-9 {
+        0.0
+    } else {
+        (sab / (saa * sbb).sqrt()).clamp(-1.0, 1.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::{Duration, Timestamp};
+    use crate::encode::tracker::TrackedObject;
+    use std::path::Path;
+
+    fn ontology() -> Arc<Ontology> {
+        let names: Vec<String> = ["Speech", "Telephone", "Bell"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        Arc::new(
+            Ontology::parse(
+                "[[map]]\ncoco = [\"person\"]\naudioset = [\"Speech\"]\n[[map]]\ncoco = [\"cell phone\"]\naudioset = [\"Telephone\"]\n",
+                Path::new("o.toml"),
+                &names,
+            )
+            .unwrap(),
+        )
+    }
+
+    fn frame(t: f64, people: &[u64]) -> VisionFeatures {
+        VisionFeatures {
+            stream: Arc::from("s"),
+            pts: Timestamp::from_secs_f64(t),
+            duration: Duration(100_000_000),
+            index: (t * 10.0) as u64,
+            motion: None,
+            detected: true,
+            objects: people
+                .iter()
+                .map(|id| TrackedObject {
+                    track_id: *id,
+                    class_id: crate::encode::coco::id("person").unwrap(),
+                    score: 0.8,
+                    bbox: [0.1, 0.1, 0.4, 0.9],
+                    embedding: None,
+                })
+                .collect(),
+            track_events: Vec::new(),
+        }
+    }
+
+    fn sound(start: f64, end: f64) -> Event {
+        Event::new(EventKind::Sound, "s", start, end, 1.0)
+    }
+
+    /// Speech with a person in view → that person; speech in an empty room, or a telephone
+    /// with only a person in view → off-screen.
+    #[test]
+    fn rules_pick_the_compatible_visible_track_or_say_offscreen() {
+        let mut f = AvFusion::new(FusionConfig::default(), ontology());
+        for i in 0..100 {
+            let t = i as f64 * 0.1;
+            f.push_vision(&frame(t, if t < 5.0 { &[7] } else { &[] }));
+        }
+        let speech = [0.9, 0.05, 0.05];
+        let e = f.associate(&sound(1.0, 3.0), Some(&speech)).unwrap();
+        assert_eq!(e.kind, EventKind::SoundSource);
+        assert_eq!(e.objects, vec![7]);
+        let a = e.evidence.association.as_ref().unwrap();
+        assert_eq!(a.class, "person");
+        assert!((a.co_presence - 1.0).abs() < 1e-6 && a.compatibility > 0.9);
+
+        let e = f.associate(&sound(6.0, 8.0), Some(&speech)).unwrap();
+        assert_eq!(e.kind, EventKind::OffscreenSound);
+        assert!(e.evidence.association.is_none(), "nobody in view");
+
+        let phone = [0.05, 0.9, 0.05];
+        let e = f.associate(&sound(1.0, 3.0), Some(&phone)).unwrap();
+        assert_eq!(e.kind, EventKind::OffscreenSound);
+        assert_eq!(
+            e.evidence.association.as_ref().unwrap().track,
+            7,
+            "the person was the best, weak candidate"
+        );
+
+        // A person who walks in for the last 10 % of the sound is not its source.
+        let e = f.associate(&sound(4.7, 6.7), Some(&speech)).unwrap();
+        assert_eq!(e.kind, EventKind::OffscreenSound, "{e:?}");
+        // No tagger scores: nothing is claimed.
+        assert!(f.associate(&sound(1.0, 3.0), None).is_none());
+    }
+
+    #[test]
+    fn candidates_are_capped_and_counted() {
+        let cfg = FusionConfig {
+            max_tracks: 2,
+            ..FusionConfig::default()
+        };
+        let mut f = AvFusion::new(cfg, ontology());
+        for i in 0..10 {
+            f.push_vision(&frame(i as f64 * 0.1, &[1, 2, 3, 4]));
+        }
+        assert_eq!(f.candidates(0.0, 1.0, &[1.0, 0.0, 0.0]).len(), 2);
+        assert_eq!(f.capped, 1);
+    }
+
+    #[test]
+    fn pearson_of_known_series() {
+        assert!((pearson(&[1.0, 2.0, 3.0], &[2.0, 4.0, 6.0]) - 1.0).abs() < 1e-6);
+        assert!((pearson(&[1.0, 2.0, 3.0], &[3.0, 2.0, 1.0]) + 1.0).abs() < 1e-6);
+        assert_eq!(pearson(&[1.0, 1.0, 1.0], &[1.0, 2.0, 3.0]), 0.0);
+    }
+}
