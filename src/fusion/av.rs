@@ -295,7 +295,7 @@ impl AvFusion {
 
 /// Mean changed fraction of the motion cells whose centre lies inside `bbox` (normalised
 /// `[x0, y0, x1, y1]`); the nearest cell when the box holds no centre.
-fn motion_in_box(m: &crate::encode::motion::MotionFeatures, bbox: [f32; 4]) -> f32 {
+pub(crate) fn motion_in_box(m: &crate::encode::motion::MotionFeatures, bbox: [f32; 4]) -> f32 {
     let (cols, rows) = (m.grid[0].max(1) as usize, m.grid[1].max(1) as usize);
     let mut sum = 0.0;
     let mut n = 0usize;
@@ -318,7 +318,7 @@ fn motion_in_box(m: &crate::encode::motion::MotionFeatures, bbox: [f32; 4]) -> f
 }
 
 /// Pearson correlation; 0 when either series is (nearly) constant.
-fn pearson(a: &[f32], b: &[f32]) -> f32 {
+pub(crate) fn pearson(a: &[f32], b: &[f32]) -> f32 {
     let n = a.len().min(b.len());
     if n < 2 {
         return 0.0;

@@ -10,6 +10,7 @@
 pub mod av;
 pub mod events;
 pub mod gnn;
+pub mod graph;
 pub mod model;
 pub mod ontology;
 pub mod tags;
