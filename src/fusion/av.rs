@@ -79,6 +79,38 @@ pub struct EdgeFeatures {
     pub offset: f32,
 }
 
+impl EdgeFeatures {
+    /// The evidence from the video frames inside a sound's span: their times, the track's
+    /// motion in each (None: not visible), the audio level at each, the sound's centre
+    /// (seconds) and the ontology compatibility. Shared by the `rules` strategy and the
+    /// scene graph, so both see the same numbers.
+    pub fn from_frames(
+        times: &[f64],
+        motion: &[Option<f32>],
+        levels: &[f32],
+        centre: f64,
+        compatibility: f32,
+    ) -> Self {
+        let present: Vec<f64> = times
+            .iter()
+            .zip(motion)
+            .filter(|(_, m)| m.is_some())
+            .map(|(t, _)| *t)
+            .collect();
+        let m: Vec<f32> = motion.iter().map(|m| m.unwrap_or(0.0)).collect();
+        Self {
+            compatibility,
+            co_presence: present.len() as f32 / times.len().max(1) as f32,
+            correlation: pearson(&m, levels),
+            offset: if present.is_empty() {
+                0.0
+            } else {
+                (present.iter().sum::<f64>() / present.len() as f64 - centre).abs() as f32
+            },
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 struct SeenTrack {
     track: u64,
@@ -186,28 +218,16 @@ impl AvFusion {
             }
         }
         let centre = 0.5 * (start + end);
+        let times: Vec<f64> = frames.iter().map(|f| f.t).collect();
         let mut out: Vec<(u64, usize, EdgeFeatures)> = ids
             .into_iter()
             .map(|(track, class)| {
-                let mut present = Vec::new();
-                let mut motion = Vec::with_capacity(frames.len());
-                for f in &frames {
-                    match f.tracks.iter().find(|s| s.track == track) {
-                        Some(s) => {
-                            present.push(f.t);
-                            motion.push(s.motion);
-                        }
-                        None => motion.push(0.0),
-                    }
-                }
-                let co_presence = present.len() as f32 / frames.len() as f32;
-                let pc = present.iter().sum::<f64>() / present.len().max(1) as f64;
-                let feats = EdgeFeatures {
-                    compatibility: self.ontology.compatibility(scores, class),
-                    co_presence,
-                    correlation: pearson(&motion, &levels),
-                    offset: (pc - centre).abs() as f32,
-                };
+                let motion: Vec<Option<f32>> = frames
+                    .iter()
+                    .map(|f| f.tracks.iter().find(|s| s.track == track).map(|s| s.motion))
+                    .collect();
+                let compat = self.ontology.compatibility(scores, class);
+                let feats = EdgeFeatures::from_frames(&times, &motion, &levels, centre, compat);
                 (track, class, feats)
             })
             .collect();

@@ -328,28 +328,21 @@ impl GraphBuilder {
                 .collect();
             for (ti, t) in tracks.iter().enumerate() {
                 let t_node = ti as u32;
-                let present: Vec<f64> = in_span
-                    .iter()
-                    .filter(|k| t.motion[**k].is_some())
-                    .map(|k| frame_t[*k])
-                    .collect();
-                let co = present.len() as f32 / in_span.len().max(1) as f32;
-                let motion: Vec<f32> = in_span
-                    .iter()
-                    .map(|k| t.motion[*k].unwrap_or(0.0))
-                    .collect();
-                let lv: Vec<f32> = in_span.iter().map(|k| level_at(frame_t[*k])).collect();
-                let centre = 0.5 * (ps + pe);
-                let pc = present.iter().sum::<f64>() / present.len().max(1) as f64;
-                let f = [
+                let times: Vec<f64> = in_span.iter().map(|k| frame_t[*k]).collect();
+                let motion: Vec<Option<f32>> = in_span.iter().map(|k| t.motion[*k]).collect();
+                let lv: Vec<f32> = times.iter().map(|t| level_at(*t)).collect();
+                let ev = super::av::EdgeFeatures::from_frames(
+                    &times,
+                    &motion,
+                    &lv,
+                    0.5 * (ps + pe),
                     self.ontology.compatibility(&p.scores, t.class),
-                    co,
-                    super::av::pearson(&motion, &lv),
-                    if present.is_empty() {
-                        0.0
-                    } else {
-                        (pc - centre).abs() as f32
-                    },
+                );
+                let f = [
+                    ev.compatibility,
+                    ev.co_presence,
+                    ev.correlation,
+                    ev.offset,
                     1.0,
                     0.0,
                     0.0,

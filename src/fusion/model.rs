@@ -271,6 +271,19 @@ mod tests {
         }
     }
 
+    /// 0: audio, 1–2: tracks, 3: scene; cross edges 0↔1, 0↔2; self-loops; scene → audio.
+    const EDGES: [(u32, u32); 9] = [
+        (0, 1),
+        (1, 0),
+        (0, 2),
+        (2, 0),
+        (0, 0),
+        (1, 1),
+        (2, 2),
+        (3, 3),
+        (3, 0),
+    ];
+
     fn graph(dev: &Device) -> (Tensor, EdgeIndex, Tensor) {
         // 0: audio, 1–2: tracks, 3: scene; cross edges 0↔1, 0↔2; self-loops.
         let x = Tensor::new(
@@ -283,17 +296,7 @@ mod tests {
             dev,
         )
         .unwrap();
-        let edges = [
-            (0, 1),
-            (1, 0),
-            (0, 2),
-            (2, 0),
-            (0, 0),
-            (1, 1),
-            (2, 2),
-            (3, 3),
-            (3, 0),
-        ];
+        let edges = EDGES;
         let ea: Vec<f32> = (0..edges.len() * 3)
             .map(|i| ((i * 7) % 5) as f32 / 5.0)
             .collect();
@@ -404,17 +407,7 @@ mod tests {
             0,
         )
         .unwrap();
-        let edges = [
-            (0, 1),
-            (1, 0),
-            (0, 2),
-            (2, 0),
-            (0, 0),
-            (1, 1),
-            (2, 2),
-            (3, 3),
-            (3, 0),
-        ];
+        let edges = EDGES;
         let er: Vec<(u32, u32)> = edges.iter().map(|(s, d)| (3 - s, 3 - d)).collect();
         let er = EdgeIndex::new(&er, 4, &dev).unwrap();
         let outr = net

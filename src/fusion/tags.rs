@@ -131,9 +131,9 @@ impl TagTracker {
         }
     }
 
-    /// Mean raw scores of the patches lying mostly (≥ half) inside `[start, end]` — or of
-    /// the most-overlapping patch when none does; None when no patch overlaps.
-    pub fn mean_scores(&self, start: f64, end: f64) -> Option<Vec<f32>> {
+    /// The patches lying mostly (≥ half) inside `[start, end]`, or the most-overlapping
+    /// one when none does.
+    fn patches_over(&self, start: f64, end: f64) -> Vec<&TrackedPatch> {
         let overlap = |q: &TrackedPatch| {
             let (s, t) = (q.patch.start.as_secs_f64(), q.patch.end.as_secs_f64());
             if t > s {
@@ -152,6 +152,12 @@ impl TagTracker {
                     .max_by(|a, b| overlap(a).total_cmp(&overlap(b))),
             );
         }
+        over
+    }
+
+    /// Mean raw scores of [`Self::patches_over`] `[start, end]`; None when no patch overlaps.
+    pub fn mean_scores(&self, start: f64, end: f64) -> Option<Vec<f32>> {
+        let over = self.patches_over(start, end);
         let first = over.first()?;
         let mut mean = vec![0.0f32; first.patch.scores.len()];
         for q in &over {
@@ -164,26 +170,7 @@ impl TagTracker {
 
     /// Labels `e` (see the module doc); leaves it unlabelled when no patch overlaps it.
     pub fn label(&self, e: &mut Event) {
-        let overlap = |q: &TrackedPatch| {
-            let (s, t) = (q.patch.start.as_secs_f64(), q.patch.end.as_secs_f64());
-            if t > s {
-                (t.min(e.end) - s.max(e.start)).max(0.0) / (t - s)
-            } else {
-                0.0
-            }
-        };
-        let mut over: Vec<&TrackedPatch> =
-            self.history.iter().filter(|q| overlap(q) >= 0.5).collect();
-        if over.is_empty() {
-            if let Some(best) = self
-                .history
-                .iter()
-                .filter(|q| overlap(q) > 0.0)
-                .max_by(|a, b| overlap(a).total_cmp(&overlap(b)))
-            {
-                over.push(best);
-            }
-        }
+        let over = self.patches_over(e.start, e.end);
         let Some(first) = over.first() else { return };
         let names = Arc::clone(&first.patch.names);
         let name = |i: usize| {
