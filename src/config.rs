@@ -888,6 +888,27 @@ impl PipelineConfig {
                 "1 to 1024",
             ));
         }
+        if !(1..=256).contains(&f.max_segments) {
+            return Err(bad(
+                "fusion.max_segments",
+                f.max_segments.to_string(),
+                "1 to 256",
+            ));
+        }
+        if f.context > 16 {
+            return Err(bad(
+                "fusion.context",
+                f.context.to_string(),
+                "0 to 16 windows",
+            ));
+        }
+        if !(f.event_off > 0.0 && f.event_off <= f.event_on && f.event_on < 1.0) {
+            return Err(bad(
+                "fusion.event_on / event_off",
+                format!("{} / {}", f.event_on, f.event_off),
+                "0 < event_off ≤ event_on < 1",
+            ));
+        }
         let m = &self.motion;
         if !(16..=3840).contains(&m.width) {
             return Err(bad(

@@ -132,6 +132,9 @@ pub struct SoundResult {
     pub predicted_labels: Vec<String>,
     /// The association's verdict: a COCO class or `offscreen` (None: no association).
     pub predicted_source: Option<String>,
+    /// The association event's confidence (source: the pair's score; off-screen: the
+    /// strategy's off-screen confidence).
+    pub predicted_score: Option<f32>,
     /// Detected within the tolerance.
     pub detected: bool,
     /// A labelled name is in the top 3.
@@ -172,23 +175,22 @@ pub fn evaluate(events: &[Event], labels: &Labels) -> EvalReport {
         let predicted_labels: Vec<String> = matched
             .map(|e| e.labels.iter().take(3).map(|x| x.name.clone()).collect())
             .unwrap_or_default();
-        let predicted_source = matched.and_then(|s| {
-            events
-                .iter()
-                .find(|e| {
-                    matches!(e.kind, EventKind::SoundSource | EventKind::OffscreenSound)
-                        && (e.start - s.start).abs() < 1e-6
-                        && (e.end - s.end).abs() < 1e-6
-                })
-                .map(|e| match e.kind {
-                    EventKind::OffscreenSound => "offscreen".to_string(),
-                    _ => e
-                        .evidence
-                        .association
-                        .as_ref()
-                        .map(|a| a.class.clone())
-                        .unwrap_or_default(),
-                })
+        let assoc_event = matched.and_then(|s| {
+            events.iter().find(|e| {
+                matches!(e.kind, EventKind::SoundSource | EventKind::OffscreenSound)
+                    && (e.start - s.start).abs() < 1e-6
+                    && (e.end - s.end).abs() < 1e-6
+            })
+        });
+        let predicted_score = assoc_event.map(|e| e.confidence);
+        let predicted_source = assoc_event.map(|e| match e.kind {
+            EventKind::OffscreenSound => "offscreen".to_string(),
+            _ => e
+                .evidence
+                .association
+                .as_ref()
+                .map(|a| a.class.clone())
+                .unwrap_or_default(),
         });
         let class_correct = predicted_labels.iter().any(|p| l.audioset.contains(p));
         let source_correct = l
@@ -203,6 +205,7 @@ pub fn evaluate(events: &[Event], labels: &Labels) -> EvalReport {
             detected_at: matched.map(|e| e.start),
             predicted_labels,
             predicted_source,
+            predicted_score,
             detected: matched.is_some(),
             class_correct,
             source_correct,
@@ -232,7 +235,7 @@ impl EvalReport {
         let yn = |b: bool| if b { "yes" } else { "no" };
         for r in &self.sounds {
             s.push_str(&format!(
-                "| {:.2}–{:.2} {} | {} | {} | {} | {} → {} | {} |\n",
+                "| {:.2}–{:.2} {} | {} | {} | {} | {} → {}{} | {} |\n",
                 r.start,
                 r.end,
                 r.audioset.join(" / "),
@@ -243,6 +246,9 @@ impl EvalReport {
                 yn(r.class_correct),
                 r.source.as_deref().unwrap_or("null"),
                 r.predicted_source.as_deref().unwrap_or("—"),
+                r.predicted_score
+                    .map(|c| format!(" ({c:.2})"))
+                    .unwrap_or_default(),
                 match r.source_correct {
                     Some(b) => yn(b),
                     None => "not scored",

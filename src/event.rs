@@ -30,6 +30,9 @@ pub enum EventKind {
     /// A live source was lost and came back: `start`–`end` is the outage on the stream's
     /// timeline (the timeline runs on across it).
     StreamGap,
+    /// A window-level audio-visual event from a learned fusion model (`labels[0]`: the class,
+    /// e.g. `speech_in_view`), with onset/offset hysteresis over windows.
+    AvEvent,
 }
 
 /// A label with its score (AudioSet or COCO names as the models give them).

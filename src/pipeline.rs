@@ -148,6 +148,7 @@ pub struct Pipeline {
     models: LoadedModels,
     /// The AudioSet → COCO map, when association runs.
     ontology: Option<Arc<crate::fusion::ontology::Ontology>>,
+    learned: Option<crate::fusion::learned::Loaded>,
 }
 
 /// The neural models, loaded once and shared by every stream (each stream gets its own
@@ -311,11 +312,21 @@ impl Pipeline {
         // The ontology map is checked against YAMNet's classes now: a bad map refuses to
         // start rather than associate nonsense. Without the tagger there is nothing to map.
         let ontology = match (&models.tagger, cfg.fusion.strategy) {
-            (Some((_, names)), crate::fusion::av::FusionStrategy::Rules) => {
-                Some(Arc::new(match &cfg.fusion.ontology {
-                    Some(p) => crate::fusion::ontology::Ontology::load(p, names)?,
-                    None => crate::fusion::ontology::Ontology::builtin(names)?,
-                }))
+            (Some(_), crate::fusion::av::FusionStrategy::Off) | (None, _) => None,
+            (Some((_, names)), _) => Some(Arc::new(match &cfg.fusion.ontology {
+                Some(p) => crate::fusion::ontology::Ontology::load(p, names)?,
+                None => crate::fusion::ontology::Ontology::builtin(names)?,
+            })),
+        };
+        // Learned fusion weights are checked now too (every tensor against the spec).
+        let learned = match (cfg.fusion.strategy.learned(), &ontology) {
+            (Some(kind), Some(_)) => {
+                let device = select_device(cfg.models.device)?;
+                Some(crate::fusion::train::load_weights(
+                    kind,
+                    cfg.fusion.weights.as_deref(),
+                    &device,
+                )?)
             }
             _ => None,
         };
@@ -324,6 +335,7 @@ impl Pipeline {
             window_tap: None,
             models,
             ontology,
+            learned,
         })
     }
 
@@ -576,7 +588,7 @@ impl Pipeline {
         let (verdict_tx, verdict_rx) = crossbeam_channel::bounded::<Option<String>>(1);
         let mut stage = EventStage::new(&name, cfg);
         if let Some(o) = &self.ontology {
-            stage = stage.with_fusion(cfg.fusion.clone(), Arc::clone(o));
+            stage = stage.with_fusion(cfg.fusion.clone(), Arc::clone(o), self.learned.clone());
         }
         let tap = self.window_tap.clone();
         let events = spawn(format!("{name}-events"), move || {

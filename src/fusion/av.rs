@@ -39,8 +39,21 @@ pub struct FusionConfig {
     /// Seconds of visual and level history kept (bounds memory; sounds longer than this
     /// are judged on their last `history` seconds).
     pub history: f64,
-    /// Most candidate tracks per sound (the most visible first); more are counted as capped.
+    /// Most candidate tracks per sound, and track nodes per window graph (the most visible
+    /// first); more are counted as capped.
     pub max_tracks: usize,
+    /// Learned strategies: most audio segment nodes per window graph (the loudest first).
+    pub max_segments: usize,
+    /// Learned strategies: previous windows linked into each window's graph (K).
+    pub context: usize,
+    /// Learned strategies: directory with `<strategy>.safetensors` + `<strategy>.json`
+    /// (as `avsense train` writes them); default: the weights built into the binary (from
+    /// `models/fusion/`).
+    pub weights: Option<std::path::PathBuf>,
+    /// Learned strategies: an `av_event` opens when a class reaches this probability …
+    pub event_on: f32,
+    /// … and closes after two windows below this one.
+    pub event_off: f32,
 }
 
 /// Which fusion runs.
@@ -52,6 +65,36 @@ pub enum FusionStrategy {
     Rules,
     /// No association events.
     Off,
+    /// GATv2 over the scene graph of each window (learned).
+    Gnn,
+    /// Cross-modal attention without the graph (learned baseline).
+    Attention,
+    /// Late fusion, concatenation + MLP (learned baseline).
+    Concat,
+}
+
+impl FusionStrategy {
+    /// The learned model this strategy runs, if any.
+    pub fn learned(self) -> Option<super::model::LearnedKind> {
+        match self {
+            FusionStrategy::Gnn => Some(super::model::LearnedKind::Gnn),
+            FusionStrategy::Attention => Some(super::model::LearnedKind::Attention),
+            FusionStrategy::Concat => Some(super::model::LearnedKind::Concat),
+            FusionStrategy::Rules | FusionStrategy::Off => None,
+        }
+    }
+
+    /// Parses `rules`, `off`, `gnn`, `attention` or `concat`.
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "rules" => FusionStrategy::Rules,
+            "off" => FusionStrategy::Off,
+            "gnn" => FusionStrategy::Gnn,
+            "attention" => FusionStrategy::Attention,
+            "concat" => FusionStrategy::Concat,
+            _ => return None,
+        })
+    }
 }
 
 impl Default for FusionConfig {
@@ -62,6 +105,11 @@ impl Default for FusionConfig {
             ontology: None,
             history: 30.0,
             max_tracks: 16,
+            max_segments: 8,
+            context: 2,
+            weights: None,
+            event_on: 0.6,
+            event_off: 0.4,
         }
     }
 }
@@ -135,6 +183,8 @@ pub struct AvFusion {
     level: VecDeque<(f64, f32)>,
     /// Sounds whose candidates were capped at `max_tracks`.
     pub capped: u64,
+    /// The learned strategy's state (`gnn`, `attention`, `concat`).
+    learned: Option<super::learned::LearnedFusion>,
 }
 
 impl AvFusion {
@@ -146,6 +196,44 @@ impl AvFusion {
             frames: VecDeque::new(),
             level: VecDeque::new(),
             capped: 0,
+            learned: None,
+        }
+    }
+
+    /// Runs a learned model on every window (the strategy must be a learned one).
+    pub fn with_learned(mut self, loaded: super::learned::Loaded) -> Self {
+        let graph = super::graph::GraphConfig {
+            context: self.cfg.context,
+            max_tracks: self.cfg.max_tracks,
+            max_segments: self.cfg.max_segments,
+        };
+        self.learned = Some(super::learned::LearnedFusion::new(
+            loaded,
+            graph,
+            Arc::clone(&self.ontology),
+            self.cfg.history,
+            self.cfg.event_on,
+            self.cfg.event_off,
+        ));
+        self
+    }
+
+    /// The learned strategy's state, if one runs.
+    pub fn learned(&self) -> Option<&super::learned::LearnedFusion> {
+        self.learned.as_ref()
+    }
+
+    /// A new window (learned strategies score it; `av_event`s go to `out`).
+    pub fn push_window(&mut self, stream: &str, w: &crate::align::Window, out: &mut Vec<Event>) {
+        if let Some(l) = &mut self.learned {
+            l.push_window(stream, w, out);
+        }
+    }
+
+    /// End of stream: closes an open `av_event`.
+    pub fn finish(&mut self, stream: &str, out: &mut Vec<Event>) {
+        if let Some(l) = &mut self.learned {
+            l.finish(stream, out);
         }
     }
 
@@ -265,12 +353,38 @@ impl AvFusion {
         }
         let scores = scores?;
         let cands = self.candidates(sound.start, sound.end, scores);
-        let best = cands
-            .iter()
-            .map(|c| (c, c.2.compatibility * c.2.co_presence))
-            .max_by(|a, b| a.1.total_cmp(&b.1));
+        // The strategy's score per candidate, its name, its threshold, and (learned) the
+        // off-screen probability.
+        let (scored, strategy, threshold, offscreen): (Vec<f32>, &str, f32, Option<f32>) =
+            match &self.learned {
+                None => (
+                    cands
+                        .iter()
+                        .map(|c| c.2.compatibility * c.2.co_presence)
+                        .collect(),
+                    "rules",
+                    self.cfg.min_score,
+                    None,
+                ),
+                Some(l) => {
+                    let v = l.verdict(sound.start, sound.end);
+                    let score = |track: u64| {
+                        v.as_ref()
+                            .and_then(|v| v.tracks.iter().find(|t| t.0 == track))
+                            .map(|t| t.1)
+                            .unwrap_or(0.0)
+                    };
+                    (
+                        cands.iter().map(|c| score(c.0)).collect(),
+                        l.name(),
+                        l.threshold(),
+                        v.map(|v| v.offscreen),
+                    )
+                }
+            };
+        let best = cands.iter().zip(scored).max_by(|a, b| a.1.total_cmp(&b.1));
         let assoc = |c: &(u64, usize, EdgeFeatures), score: f32| Association {
-            strategy: "rules".into(),
+            strategy: strategy.into(),
             track: c.0,
             class: crate::encode::coco::name(c.1),
             score,
@@ -281,7 +395,7 @@ impl AvFusion {
             candidates: cands.len() as u32,
         };
         let mut e = match best {
-            Some((c, score)) if score >= self.cfg.min_score => {
+            Some((c, score)) if score >= threshold => {
                 let mut e = Event::new(
                     EventKind::SoundSource,
                     &sound.stream,
@@ -300,7 +414,7 @@ impl AvFusion {
                     &sound.stream,
                     sound.start,
                     sound.end,
-                    1.0 - best_score,
+                    offscreen.unwrap_or(1.0 - best_score),
                 );
                 // The strongest candidate, to show why it was not the source.
                 e.evidence.association = other.map(|(c, s)| assoc(c, s));

@@ -242,7 +242,7 @@ pub fn leaky_relu(x: &Tensor, slope: f64) -> Result<Tensor> {
 
 /// Per destination node and head, the largest score of its incoming edges (0 where it has
 /// none), as a constant `[nodes, heads]` tensor.
-fn segment_max(scores: &Tensor, dst: &[u32], nodes: usize) -> Result<Tensor> {
+pub(crate) fn segment_max(scores: &Tensor, dst: &[u32], nodes: usize) -> Result<Tensor> {
     let (e, h) = scores.dims2()?;
     let host: Vec<f32> = scores.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;
     let mut m = vec![f32::NEG_INFINITY; nodes * h];

@@ -105,23 +105,22 @@ pub struct SceneGraph {
 }
 
 impl SceneGraph {
-    /// The graph as tensors: node features `[N, NODE_DIM]`, the edge index, edge features
-    /// `[E, EDGE_DIM]`.
-    pub fn tensors(
-        &self,
-        device: &candle_core::Device,
-    ) -> candle_core::Result<(
-        candle_core::Tensor,
-        super::gnn::EdgeIndex,
-        candle_core::Tensor,
-    )> {
-        let x: Vec<f32> = self.nodes.iter().flat_map(|n| n.x).collect();
-        let ea: Vec<f32> = self.edge_attr.iter().flatten().copied().collect();
-        Ok((
-            candle_core::Tensor::from_vec(x, (self.nodes.len(), NODE_DIM), device)?,
-            super::gnn::EdgeIndex::new(&self.edges, self.nodes.len(), device)?,
-            candle_core::Tensor::from_vec(ea, (self.edges.len(), EDGE_DIM), device)?,
-        ))
+    /// The graph as a fusion model's input.
+    pub fn parts(&self) -> super::batch::GraphParts {
+        let scene = |k: NodeKind| {
+            self.nodes
+                .iter()
+                .position(|n| n.back == 0 && n.kind == k)
+                .unwrap_or(0) as u32
+        };
+        super::batch::GraphParts {
+            x: self.nodes.iter().map(|n| n.x).collect(),
+            edges: self.edges.clone(),
+            edge_attr: self.edge_attr.clone(),
+            cross: self.cross.clone(),
+            segments: self.segments.clone(),
+            scenes: (scene(NodeKind::VideoScene), scene(NodeKind::AudioScene)),
+        }
     }
 
     fn edge(&mut self, s: u32, d: u32, f: [f32; EDGE_DIM]) -> u32 {
@@ -648,8 +647,11 @@ mod tests {
             super::super::model::FusionNetConfig::default(),
         )
         .unwrap();
-        let (x, e, ea) = g.tensors(&dev).unwrap();
-        let out = net.forward(&x, &e, &ea, &g.cross, &g.segments).unwrap();
+        let parts = g.parts();
+        parts.check().unwrap();
+        assert_eq!(parts.scenes, (3, 4));
+        let batch = super::super::batch::GraphBatch::new(&[&parts], &dev).unwrap();
+        let out = net.forward(&batch).unwrap();
         assert_eq!(out.association.dims(), &[2]);
     }
 

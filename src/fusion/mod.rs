@@ -8,12 +8,16 @@
 //! far it has read each modality.
 
 pub mod av;
+pub mod batch;
+pub mod dataset;
 pub mod events;
 pub mod gnn;
 pub mod graph;
+pub mod learned;
 pub mod model;
 pub mod ontology;
 pub mod tags;
+pub mod train;
 
 use crate::align::Window;
 use crate::channel::{EdgeReceiver, EdgeSender};
@@ -80,16 +84,34 @@ impl EventStage {
         mut self,
         cfg: av::FusionConfig,
         ontology: std::sync::Arc<ontology::Ontology>,
+        learned: Option<learned::Loaded>,
     ) -> Self {
         if cfg.strategy != av::FusionStrategy::Off {
-            self.av = Some(av::AvFusion::new(cfg, ontology));
+            let mut av = av::AvFusion::new(cfg, ontology);
+            if let Some(l) = learned {
+                av = av.with_learned(l);
+            }
+            self.av = Some(av);
         }
         self
     }
 
-    /// Sounds whose candidate tracks were capped.
-    pub fn capped(&self) -> u64 {
-        self.av.as_ref().map(|a| a.capped).unwrap_or(0)
+    /// The fusion counters (zero when no fusion runs).
+    pub fn fusion_stats(&self) -> FusionStats {
+        let Some(av) = &self.av else {
+            return FusionStats::default();
+        };
+        let mut s = FusionStats {
+            sounds_capped: av.capped,
+            ..FusionStats::default()
+        };
+        if let Some(l) = av.learned() {
+            s.windows_scored = l.windows_scored;
+            s.capped_tracks = l.capped_tracks;
+            s.capped_segments = l.capped_segments;
+            s.model_failures = l.failures;
+        }
+        s
     }
 
     /// Labels the `sound` events in `new` and appends their association events.
@@ -110,6 +132,9 @@ impl EventStage {
 
     /// Decodes the features of `w` not seen in earlier windows.
     pub fn process(&mut self, w: &Window, out: &mut Vec<Event>) {
+        if let Some(av) = &mut self.av {
+            av.push_window(&self.stream, w, out);
+        }
         for v in &w.vision {
             if self.vision_read.is_some_and(|r| v.pts <= r) {
                 continue;
@@ -178,6 +203,9 @@ impl EventStage {
             out.append(&mut new);
         }
         self.speech.finish(&self.stream, out);
+        if let Some(av) = &mut self.av {
+            av.finish(&self.stream, out);
+        }
     }
 }
 
@@ -188,6 +216,23 @@ pub struct EventStats {
     pub windows: u64,
     /// Events emitted.
     pub events: u64,
+    /// Fusion counters.
+    pub fusion: FusionStats,
+}
+
+/// Counters of the audio-visual fusion.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct FusionStats {
+    /// Sounds whose candidate tracks were capped (`[fusion] max_tracks`).
+    pub sounds_capped: u64,
+    /// Windows run through a learned model (windows without audio segments are skipped).
+    pub windows_scored: u64,
+    /// Track nodes left out of window graphs (`max_tracks`), summed over windows.
+    pub capped_tracks: u64,
+    /// Segment nodes left out of window graphs (`max_segments`), summed over windows.
+    pub capped_segments: u64,
+    /// Windows the model failed on (skipped, counted; the stream goes on).
+    pub model_failures: u64,
 }
 
 /// Runs the event stage until the window edge closes, then flushes open events; if the
@@ -210,11 +255,13 @@ pub fn run_event_stage(
         for e in out.drain(..) {
             stats.events += 1;
             if tx.send(e).is_err() {
+                stats.fusion = stage.fusion_stats();
                 return stats;
             }
         }
     }
     stage.finish(&mut out);
+    stats.fusion = stage.fusion_stats();
     if let Some(msg) = failure() {
         let at = stage.position();
         let mut e = Event::new(EventKind::SourceError, &stage.stream, at, at, 1.0);

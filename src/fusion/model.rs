@@ -1,12 +1,21 @@
-//! The fusion network: GATv2 layers over a scene graph, and its three heads —
-//! per cross-modal edge *association* (this track makes this sound), per audio node
-//! *off-screen* (no visible source), per graph *audio-visual event class*.
+//! The learned fusion models and their three heads — per cross-modal pair *association*
+//! (this track makes this sound), per audio segment *off-screen* (no visible source), per
+//! window *audio-visual event class*:
 //!
-//! Weights live in a safetensors file beside a JSON config ([`FusionNetConfig`]); loading
-//! checks every tensor's presence, shape and dtype against the config and names the file
-//! and the tensor in its errors, so a wrong or truncated file stops the pipeline at start.
+//! * [`FusionNet`] (`gnn`): GATv2 layers over the scene graph (cross-modal, temporal, scene
+//!   and self edges), then the heads on the node states;
+//! * [`AttentionNet`] (`attention`): cross-modal attention without the graph — each segment
+//!   attends over the tracks of its window (scaled dot product plus an edge-feature term);
+//!   no message passing, no temporal context;
+//! * [`ConcatNet`] (`concat`): late fusion — an MLP on the concatenated segment, track and
+//!   edge features per pair; the segment's verdict sees the mean of its pairs.
+//!
+//! Weights live in a safetensors file beside a JSON spec ([`ModelSpec`]); loading checks
+//! every tensor's presence and shape against the spec and names the file and the tensor in
+//! its errors, so a wrong or truncated file stops the pipeline at start.
 
-use super::gnn::{EdgeIndex, GatV2, GatV2Config};
+use super::batch::GraphBatch;
+use super::gnn::{scatter_sum, segment_max, GatV2, GatV2Config};
 use candle_core::{DType, Device, Module, Result as CResult, Tensor, D};
 use candle_nn::{Linear, VarBuilder};
 use serde::{Deserialize, Serialize};
@@ -38,7 +47,7 @@ impl Default for FusionNetConfig {
             hidden: 16,
             heads: 2,
             layers: 2,
-            event_classes: 4,
+            event_classes: super::learned::EVENT_CLASSES.len(),
         }
     }
 }
@@ -86,18 +95,218 @@ pub enum FusionModelError {
     },
 }
 
-/// What the network says about one graph.
+/// What a model says about a batch of graphs (logits).
 #[derive(Debug, Clone)]
 pub struct FusionOutput {
-    /// Association logit per cross-modal edge (in the order given).
+    /// Association logit per cross-modal pair `[C]` (batch order).
     pub association: Tensor,
-    /// Off-screen logit per audio node (in the order given).
+    /// Off-screen logit per segment `[S]` (batch order).
     pub offscreen: Tensor,
-    /// Event-class logits of the graph, `[event_classes]`.
+    /// Event class logits per graph `[B, event_classes]`.
     pub event: Tensor,
 }
 
-/// The network.
+/// Which learned model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LearnedKind {
+    /// GATv2 over the scene graph.
+    Gnn,
+    /// Cross-modal attention without the graph.
+    Attention,
+    /// Concatenation + MLP (late fusion).
+    Concat,
+}
+
+impl LearnedKind {
+    /// All three, in table order.
+    pub const ALL: [LearnedKind; 3] = [
+        LearnedKind::Gnn,
+        LearnedKind::Attention,
+        LearnedKind::Concat,
+    ];
+
+    /// The config / file name (`gnn`, `attention`, `concat`).
+    pub fn name(self) -> &'static str {
+        match self {
+            LearnedKind::Gnn => "gnn",
+            LearnedKind::Attention => "attention",
+            LearnedKind::Concat => "concat",
+        }
+    }
+}
+
+/// The JSON written beside a model's weights: its kind, shape, event class names and how
+/// it was trained (free-form, for people).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelSpec {
+    /// Which model.
+    pub kind: LearnedKind,
+    /// Its shape.
+    pub net: FusionNetConfig,
+    /// Names of the event classes, `net.event_classes` of them.
+    pub event_names: Vec<String>,
+    /// Decision threshold on the association probability.
+    pub threshold: f32,
+    /// How it was trained: command, dataset, metrics.
+    #[serde(default)]
+    pub training: serde_json::Value,
+}
+
+impl ModelSpec {
+    /// Reads and checks a spec file.
+    pub fn load(path: &Path) -> Result<Self, FusionModelError> {
+        let text = std::fs::read_to_string(path).map_err(|e| FusionModelError::Read {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })?;
+        Self::parse(&text, path)
+    }
+
+    /// Parses and checks a spec (`path` names it in errors).
+    pub fn parse(text: &str, path: &Path) -> Result<Self, FusionModelError> {
+        let bad = |reason: String| FusionModelError::Read {
+            path: path.to_path_buf(),
+            reason,
+        };
+        let spec: ModelSpec = serde_json::from_str(text).map_err(|e| bad(e.to_string()))?;
+        if spec.event_names.len() != spec.net.event_classes {
+            return Err(bad(format!(
+                "{} event names for {} event classes",
+                spec.event_names.len(),
+                spec.net.event_classes
+            )));
+        }
+        if spec.net.node_dim != super::graph::NODE_DIM
+            || spec.net.edge_dim != super::graph::EDGE_DIM
+        {
+            return Err(bad(format!(
+                "node/edge feature sizes {}/{}, but the scene graph has {}/{}",
+                spec.net.node_dim,
+                spec.net.edge_dim,
+                super::graph::NODE_DIM,
+                super::graph::EDGE_DIM
+            )));
+        }
+        if !(spec.threshold > 0.0 && spec.threshold < 1.0) {
+            return Err(bad(format!(
+                "threshold {}: expected 0 < t < 1",
+                spec.threshold
+            )));
+        }
+        Ok(spec)
+    }
+}
+
+/// One of the learned models.
+#[derive(Debug, Clone)]
+pub enum LearnedModel {
+    /// `gnn`.
+    Gnn(FusionNet),
+    /// `attention`.
+    Attention(AttentionNet),
+    /// `concat`.
+    Concat(ConcatNet),
+}
+
+impl LearnedModel {
+    /// A model of `kind` with weights from `vb` (a VarMap's for training).
+    pub fn new(vb: VarBuilder, kind: LearnedKind, cfg: FusionNetConfig) -> CResult<Self> {
+        Ok(match kind {
+            LearnedKind::Gnn => LearnedModel::Gnn(FusionNet::new(vb, cfg)?),
+            LearnedKind::Attention => LearnedModel::Attention(AttentionNet::new(vb, cfg)?),
+            LearnedKind::Concat => LearnedModel::Concat(ConcatNet::new(vb, cfg)?),
+        })
+    }
+
+    /// Every tensor a model of this kind and shape has, with its shape.
+    pub fn expected_tensors(
+        kind: LearnedKind,
+        cfg: FusionNetConfig,
+    ) -> CResult<Vec<(String, Vec<usize>)>> {
+        let vm = candle_nn::VarMap::new();
+        Self::new(
+            VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu),
+            kind,
+            cfg,
+        )?;
+        let data = vm
+            .data()
+            .lock()
+            .map_err(|_| candle_core::Error::Msg("varmap lock".into()))?;
+        let mut v: Vec<(String, Vec<usize>)> = data
+            .iter()
+            .map(|(k, t)| (k.clone(), t.dims().to_vec()))
+            .collect();
+        v.sort();
+        Ok(v)
+    }
+
+    /// Loads weights for `spec` from `path`, checking every tensor.
+    pub fn load(path: &Path, spec: &ModelSpec, device: &Device) -> Result<Self, FusionModelError> {
+        let tensors =
+            candle_core::safetensors::load(path, device).map_err(|e| FusionModelError::Read {
+                path: path.to_path_buf(),
+                reason: e.to_string(),
+            })?;
+        Self::from_tensors(tensors, path, spec, device)
+    }
+
+    /// Checks `tensors` (read from `path`) against `spec` and builds the model.
+    pub fn from_tensors(
+        tensors: std::collections::HashMap<String, Tensor>,
+        path: &Path,
+        spec: &ModelSpec,
+        device: &Device,
+    ) -> Result<Self, FusionModelError> {
+        let build = |reason: String| FusionModelError::Build {
+            path: path.to_path_buf(),
+            reason,
+        };
+        let expected =
+            Self::expected_tensors(spec.kind, spec.net).map_err(|e| build(e.to_string()))?;
+        for (name, expected) in expected {
+            match tensors.get(&name) {
+                None => {
+                    return Err(FusionModelError::Missing {
+                        path: path.to_path_buf(),
+                        tensor: name,
+                        expected,
+                    })
+                }
+                Some(t) if t.dims() != expected.as_slice() => {
+                    return Err(FusionModelError::Shape {
+                        path: path.to_path_buf(),
+                        tensor: name,
+                        found: t.dims().to_vec(),
+                        expected,
+                    })
+                }
+                Some(t) if t.dtype() != DType::F32 => {
+                    return Err(build(format!(
+                        "tensor `{name}` is {:?}, expected F32",
+                        t.dtype()
+                    )))
+                }
+                Some(_) => {}
+            }
+        }
+        let vb = VarBuilder::from_tensors(tensors, DType::F32, device);
+        Self::new(vb, spec.kind, spec.net).map_err(|e| build(e.to_string()))
+    }
+
+    /// Scores a batch.
+    pub fn forward(&self, b: &GraphBatch) -> CResult<FusionOutput> {
+        match self {
+            LearnedModel::Gnn(m) => m.forward(b),
+            LearnedModel::Attention(m) => m.forward(b),
+            LearnedModel::Concat(m) => m.forward(b),
+        }
+    }
+}
+
+/// The GATv2 fusion network (`gnn`).
 #[derive(Debug, Clone)]
 pub struct FusionNet {
     layers: Vec<GatV2>,
@@ -108,31 +317,8 @@ pub struct FusionNet {
 }
 
 impl FusionNet {
-    /// Every tensor name with its shape, for `cfg`.
-    pub fn expected_tensors(cfg: &FusionNetConfig) -> Vec<(String, Vec<usize>)> {
-        let mut v = Vec::new();
-        let hc = cfg.heads * cfg.hidden;
-        for l in 0..cfg.layers {
-            let in_dim = if l == 0 { cfg.node_dim } else { hc };
-            let p = format!("gnn.{l}");
-            v.push((format!("{p}.lin_l.weight"), vec![hc, in_dim]));
-            v.push((format!("{p}.lin_l.bias"), vec![hc]));
-            v.push((format!("{p}.lin_r.weight"), vec![hc, in_dim]));
-            v.push((format!("{p}.lin_r.bias"), vec![hc]));
-            v.push((format!("{p}.lin_edge.weight"), vec![hc, cfg.edge_dim]));
-            v.push((format!("{p}.att"), vec![cfg.heads, cfg.hidden]));
-            v.push((format!("{p}.bias"), vec![hc]));
-        }
-        v.push(("assoc.weight".into(), vec![1, 2 * hc + cfg.edge_dim]));
-        v.push(("assoc.bias".into(), vec![1]));
-        v.push(("offscreen.weight".into(), vec![1, 2 * hc]));
-        v.push(("offscreen.bias".into(), vec![1]));
-        v.push(("event.weight".into(), vec![cfg.event_classes, 2 * hc]));
-        v.push(("event.bias".into(), vec![cfg.event_classes]));
-        v
-    }
-
-    /// The network from `vb` (names as [`FusionNet::expected_tensors`]).
+    /// A network with weights from `vb`: `gnn.{l}.*` per layer, `assoc`, `offscreen`,
+    /// `event`.
     pub fn new(vb: VarBuilder, cfg: FusionNetConfig) -> CResult<Self> {
         let hc = cfg.heads * cfg.hidden;
         let layers = (0..cfg.layers)
@@ -159,94 +345,238 @@ impl FusionNet {
         })
     }
 
-    /// Loads weights from a safetensors file, checking each tensor first.
-    pub fn load(
-        path: &Path,
-        cfg: FusionNetConfig,
-        device: &Device,
-    ) -> Result<Self, FusionModelError> {
-        let tensors =
-            candle_core::safetensors::load(path, device).map_err(|e| FusionModelError::Read {
-                path: path.to_path_buf(),
-                reason: e.to_string(),
-            })?;
-        for (name, expected) in Self::expected_tensors(&cfg) {
-            match tensors.get(&name) {
-                None => {
-                    return Err(FusionModelError::Missing {
-                        path: path.to_path_buf(),
-                        tensor: name,
-                        expected,
-                    })
-                }
-                Some(t) if t.dims() != expected.as_slice() => {
-                    return Err(FusionModelError::Shape {
-                        path: path.to_path_buf(),
-                        tensor: name,
-                        found: t.dims().to_vec(),
-                        expected,
-                    })
-                }
-                Some(_) => {}
-            }
-        }
-        let vb = VarBuilder::from_tensors(tensors, DType::F32, device);
-        Self::new(vb, cfg).map_err(|e| FusionModelError::Build {
-            path: path.to_path_buf(),
-            reason: e.to_string(),
-        })
-    }
-
     /// The network's shape.
     pub fn config(&self) -> FusionNetConfig {
         self.cfg
     }
 
-    /// Runs the layers on `x [N, node_dim]` with `edge_attr [E, edge_dim]`; `cross` lists
-    /// the cross-modal edges `(edge index, audio node, track node)` to score, `audio` the
-    /// audio nodes to score for off-screen.
-    pub fn forward(
-        &self,
-        x: &Tensor,
-        edges: &EdgeIndex,
-        edge_attr: &Tensor,
-        cross: &[(u32, u32, u32)],
-        audio: &[u32],
-    ) -> CResult<FusionOutput> {
-        let mut h = x.clone();
+    /// Node states after the GATv2 layers `[N, heads·hidden]`.
+    pub fn embed(&self, b: &GraphBatch) -> CResult<Tensor> {
+        let mut h = b.x.clone();
         for layer in &self.layers {
-            let (out, _) = layer.forward(&h, edges, Some(edge_attr))?;
+            let (out, _) = layer.forward(&h, &b.edges, Some(&b.edge_attr))?;
             h = out.relu()?;
         }
-        let dev = x.device();
-        let hc = self.cfg.heads * self.cfg.hidden;
-        // Graph summary: mean of the nodes (permutation-invariant).
-        let mean = h.mean(0)?; // [hc]
-        let idx = |v: Vec<u32>| Tensor::from_vec(v.clone(), v.len(), dev);
-        let association = if cross.is_empty() {
-            Tensor::zeros(0, h.dtype(), dev)?
+        Ok(h)
+    }
+
+    /// Heads: association on `[h_segment, h_track, edge features]`; off-screen on
+    /// `[h_segment, h_video_scene]` of the segment's graph; event class on
+    /// `[h_video_scene, h_audio_scene]`.
+    pub fn forward(&self, b: &GraphBatch) -> CResult<FusionOutput> {
+        let h = self.embed(b)?;
+        let association = if b.cross.is_empty() {
+            Tensor::zeros(0, h.dtype(), h.device())?
         } else {
-            let ha = h.index_select(&idx(cross.iter().map(|c| c.1).collect())?, 0)?;
-            let ht = h.index_select(&idx(cross.iter().map(|c| c.2).collect())?, 0)?;
-            let ea = edge_attr.index_select(&idx(cross.iter().map(|c| c.0).collect())?, 0)?;
+            let hs = h.index_select(&b.ids(b.cross.iter().map(|c| c.1))?, 0)?;
+            let ht = h.index_select(&b.ids(b.cross.iter().map(|c| c.2))?, 0)?;
+            let ea = b
+                .edge_attr
+                .index_select(&b.ids(b.cross.iter().map(|c| c.0))?, 0)?;
             self.assoc
-                .forward(&Tensor::cat(&[&ha, &ht, &ea], D::Minus1)?)?
+                .forward(&Tensor::cat(&[&hs, &ht, &ea], D::Minus1)?)?
                 .squeeze(D::Minus1)?
         };
-        let offscreen = if audio.is_empty() {
-            Tensor::zeros(0, h.dtype(), dev)?
+        let offscreen = if b.segments.is_empty() {
+            Tensor::zeros(0, h.dtype(), h.device())?
         } else {
-            let ha = h.index_select(&idx(audio.to_vec())?, 0)?;
-            let ctx = mean.unsqueeze(0)?.broadcast_as((audio.len(), hc))?;
+            let hs = h.index_select(&b.ids(b.segments.iter().copied())?, 0)?;
+            let hv = h.index_select(
+                &b.ids(b.segment_graph.iter().map(|g| b.scenes[*g as usize].0))?,
+                0,
+            )?;
             self.offscreen
-                .forward(&Tensor::cat(&[&ha, &ctx.contiguous()?], D::Minus1)?)?
+                .forward(&Tensor::cat(&[&hs, &hv], D::Minus1)?)?
                 .squeeze(D::Minus1)?
         };
-        let max = h.max(0)?;
-        let event = self
-            .event
-            .forward(&Tensor::cat(&[&mean, &max], 0)?.unsqueeze(0)?)?
-            .squeeze(0)?;
+        let hv = h.index_select(&b.ids(b.scenes.iter().map(|s| s.0))?, 0)?;
+        let ha = h.index_select(&b.ids(b.scenes.iter().map(|s| s.1))?, 0)?;
+        let event = self.event.forward(&Tensor::cat(&[&hv, &ha], D::Minus1)?)?;
+        Ok(FusionOutput {
+            association,
+            offscreen,
+            event,
+        })
+    }
+}
+
+/// Rows of `x [C, d]` averaged per segment (`seg[c]` = the row's segment) → `[S, d]`;
+/// segments without rows get zeros.
+fn segment_mean(x: &Tensor, seg: &[u32], segments: usize) -> CResult<Tensor> {
+    let d = x.dim(1)?;
+    if seg.is_empty() {
+        return Tensor::zeros((segments, d), x.dtype(), x.device());
+    }
+    let mut count = vec![0f32; segments];
+    for s in seg {
+        count[*s as usize] += 1.0;
+    }
+    let inv: Vec<f32> = count.iter().map(|c| 1.0 / c.max(1.0)).collect();
+    let idx = Tensor::from_vec(seg.to_vec(), seg.len(), x.device())?;
+    let sum = scatter_sum(x, &idx, segments)?;
+    sum.broadcast_mul(&Tensor::from_vec(inv, (segments, 1), x.device())?)
+}
+
+/// Cross-modal attention without the graph (`attention`).
+#[derive(Debug, Clone)]
+pub struct AttentionNet {
+    enc: Linear,
+    q: Linear,
+    k: Linear,
+    k_edge: Linear,
+    v: Linear,
+    assoc: Linear,
+    offscreen: Linear,
+    event: Linear,
+    dim: usize,
+}
+
+impl AttentionNet {
+    /// A model with weights from `vb`; width `heads·hidden`.
+    pub fn new(vb: VarBuilder, cfg: FusionNetConfig) -> CResult<Self> {
+        let d = cfg.heads * cfg.hidden;
+        Ok(Self {
+            enc: candle_nn::linear(cfg.node_dim, d, vb.pp("enc"))?,
+            q: candle_nn::linear(d, d, vb.pp("q"))?,
+            k: candle_nn::linear(d, d, vb.pp("k"))?,
+            k_edge: candle_nn::linear(cfg.edge_dim, d, vb.pp("k_edge"))?,
+            v: candle_nn::linear(d, d, vb.pp("v"))?,
+            assoc: candle_nn::linear(d + cfg.edge_dim, 1, vb.pp("assoc"))?,
+            offscreen: candle_nn::linear(2 * d, 1, vb.pp("offscreen"))?,
+            event: candle_nn::linear(2 * d, cfg.event_classes, vb.pp("event"))?,
+            dim: d,
+        })
+    }
+
+    /// Each segment's query attends over its window's tracks (keys from the track and the
+    /// pair's edge features; softmax per segment); association on `[q ⊙ k, edge features]`,
+    /// off-screen on `[segment, attended tracks]`, event on the encoded scene nodes.
+    pub fn forward(&self, b: &GraphBatch) -> CResult<FusionOutput> {
+        let h = self.enc.forward(&b.x)?.relu()?;
+        let s = b.segments.len();
+        let hs_all = if s == 0 {
+            Tensor::zeros((0, self.dim), h.dtype(), h.device())?
+        } else {
+            h.index_select(&b.ids(b.segments.iter().copied())?, 0)?
+        };
+        let (association, ctx) = if b.cross.is_empty() {
+            (
+                Tensor::zeros(0, h.dtype(), h.device())?,
+                Tensor::zeros((s, self.dim), h.dtype(), h.device())?,
+            )
+        } else {
+            let q = self
+                .q
+                .forward(&h.index_select(&b.ids(b.cross.iter().map(|c| c.1))?, 0)?)?;
+            let ht = h.index_select(&b.ids(b.cross.iter().map(|c| c.2))?, 0)?;
+            let ea = b
+                .edge_attr
+                .index_select(&b.ids(b.cross.iter().map(|c| c.0))?, 0)?;
+            let k = (self.k.forward(&ht)? + self.k_edge.forward(&ea)?)?;
+            let v = self.v.forward(&ht)?;
+            let qk = (&q * &k)?;
+            let logits = (qk.sum_keepdim(D::Minus1)? / (self.dim as f64).sqrt())?; // [C, 1]
+            let shift = segment_max(&logits, &b.cross_segment, s)?;
+            let seg = b.ids(b.cross_segment.iter().copied())?;
+            let ex = (logits - shift.index_select(&seg, 0)?)?.exp()?;
+            let denom = scatter_sum(&ex, &seg, s)?;
+            let alpha = ex.div(&denom.index_select(&seg, 0)?)?;
+            let ctx = scatter_sum(&v.broadcast_mul(&alpha)?, &seg, s)?;
+            let a = self
+                .assoc
+                .forward(&Tensor::cat(&[&qk, &ea], D::Minus1)?)?
+                .squeeze(D::Minus1)?;
+            (a, ctx)
+        };
+        let offscreen = if s == 0 {
+            Tensor::zeros(0, h.dtype(), h.device())?
+        } else {
+            self.offscreen
+                .forward(&Tensor::cat(&[&hs_all, &ctx], D::Minus1)?)?
+                .squeeze(D::Minus1)?
+        };
+        let hv = h.index_select(&b.ids(b.scenes.iter().map(|s| s.0))?, 0)?;
+        let ha = h.index_select(&b.ids(b.scenes.iter().map(|s| s.1))?, 0)?;
+        let event = self.event.forward(&Tensor::cat(&[&hv, &ha], D::Minus1)?)?;
+        Ok(FusionOutput {
+            association,
+            offscreen,
+            event,
+        })
+    }
+}
+
+/// Late fusion by concatenation + MLP (`concat`).
+#[derive(Debug, Clone)]
+pub struct ConcatNet {
+    pair: Linear,
+    assoc: Linear,
+    segment: Linear,
+    offscreen: Linear,
+    scene: Linear,
+    event: Linear,
+    dim: usize,
+}
+
+impl ConcatNet {
+    /// A model with weights from `vb`; width `heads·hidden`.
+    pub fn new(vb: VarBuilder, cfg: FusionNetConfig) -> CResult<Self> {
+        let d = cfg.heads * cfg.hidden;
+        Ok(Self {
+            pair: candle_nn::linear(2 * cfg.node_dim + cfg.edge_dim, d, vb.pp("pair"))?,
+            assoc: candle_nn::linear(d, 1, vb.pp("assoc"))?,
+            segment: candle_nn::linear(cfg.node_dim, d, vb.pp("segment"))?,
+            offscreen: candle_nn::linear(2 * d, 1, vb.pp("offscreen"))?,
+            scene: candle_nn::linear(2 * cfg.node_dim, d, vb.pp("scene"))?,
+            event: candle_nn::linear(d, cfg.event_classes, vb.pp("event"))?,
+            dim: d,
+        })
+    }
+
+    /// Pair MLP on `[segment, track, edge features]`; off-screen on `[MLP(segment), mean of
+    /// its pairs' hidden]`; event on `MLP([video scene, audio scene])`.
+    pub fn forward(&self, b: &GraphBatch) -> CResult<FusionOutput> {
+        let x = &b.x;
+        let s = b.segments.len();
+        let (association, pooled) = if b.cross.is_empty() {
+            (
+                Tensor::zeros(0, x.dtype(), x.device())?,
+                Tensor::zeros((s, self.dim), x.dtype(), x.device())?,
+            )
+        } else {
+            let xs = x.index_select(&b.ids(b.cross.iter().map(|c| c.1))?, 0)?;
+            let xt = x.index_select(&b.ids(b.cross.iter().map(|c| c.2))?, 0)?;
+            let ea = b
+                .edge_attr
+                .index_select(&b.ids(b.cross.iter().map(|c| c.0))?, 0)?;
+            let p = self
+                .pair
+                .forward(&Tensor::cat(&[&xs, &xt, &ea], D::Minus1)?)?
+                .relu()?;
+            (
+                self.assoc.forward(&p)?.squeeze(D::Minus1)?,
+                segment_mean(&p, &b.cross_segment, s)?,
+            )
+        };
+        let offscreen = if s == 0 {
+            Tensor::zeros(0, x.dtype(), x.device())?
+        } else {
+            let hs = self
+                .segment
+                .forward(&x.index_select(&b.ids(b.segments.iter().copied())?, 0)?)?
+                .relu()?;
+            self.offscreen
+                .forward(&Tensor::cat(&[&hs, &pooled], D::Minus1)?)?
+                .squeeze(D::Minus1)?
+        };
+        let xv = x.index_select(&b.ids(b.scenes.iter().map(|s| s.0))?, 0)?;
+        let xa = x.index_select(&b.ids(b.scenes.iter().map(|s| s.1))?, 0)?;
+        let event = self.event.forward(
+            &self
+                .scene
+                .forward(&Tensor::cat(&[&xv, &xa], D::Minus1)?)?
+                .relu()?,
+        )?;
         Ok(FusionOutput {
             association,
             offscreen,
@@ -257,169 +587,224 @@ impl FusionNet {
 
 #[cfg(test)]
 mod tests {
+    use super::super::batch::GraphParts;
+    use super::super::graph::{EDGE_DIM, NODE_DIM};
     use super::*;
     use candle_nn::VarMap;
 
     fn small() -> FusionNetConfig {
         FusionNetConfig {
-            node_dim: 4,
-            edge_dim: 3,
             hidden: 4,
             heads: 2,
             layers: 2,
             event_classes: 3,
+            ..FusionNetConfig::default()
         }
     }
 
-    /// 0: audio, 1–2: tracks, 3: scene; cross edges 0↔1, 0↔2; self-loops; scene → audio.
-    const EDGES: [(u32, u32); 9] = [
-        (0, 1),
-        (1, 0),
-        (0, 2),
-        (2, 0),
-        (0, 0),
-        (1, 1),
-        (2, 2),
-        (3, 3),
-        (3, 0),
-    ];
-
-    fn graph(dev: &Device) -> (Tensor, EdgeIndex, Tensor) {
-        // 0: audio, 1–2: tracks, 3: scene; cross edges 0↔1, 0↔2; self-loops.
-        let x = Tensor::new(
-            &[
-                [1f32, 0., 0.2, 0.1],
-                [0., 1., 0.5, 0.3],
-                [0., 1., 0.1, 0.9],
-                [0., 0., 1., 0.],
-            ],
-            dev,
-        )
-        .unwrap();
-        let edges = EDGES;
-        let ea: Vec<f32> = (0..edges.len() * 3)
-            .map(|i| ((i * 7) % 5) as f32 / 5.0)
+    /// 0: segment, 1–2: tracks, 3: video scene, 4: audio scene; cross edges 0↔1, 0↔2;
+    /// scene edges; self-loops.
+    fn graph() -> GraphParts {
+        let mut x = vec![[0f32; NODE_DIM]; 5];
+        for (i, r) in x.iter_mut().enumerate() {
+            for (j, v) in r.iter_mut().enumerate() {
+                *v = ((i * 5 + j * 3) % 7) as f32 / 7.0;
+            }
+        }
+        let edges = vec![
+            (0, 1),
+            (1, 0),
+            (0, 2),
+            (2, 0),
+            (3, 1),
+            (3, 2),
+            (4, 0),
+            (0, 0),
+            (1, 1),
+            (2, 2),
+            (3, 3),
+            (4, 4),
+        ];
+        let edge_attr = (0..edges.len())
+            .map(|e| {
+                let mut r = [0f32; EDGE_DIM];
+                for (j, v) in r.iter_mut().enumerate() {
+                    *v = ((e * 7 + j) % 5) as f32 / 5.0;
+                }
+                r
+            })
             .collect();
-        (
+        GraphParts {
             x,
-            EdgeIndex::new(&edges, 4, dev).unwrap(),
-            Tensor::from_vec(ea, (edges.len(), 3), dev).unwrap(),
+            edges,
+            edge_attr,
+            cross: vec![(0, 0, 1), (2, 0, 2)],
+            segments: vec![0],
+            scenes: (3, 4),
+        }
+    }
+
+    fn model(kind: LearnedKind, vm: &VarMap) -> LearnedModel {
+        LearnedModel::new(
+            VarBuilder::from_varmap(vm, DType::F32, &Device::Cpu),
+            kind,
+            small(),
         )
+        .unwrap()
+    }
+
+    fn v1(t: &Tensor) -> Vec<f32> {
+        t.flatten_all().unwrap().to_vec1().unwrap()
     }
 
     #[test]
-    fn heads_have_the_shapes_of_the_graph() {
-        let dev = Device::Cpu;
-        let vm = VarMap::new();
-        let net = FusionNet::new(VarBuilder::from_varmap(&vm, DType::F32, &dev), small()).unwrap();
-        let (x, e, ea) = graph(&dev);
-        let out = net
-            .forward(&x, &e, &ea, &[(1, 0, 1), (3, 0, 2)], &[0])
-            .unwrap();
-        assert_eq!(out.association.dims(), &[2]);
-        assert_eq!(out.offscreen.dims(), &[1]);
-        assert_eq!(out.event.dims(), &[3]);
-        // The varmap holds exactly the tensors `expected_tensors` lists.
-        let mut names: Vec<String> = vm.data().lock().unwrap().keys().cloned().collect();
-        names.sort();
-        let mut want: Vec<String> = FusionNet::expected_tensors(&small())
-            .into_iter()
-            .map(|t| t.0)
-            .collect();
-        want.sort();
-        assert_eq!(names, want);
+    fn heads_have_the_shapes_of_the_batch() {
+        let g = graph();
+        g.check().unwrap();
+        let two = GraphBatch::new(&[&g, &g], &Device::Cpu).unwrap();
+        for kind in LearnedKind::ALL {
+            let vm = VarMap::new();
+            let out = model(kind, &vm).forward(&two).unwrap();
+            assert_eq!(out.association.dims(), &[4], "{kind:?}");
+            assert_eq!(out.offscreen.dims(), &[2], "{kind:?}");
+            assert_eq!(out.event.dims(), &[2, 3], "{kind:?}");
+            // Both copies score the same: batching keeps graphs apart.
+            let a = v1(&out.association);
+            assert!((a[0] - a[2]).abs() < 1e-6 && (a[1] - a[3]).abs() < 1e-6);
+            // The varmap holds exactly the tensors the loader checks.
+            let mut names: Vec<String> = vm.data().lock().unwrap().keys().cloned().collect();
+            names.sort();
+            let want: Vec<String> = LearnedModel::expected_tensors(kind, small())
+                .unwrap()
+                .into_iter()
+                .map(|t| t.0)
+                .collect();
+            assert_eq!(names, want);
+        }
     }
 
-    /// A saved network loads back to the same outputs; a wrong shape, a missing tensor and a
+    /// A saved model loads back to the same outputs; a wrong shape, a missing tensor and a
     /// truncated file are errors that name the file and the tensor.
     #[test]
     fn loading_checks_every_tensor_and_names_file_and_tensor() {
         let dev = Device::Cpu;
         let dir = std::env::temp_dir().join(format!("avsense-fusion-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let vm = VarMap::new();
-        let net = FusionNet::new(VarBuilder::from_varmap(&vm, DType::F32, &dev), small()).unwrap();
-        let good = dir.join("fusion.safetensors");
-        vm.save(&good).unwrap();
-        let back = FusionNet::load(&good, small(), &dev).unwrap();
-        let (x, e, ea) = graph(&dev);
-        let a: Vec<f32> = net
-            .forward(&x, &e, &ea, &[(1, 0, 1)], &[0])
-            .unwrap()
-            .event
-            .to_vec1()
-            .unwrap();
-        let b: Vec<f32> = back
-            .forward(&x, &e, &ea, &[(1, 0, 1)], &[0])
-            .unwrap()
-            .event
-            .to_vec1()
-            .unwrap();
-        assert_eq!(a, b);
-
-        let wider = FusionNetConfig {
-            hidden: 8,
-            ..small()
+        let spec = |kind, net| ModelSpec {
+            kind,
+            net,
+            event_names: vec!["a".into(), "b".into(), "c".into()],
+            threshold: 0.5,
+            training: serde_json::Value::Null,
         };
-        let err = FusionNet::load(&good, wider, &dev).unwrap_err().to_string();
-        assert!(
-            err.contains("fusion.safetensors")
-                && err.contains("gnn.0.lin_l.weight")
-                && err.contains("expected [16, 4]"),
-            "{err}"
-        );
+        let g = graph();
+        let b = GraphBatch::new(&[&g], &dev).unwrap();
+        for kind in LearnedKind::ALL {
+            let vm = VarMap::new();
+            let net = model(kind, &vm);
+            let good = dir.join(format!("{}.safetensors", kind.name()));
+            vm.save(&good).unwrap();
+            let back = LearnedModel::load(&good, &spec(kind, small()), &dev).unwrap();
+            assert_eq!(
+                v1(&net.forward(&b).unwrap().association),
+                v1(&back.forward(&b).unwrap().association)
+            );
+            let wider = FusionNetConfig {
+                hidden: 8,
+                ..small()
+            };
+            let err = LearnedModel::load(&good, &spec(kind, wider), &dev)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains(&format!("{}.safetensors", kind.name()))
+                    && err.contains("tensor `")
+                    && err.contains("expected ["),
+                "{err}"
+            );
+            let bytes = std::fs::read(&good).unwrap();
+            let cut = dir.join("truncated.safetensors");
+            std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
+            let err = LearnedModel::load(&cut, &spec(kind, small()), &dev)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("truncated.safetensors") && err.contains("cannot read"),
+                "{err}"
+            );
+        }
+        let vm = VarMap::new();
+        model(LearnedKind::Gnn, &vm);
+        let good = dir.join("gnn.safetensors");
+        vm.save(&good).unwrap();
         let deeper = FusionNetConfig {
             layers: 3,
             ..small()
         };
-        let err = FusionNet::load(&good, deeper, &dev)
+        let err = LearnedModel::load(&good, &spec(LearnedKind::Gnn, deeper), &dev)
             .unwrap_err()
             .to_string();
         assert!(err.contains("gnn.2.") && err.contains("missing"), "{err}");
-
-        let bytes = std::fs::read(&good).unwrap();
-        let cut = dir.join("truncated.safetensors");
-        std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
-        let err = FusionNet::load(&cut, small(), &dev)
-            .unwrap_err()
-            .to_string();
+        // A spec whose event names do not match its classes is refused.
+        let bad = dir.join("bad.json");
+        let mut s = spec(LearnedKind::Gnn, small());
+        s.event_names.pop();
+        std::fs::write(&bad, serde_json::to_string(&s).unwrap()).unwrap();
+        let err = ModelSpec::load(&bad).unwrap_err().to_string();
         assert!(
-            err.contains("truncated.safetensors") && err.contains("cannot read"),
+            err.contains("bad.json") && err.contains("event names"),
             "{err}"
         );
         let _ = std::fs::remove_dir_all(&dir);
     }
 
-    /// Relabelling the nodes leaves the graph's event logits and each edge's association
-    /// logit unchanged.
+    /// Relabelling the nodes (and reordering the edges) leaves every output unchanged.
     #[test]
     fn outputs_do_not_depend_on_node_order() {
-        let dev = Device::Cpu;
-        let vm = VarMap::new();
-        let net = FusionNet::new(VarBuilder::from_varmap(&vm, DType::F32, &dev), small()).unwrap();
-        let (x, e, ea) = graph(&dev);
-        let out = net
-            .forward(&x, &e, &ea, &[(0, 0, 1), (2, 0, 2)], &[0])
-            .unwrap();
-        // Reverse the node order: new id = 3 − old.
-        let xr = Tensor::stack(
-            &(0..4).rev().map(|i| x.get(i).unwrap()).collect::<Vec<_>>(),
-            0,
-        )
-        .unwrap();
-        let edges = EDGES;
-        let er: Vec<(u32, u32)> = edges.iter().map(|(s, d)| (3 - s, 3 - d)).collect();
-        let er = EdgeIndex::new(&er, 4, &dev).unwrap();
-        let outr = net
-            .forward(&xr, &er, &ea, &[(0, 3, 2), (2, 3, 1)], &[3])
-            .unwrap();
-        let close = |a: &Tensor, b: &Tensor| {
-            let a: Vec<f32> = a.to_vec1().unwrap();
-            let b: Vec<f32> = b.to_vec1().unwrap();
-            a.iter().zip(&b).all(|(x, y)| (x - y).abs() < 1e-5)
+        let g = graph();
+        let n = g.x.len() as u32;
+        let p = |i: u32| n - 1 - i; // reverse the node order
+        let mut x = g.x.clone();
+        x.reverse();
+        let mut order: Vec<usize> = (0..g.edges.len()).collect();
+        order.reverse();
+        let pos = |e: u32| order.iter().position(|o| *o == e as usize).unwrap() as u32;
+        let r = GraphParts {
+            x,
+            edges: order
+                .iter()
+                .map(|e| (p(g.edges[*e].0), p(g.edges[*e].1)))
+                .collect(),
+            edge_attr: order.iter().map(|e| g.edge_attr[*e]).collect(),
+            cross: g
+                .cross
+                .iter()
+                .map(|(e, s, t)| (pos(*e), p(*s), p(*t)))
+                .collect(),
+            segments: g.segments.iter().map(|s| p(*s)).collect(),
+            scenes: (p(g.scenes.0), p(g.scenes.1)),
         };
-        assert!(close(&out.event, &outr.event));
-        assert!(close(&out.association, &outr.association));
-        assert!(close(&out.offscreen, &outr.offscreen));
+        r.check().unwrap();
+        let dev = Device::Cpu;
+        let (b, br) = (
+            GraphBatch::new(&[&g], &dev).unwrap(),
+            GraphBatch::new(&[&r], &dev).unwrap(),
+        );
+        for kind in LearnedKind::ALL {
+            let vm = VarMap::new();
+            let m = model(kind, &vm);
+            let (o, or) = (m.forward(&b).unwrap(), m.forward(&br).unwrap());
+            for (a, c) in [
+                (&o.association, &or.association),
+                (&o.offscreen, &or.offscreen),
+                (&o.event, &or.event),
+            ] {
+                let (a, c) = (v1(a), v1(c));
+                assert!(
+                    a.iter().zip(&c).all(|(x, y)| (x - y).abs() < 1e-5),
+                    "{kind:?}: {a:?} vs {c:?}"
+                );
+            }
+        }
     }
 }
