@@ -305,6 +305,7 @@ mod tests {
             correlation: 0.1,
             offset: 0.0,
             candidates: 1,
+            importance: None,
         });
         let events = vec![
             sound(8.2, 12.1, "Speech"),

@@ -114,6 +114,24 @@ pub struct Association {
     pub offset: f32,
     /// Visible tracks considered.
     pub candidates: u32,
+    /// Learned strategies: which edge features mattered — how much the pair's association
+    /// probability drops when each feature is zeroed on the cross-modal edges (occlusion),
+    /// averaged over the sound's segments like the score.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub importance: Option<EdgeImportance>,
+}
+
+/// Drop of the association probability when one edge feature is zeroed.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+pub struct EdgeImportance {
+    /// Ontology compatibility.
+    pub compatibility: f32,
+    /// Co-presence.
+    pub co_presence: f32,
+    /// Motion–level correlation.
+    pub correlation: f32,
+    /// Time offset.
+    pub offset: f32,
 }
 
 /// One perception event.

@@ -52,6 +52,10 @@ enum Command {
         /// config.
         #[arg(long)]
         fusion: Option<String>,
+        /// Learned fusion weights directory (as `avsense train --out` writes it) instead of
+        /// the built-in weights.
+        #[arg(long)]
+        weights: Option<PathBuf>,
         /// JSON output (for scripts) instead of the table.
         #[arg(long)]
         json: bool,
@@ -259,6 +263,7 @@ fn real_main() -> Result<i32> {
             labels,
             config,
             fusion,
+            weights,
             json,
         } => {
             let labels = avsense::eval::Labels::load(&labels)?;
@@ -268,6 +273,9 @@ fn real_main() -> Result<i32> {
                 let mut base = PipelineConfig::load(&path)?;
                 base.sources = cfg.sources;
                 cfg = base;
+            }
+            if weights.is_some() {
+                cfg.fusion.weights = weights;
             }
             if let Some(f) = fusion {
                 cfg.fusion.strategy =
@@ -518,8 +526,8 @@ fn print_summary(r: &RunReport, json: bool) {
         let f = &s.events.fusion;
         if f.windows_scored > 0 || f.sounds_capped > 0 {
             eprintln!(
-                "stream {}: fusion: {} windows scored, capped: {} sounds, {} track nodes, {} segment nodes; {} model failures",
-                s.name, f.windows_scored, f.sounds_capped, f.capped_tracks, f.capped_segments, f.model_failures
+                "stream {}: fusion: {} windows scored in {:.1} ms, capped: {} sounds, {} track nodes, {} segment nodes; {} model failures",
+                s.name, f.windows_scored, f.seconds * 1e3, f.sounds_capped, f.capped_tracks, f.capped_segments, f.model_failures
             );
         }
         if let Some(l) = &s.latency {

@@ -166,6 +166,40 @@ fn learned_fusion_on_the_dev_clip() {
                 let a = e.evidence.association.as_ref().expect("evidence");
                 assert_eq!(a.strategy, "gnn");
                 assert_eq!(e.objects, vec![a.track]);
+                // Speech with a person in view: the ontology compatibility is what mattered.
+                let imp = a.importance.expect("importance");
+                assert!(
+                    imp.compatibility > imp.co_presence.max(imp.correlation).max(imp.offset),
+                    "{imp:?}"
+                );
+            }
+            // One `av_event` per scored sound, of the right class; none elsewhere.
+            let av = out.of_kind("av_event");
+            for l in labels.sounds.iter().filter(|l| l.source.is_some()) {
+                let want = match (
+                    l.audioset.contains(&"Speech".to_string()),
+                    l.source.as_deref(),
+                ) {
+                    (true, Some("person")) => "speech_in_view",
+                    (true, _) => "speech_offscreen",
+                    (false, Some("person")) => "sound_in_view",
+                    (false, _) => "sound_offscreen",
+                };
+                let hit: Vec<&str> = av
+                    .iter()
+                    .filter(|e| e.start < l.end && e.end > l.start)
+                    .map(|e| e.labels[0].name.as_str())
+                    .collect();
+                assert_eq!(hit, vec![want], "{} s: {av:?}", l.start);
+            }
+            for e in &av {
+                assert!(
+                    labels
+                        .sounds
+                        .iter()
+                        .any(|l| e.start < l.end + 0.5 && e.end > l.start - 0.5),
+                    "an av_event away from every sound: {e:?}"
+                );
             }
         }
     }

@@ -355,47 +355,75 @@ impl AvFusion {
         let cands = self.candidates(sound.start, sound.end, scores);
         // The strategy's score per candidate, its name, its threshold, and (learned) the
         // off-screen probability.
-        let (scored, strategy, threshold, offscreen): (Vec<f32>, &str, f32, Option<f32>) =
-            match &self.learned {
-                None => (
+        #[allow(clippy::type_complexity)]
+        let (scored, strategy, threshold, offscreen, importance): (
+            Vec<f32>,
+            &str,
+            f32,
+            Option<f32>,
+            Vec<Option<crate::event::EdgeImportance>>,
+        ) = match &self.learned {
+            None => (
+                cands
+                    .iter()
+                    .map(|c| c.2.compatibility * c.2.co_presence)
+                    .collect(),
+                "rules",
+                self.cfg.min_score,
+                None,
+                vec![None; cands.len()],
+            ),
+            Some(l) => {
+                let v = l.verdict(sound.start, sound.end);
+                let of = |track: u64| {
+                    v.as_ref()
+                        .and_then(|v| v.tracks.iter().find(|t| t.0 == track))
+                };
+                (
                     cands
                         .iter()
-                        .map(|c| c.2.compatibility * c.2.co_presence)
+                        .map(|c| of(c.0).map(|t| t.1).unwrap_or(0.0))
                         .collect(),
-                    "rules",
-                    self.cfg.min_score,
-                    None,
-                ),
-                Some(l) => {
-                    let v = l.verdict(sound.start, sound.end);
-                    let score = |track: u64| {
-                        v.as_ref()
-                            .and_then(|v| v.tracks.iter().find(|t| t.0 == track))
-                            .map(|t| t.1)
-                            .unwrap_or(0.0)
-                    };
-                    (
-                        cands.iter().map(|c| score(c.0)).collect(),
-                        l.name(),
-                        l.threshold(),
-                        v.map(|v| v.offscreen),
-                    )
-                }
-            };
-        let best = cands.iter().zip(scored).max_by(|a, b| a.1.total_cmp(&b.1));
-        let assoc = |c: &(u64, usize, EdgeFeatures), score: f32| Association {
-            strategy: strategy.into(),
-            track: c.0,
-            class: crate::encode::coco::name(c.1),
-            score,
-            compatibility: c.2.compatibility,
-            co_presence: c.2.co_presence,
-            correlation: c.2.correlation,
-            offset: c.2.offset,
-            candidates: cands.len() as u32,
+                    l.name(),
+                    l.threshold(),
+                    v.as_ref().map(|v| v.offscreen),
+                    cands
+                        .iter()
+                        .map(|c| {
+                            of(c.0).map(|t| crate::event::EdgeImportance {
+                                compatibility: t.2[0],
+                                co_presence: t.2[1],
+                                correlation: t.2[2],
+                                offset: t.2[3],
+                            })
+                        })
+                        .collect(),
+                )
+            }
         };
+        let best = cands
+            .iter()
+            .zip(scored)
+            .zip(importance)
+            .map(|((c, s), i)| (c, s, i))
+            .max_by(|a, b| a.1.total_cmp(&b.1));
+        let assoc =
+            |c: &(u64, usize, EdgeFeatures),
+             score: f32,
+             importance: Option<crate::event::EdgeImportance>| Association {
+                strategy: strategy.into(),
+                track: c.0,
+                class: crate::encode::coco::name(c.1),
+                score,
+                compatibility: c.2.compatibility,
+                co_presence: c.2.co_presence,
+                correlation: c.2.correlation,
+                offset: c.2.offset,
+                candidates: cands.len() as u32,
+                importance,
+            };
         let mut e = match best {
-            Some((c, score)) if score >= threshold => {
+            Some((c, score, imp)) if score >= threshold => {
                 let mut e = Event::new(
                     EventKind::SoundSource,
                     &sound.stream,
@@ -404,11 +432,11 @@ impl AvFusion {
                     score,
                 );
                 e.objects.push(c.0);
-                e.evidence.association = Some(assoc(c, score));
+                e.evidence.association = Some(assoc(c, score, imp));
                 e
             }
             other => {
-                let best_score = other.map(|(_, s)| s).unwrap_or(0.0);
+                let best_score = other.as_ref().map(|(_, s, _)| *s).unwrap_or(0.0);
                 let mut e = Event::new(
                     EventKind::OffscreenSound,
                     &sound.stream,
@@ -417,7 +445,7 @@ impl AvFusion {
                     offscreen.unwrap_or(1.0 - best_score),
                 );
                 // The strongest candidate, to show why it was not the source.
-                e.evidence.association = other.map(|(c, s)| assoc(c, s));
+                e.evidence.association = other.map(|(c, s, imp)| assoc(c, s, imp));
                 e
             }
         };

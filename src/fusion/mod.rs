@@ -110,6 +110,7 @@ impl EventStage {
             s.capped_tracks = l.capped_tracks;
             s.capped_segments = l.capped_segments;
             s.model_failures = l.failures;
+            s.seconds = l.busy.as_secs_f64();
         }
         s
     }
@@ -221,7 +222,7 @@ pub struct EventStats {
 }
 
 /// Counters of the audio-visual fusion.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
 pub struct FusionStats {
     /// Sounds whose candidate tracks were capped (`[fusion] max_tracks`).
     pub sounds_capped: u64,
@@ -233,6 +234,8 @@ pub struct FusionStats {
     pub capped_segments: u64,
     /// Windows the model failed on (skipped, counted; the stream goes on).
     pub model_failures: u64,
+    /// Seconds spent building and scoring window graphs (learned strategies).
+    pub seconds: f64,
 }
 
 /// Runs the event stage until the window edge closes, then flushes open events; if the
