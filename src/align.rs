@@ -306,6 +306,8 @@ mod tests {
             detected: false,
             objects: Vec::new(),
             track_events: Vec::new(),
+            faces: Vec::new(),
+            ticks: 0..0,
         }))
     }
 
@@ -320,6 +322,7 @@ mod tests {
             onset: vec![0.0; frames],
             speech: Vec::new(),
             tags: Vec::new(),
+            mfcc: None,
         }))
     }
 

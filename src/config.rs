@@ -92,6 +92,9 @@ pub struct PipelineConfig {
     /// The multi-object tracker behind the detector.
     #[serde(default)]
     pub tracker: crate::encode::tracker::TrackerConfig,
+    /// Active speaker detection: faces, Light-ASD, the face graph.
+    #[serde(default)]
+    pub speaker: crate::fusion::speaker::SpeakerConfig,
     /// Where events go (`[[sink]]`); stdout when none is given.
     #[serde(default, rename = "sink")]
     pub sinks: Vec<SinkConfig>,
@@ -662,6 +665,7 @@ impl PipelineConfig {
             fusion: crate::fusion::av::FusionConfig::default(),
             detector: DetectorConfig::default(),
             tracker: crate::encode::tracker::TrackerConfig::default(),
+            speaker: crate::fusion::speaker::SpeakerConfig::default(),
             sinks,
         };
         cfg.validate(Path::new("<command line>"))?;
@@ -1054,6 +1058,7 @@ impl PipelineConfig {
                 "seconds, 0 to 600",
             ));
         }
+        self.validate_speaker(origin)?;
         for (i, s) in self.sinks.iter().enumerate() {
             if s.kind == SinkKind::Jsonl && s.path.is_none() {
                 return Err(bad(
@@ -1067,9 +1072,133 @@ impl PipelineConfig {
     }
 }
 
+impl PipelineConfig {
+    /// Checks `[speaker]`.
+    fn validate_speaker(&self, origin: &Path) -> Result<(), ConfigError> {
+        let bad = |key: &str, value: String, expected: &str| ConfigError::Invalid {
+            path: origin.to_path_buf(),
+            key: format!("speaker.{key}"),
+            value,
+            expected: expected.to_string(),
+        };
+        let sp = &self.speaker;
+        if !(64..=4096).contains(&sp.width) {
+            return Err(bad("width", sp.width.to_string(), "pixels, 64 to 4096"));
+        }
+        if !(sp.face_fps.is_finite() && (0.0..=240.0).contains(&sp.face_fps)) {
+            return Err(bad(
+                "face_fps",
+                sp.face_fps.to_string(),
+                "detections per second, 0 (every frame) to 240",
+            ));
+        }
+        for (k, v) in [
+            ("face_score", sp.face_score),
+            ("min_face", sp.min_face),
+            ("on", sp.on),
+            ("off", sp.off),
+        ] {
+            if !(v.is_finite() && (0.0..=1.0).contains(&v)) {
+                return Err(bad(k, v.to_string(), "a value from 0 to 1"));
+            }
+        }
+        if sp.off > sp.on {
+            return Err(bad("off", sp.off.to_string(), "≤ speaker.on"));
+        }
+        if sp.max_faces == 0 || sp.max_faces > 32 {
+            return Err(bad("max_faces", sp.max_faces.to_string(), "1 to 32 faces"));
+        }
+        if sp.max_speakers == 0 || sp.max_speakers > 32 {
+            return Err(bad(
+                "max_speakers",
+                sp.max_speakers.to_string(),
+                "1 to 32 faces",
+            ));
+        }
+        if !(sp.box_scale.is_finite() && (0.25..=4.0).contains(&sp.box_scale)) {
+            return Err(bad("box_scale", sp.box_scale.to_string(), "0.25 to 4"));
+        }
+        if !(sp.crop_scale.is_finite() && (0.0..=2.0).contains(&sp.crop_scale)) {
+            return Err(bad(
+                "crop_scale",
+                sp.crop_scale.to_string(),
+                "0 to 2 (upstream: 0.4)",
+            ));
+        }
+        for (k, v) in [
+            ("hold", sp.hold),
+            ("min_gap", sp.min_gap),
+            ("min_duration", sp.min_duration),
+        ] {
+            if !(v.is_finite() && (0.0..=60.0).contains(&v)) {
+                return Err(bad(k, v.to_string(), "seconds, 0 to 60"));
+            }
+        }
+        for (k, v) in [
+            ("temporal", sp.temporal),
+            ("competition", sp.competition),
+            ("vad_weight", sp.vad_weight),
+            ("sync_weight", sp.sync_weight),
+        ] {
+            if !(v.is_finite() && (0.0..=100.0).contains(&v)) {
+                return Err(bad(k, v.to_string(), "a weight from 0 to 100"));
+            }
+        }
+        if sp.durations.is_empty() || sp.durations.len() > 8 {
+            return Err(bad(
+                "durations",
+                format!("{:?}", sp.durations),
+                "1 to 8 chunk lengths in seconds, e.g. [1.0, 2.0, 3.0]",
+            ));
+        }
+        for (i, d) in sp.durations.iter().enumerate() {
+            if !(d.is_finite() && (0.04..=20.0).contains(d)) {
+                return Err(bad(
+                    &format!("durations[{i}]"),
+                    d.to_string(),
+                    "seconds, 0.04 (one frame at 25 fps) to 20",
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn speaker_keys_are_checked_with_their_names() {
+        for (text, key) in [
+            ("[speaker]\ndurations = []\n", "speaker.durations"),
+            (
+                "[speaker]\ndurations = [1.0, -2.0]\n",
+                "speaker.durations[1]",
+            ),
+            ("[speaker]\non = 0.3\noff = 0.4\n", "speaker.off"),
+            ("[speaker]\nmax_speakers = 0\n", "speaker.max_speakers"),
+            ("[speaker]\nwidth = 10\n", "speaker.width"),
+        ] {
+            let e = PipelineConfig::parse(&format!("{MIN}{text}"), Path::new("s.toml"))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("s.toml") && e.contains(key), "{text}: {e}");
+        }
+        let e = PipelineConfig::parse(
+            &format!("{MIN}[speaker]\nweights = \"x\"\n"),
+            Path::new("s.toml"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("weights"), "{e}");
+        let c = PipelineConfig::parse(
+            &format!("{MIN}[speaker]\nweights = \"ava\"\n"),
+            Path::new("s.toml"),
+        )
+        .unwrap();
+        assert_eq!(c.speaker.weights, crate::fusion::speaker::AsdWeights::Ava);
+    }
 
     const MIN: &str = "[[source]]\nname = \"a\"\nkind = \"test\"\nduration = 2.0\n";
 

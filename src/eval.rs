@@ -6,6 +6,11 @@
 //! **source** — the association event for that sound says `person` (a `sound_source` whose
 //! track is a person) or `offscreen` (`offscreen_sound`) as the label does; labels with
 //! `source: null` are not scored for source.
+//!
+//! Labels in the format of `../shared/media/talking/labels.json` (speaking intervals per
+//! face) score the `active_speaker` events instead ([`speaker`]).
+
+pub mod speaker;
 
 use crate::event::{Event, EventKind};
 use serde::{Deserialize, Serialize};

@@ -33,6 +33,9 @@ pub enum EventKind {
     /// A window-level audio-visual event from a learned fusion model (`labels[0]`: the class,
     /// e.g. `speech_in_view`), with onset/offset hysteresis over windows.
     AvEvent,
+    /// A visible face is speaking (Light-ASD over the face graph): `objects` holds the
+    /// person track the face belongs to (when one does), `evidence.speaker` the face.
+    ActiveSpeaker,
 }
 
 /// A label with its score (AudioSet or COCO names as the models give them).
@@ -90,6 +93,30 @@ pub struct Evidence {
     /// The error message (`source_error`; `stream_gap`: why the stream was lost).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// `active_speaker`: the speaking face; `sound_source` decided by the active speaker:
+    /// the face whose speech it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub speaker: Option<SpeakerEvidence>,
+    /// `speech`: the visible faces that spoke during it (empty: nobody in view spoke).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub speakers: Option<Vec<SpeakerEvidence>>,
+}
+
+/// A speaking face and how much of an event's span it spoke.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SpeakerEvidence {
+    /// The face track (its own namespace, not an object track id).
+    pub face_track: u64,
+    /// The person track holding the face, when one does.
+    pub person_track: Option<u64>,
+    /// Fraction of the span's 25 fps ticks in which the face was speaking.
+    pub overlap: f32,
+    /// Mean speaking probability (face graph) over the ticks it spoke.
+    pub probability: f32,
+    /// Mean Light-ASD logit over those ticks (≥ 0: speaking by the model alone).
+    pub logit: f32,
+    /// The face's box (normalised, `[x0, y0, x1, y1]`) at the last of those ticks.
+    pub bbox: [f32; 4],
 }
 
 /// Why a sound was given to a visible track (or not): the fusion graph's edge features

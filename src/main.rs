@@ -38,11 +38,13 @@ enum Command {
         quiet: bool,
     },
     /// Run on a clip and score its sounds against a labels file (detection ±0.5 s, class in
-    /// the top 3, source person/offscreen).
+    /// the top 3, source person/offscreen), or, with speaking-interval labels (as
+    /// ../shared/media/talking/labels.json), its `active_speaker` events (frame-level F1).
     Eval {
         /// The clip.
         clip: PathBuf,
-        /// Labels (JSON, as ../shared/media/av/person_sounds_dev.json).
+        /// Labels (JSON, as ../shared/media/av/person_sounds_dev.json or
+        /// ../shared/media/talking/labels.json).
         labels: PathBuf,
         /// Pipeline config to use (its sources are replaced by the clip); default settings
         /// otherwise.
@@ -266,7 +268,19 @@ fn real_main() -> Result<i32> {
             weights,
             json,
         } => {
-            let labels = avsense::eval::Labels::load(&labels)?;
+            let text = std::fs::read_to_string(&labels)
+                .with_context(|| format!("labels {}: cannot read", labels.display()))?;
+            let speaker_labels = if avsense::eval::speaker::SpeakerLabels::sniff(&text) {
+                Some(avsense::eval::speaker::SpeakerLabels::parse(
+                    &text, &labels,
+                )?)
+            } else {
+                None
+            };
+            let sound_labels = match &speaker_labels {
+                Some(_) => None,
+                None => Some(avsense::eval::Labels::load(&labels)?),
+            };
             let input = clip.to_string_lossy().to_string();
             let mut cfg = PipelineConfig::for_input(&input, None)?;
             if let Some(path) = config {
@@ -298,6 +312,19 @@ fn real_main() -> Result<i32> {
                 bail!("eval: the run on {} failed: {err}", clip.display());
             }
             let events = events.lock().map(|v| v.clone()).unwrap_or_default();
+            if let Some(sl) = speaker_labels {
+                let media = report.streams.first().map_or(0.0, |s| s.media_seconds);
+                let r = avsense::eval::speaker::evaluate(&events, sl.for_clip(&clip)?, media);
+                if json {
+                    println!("{}", serde_json::to_string_pretty(&r)?);
+                } else {
+                    print!("{}", r.table());
+                }
+                return Ok(0);
+            }
+            let Some(labels) = sound_labels else {
+                return Ok(0);
+            };
             let r = avsense::eval::evaluate(&events, &labels);
             if json {
                 println!("{}", serde_json::to_string_pretty(&r)?);

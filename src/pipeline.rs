@@ -59,6 +59,8 @@ pub struct StreamReport {
     pub frame_latency: Option<crate::latency::LatencyStats>,
     /// The same over the frames the detector ran on.
     pub detect_latency: Option<crate::latency::LatencyStats>,
+    /// The face encoder's counters (when the active speaker runs).
+    pub faces: Option<crate::encode::faces::FaceStats>,
     /// Why the stream failed, if it did.
     pub error: Option<String>,
     /// Live sources: outages, reconnects, the microphone's clock.
@@ -129,6 +131,8 @@ struct Chain {
     events: JoinHandle<EventStats>,
     /// Per-frame latency: (every frame, detector frames).
     frame_latency: FrameLatency,
+    /// The face encoder's counters (active speaker).
+    faces: Option<Arc<Mutex<crate::encode::faces::FaceStats>>>,
 }
 
 type FrameLatency = Arc<
@@ -158,6 +162,11 @@ struct LoadedModels {
     vad: Option<crate::encode::models::silero::SileroVad>,
     tagger: Option<(crate::encode::models::yamnet::Yamnet, Arc<Vec<String>>)>,
     detector: Option<crate::encode::models::nanodet::NanoDet>,
+    /// BlazeFace and Light-ASD, when the active speaker runs.
+    speaker: Option<(
+        crate::encode::models::blazeface::BlazeFace,
+        crate::encode::models::lightasd::LightAsd,
+    )>,
 }
 
 /// The candle device the config asks for.
@@ -273,6 +282,45 @@ fn load_models(cfg: &PipelineConfig) -> Result<LoadedModels, Error> {
                     })
                 })?;
             m.detector = Some(det);
+        }
+    }
+    // The active speaker needs video and audio in one source, and both of its models.
+    let av_source = cfg.sources.iter().any(|s| s.video && s.audio) && cfg.audio.enabled;
+    if av_source && cfg.speaker.mode != Toggle::Off {
+        let face = model_file(
+            cfg,
+            cfg.speaker.mode,
+            "blazeface",
+            "human-models/blazeface.json",
+        )?;
+        let asd = model_file(
+            cfg,
+            cfg.speaker.mode,
+            "light-asd",
+            cfg.speaker.weights.file(),
+        )?;
+        if let (Some(face), Some(asd)) = (face, asd) {
+            let device = select_device(cfg.models.device)?;
+            let bcfg = crate::encode::models::blazeface::BlazeFaceConfig {
+                score_threshold: cfg.speaker.face_score,
+                max_faces: cfg.speaker.max_faces.max(1) * 2,
+                ..Default::default()
+            };
+            let bf = crate::encode::models::blazeface::BlazeFace::load_with(&face, &device, bcfg)
+                .map_err(|e| {
+                Error::Encode(EncodeError::Load {
+                    encoder: "blazeface",
+                    reason: e.to_string(),
+                })
+            })?;
+            let model =
+                crate::encode::models::lightasd::LightAsd::load(&asd, &device).map_err(|e| {
+                    Error::Encode(EncodeError::Load {
+                        encoder: "light-asd",
+                        reason: e.to_string(),
+                    })
+                })?;
+            m.speaker = Some((bf, model));
         }
     }
     Ok(m)
@@ -473,6 +521,23 @@ impl Pipeline {
                 video_encoders.push(Box::new(enc));
             }
         }
+        // The active speaker: faces and crops after the objects (faces are tied to person
+        // tracks), on RGB frames wide enough for the crops.
+        let speaker = match &self.models.speaker {
+            Some((bf, asd)) if src.video && src.audio && cfg.audio.enabled => {
+                let width = spec.width.max(cfg.speaker.width);
+                let enc = crate::encode::faces::FaceEncoder::new(
+                    Box::new(bf.clone()),
+                    cfg.speaker.face_config(),
+                    width,
+                );
+                spec = enc.input_spec();
+                let stats = enc.stats();
+                video_encoders.push(Box::new(enc));
+                Some((asd.clone(), stats))
+            }
+            _ => None,
+        };
         if src.video && cfg.motion.enabled {
             video_encoders.push(Box::new(MotionEncoder::new(cfg.motion.clone())));
         }
@@ -494,6 +559,9 @@ impl Pipeline {
                     model.clone(),
                     Arc::clone(names),
                 )));
+            }
+            if speaker.is_some() {
+                audio_encoders.push(Box::new(crate::encode::mfcc_encoder::MfccEncoder::new()));
             }
         }
         let want_video = !video_encoders.is_empty();
@@ -590,6 +658,15 @@ impl Pipeline {
         if let Some(o) = &self.ontology {
             stage = stage.with_fusion(cfg.fusion.clone(), Arc::clone(o), self.learned.clone());
         }
+        let face_stats = speaker.as_ref().map(|(_, s)| Arc::clone(s));
+        if let Some((asd, _)) = speaker {
+            stage = stage.with_speaker(crate::fusion::speaker::SpeakerStage::new(
+                asd,
+                &cfg.speaker,
+                want_audio,
+                self.models.vad.is_some(),
+            ));
+        }
         let tap = self.window_tap.clone();
         let events = spawn(format!("{name}-events"), move || {
             run_event_stage(stage, win_rx, ev_tx, tap, move || {
@@ -616,6 +693,7 @@ impl Pipeline {
                 align,
                 events,
                 frame_latency,
+                faces: face_stats,
             },
             probe,
         ))
@@ -684,6 +762,7 @@ impl Running {
                 latency: None,
                 frame_latency: c.frame_latency.lock().ok().and_then(|l| l.0.stats()),
                 detect_latency: c.frame_latency.lock().ok().and_then(|l| l.1.stats()),
+                faces: c.faces.as_ref().and_then(|f| f.lock().ok().map(|s| *s)),
                 error,
                 live: src.live,
             });

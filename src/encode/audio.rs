@@ -152,6 +152,7 @@ impl LogMelFrontEnd {
             onset: Vec::with_capacity(n_frames),
             speech: Vec::new(),
             tags: Vec::new(),
+            mfcc: None,
         };
         for k in 0..n_frames {
             let off = k * HOP;

@@ -7,6 +7,9 @@
 
 pub mod audio;
 pub mod coco;
+pub mod faces;
+pub mod mfcc;
+pub mod mfcc_encoder;
 pub mod models;
 pub mod motion;
 pub mod ops;
@@ -70,6 +73,14 @@ pub struct VisionFeatures {
     pub objects: Vec<tracker::TrackedObject>,
     /// Tracks that appeared or ended at this frame.
     pub track_events: Vec<tracker::TrackEvent>,
+    /// Face tracks in this frame with their active-speaker crops (when the face encoder
+    /// runs).
+    pub faces: Vec<faces::FaceObservation>,
+    /// The 25 fps ticks (`k` stands for `k × 40 ms`) this frame is the nearest frame of:
+    /// one per frame at 25 fps, none or several at other rates (the face crops are
+    /// resampled to the active-speaker model's rate this way). Empty when no face encoder
+    /// runs.
+    pub ticks: std::ops::Range<u64>,
 }
 
 impl VisionFeatures {
@@ -84,6 +95,8 @@ impl VisionFeatures {
             detected: false,
             objects: Vec::new(),
             track_events: Vec::new(),
+            faces: Vec::new(),
+            ticks: 0..0,
         }
     }
     /// The end of the frame's display interval.
@@ -113,6 +126,19 @@ pub struct AudioFeatures {
     pub speech: Vec<SpeechProb>,
     /// Tagger patches completed with this run (when a tagger runs).
     pub tags: Vec<TagPatch>,
+    /// MFCC frames completed with this run (when the active-speaker model runs).
+    pub mfcc: Option<MfccRun>,
+}
+
+/// MFCC frames for the active-speaker model, on a grid of 10 ms steps anchored at the
+/// stream's time zero: frame `m` is the 25 ms window starting at `m × 10 ms`, so the four
+/// frames `4k … 4k + 3` belong to the 25 fps video tick `k` (see [`VisionFeatures::ticks`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct MfccRun {
+    /// Grid index of the first frame.
+    pub first: u64,
+    /// The frames, 13 coefficients each (python_speech_features' recipe).
+    pub frames: Vec<[f32; 13]>,
 }
 
 /// Speech probability of one VAD chunk.

@@ -1000,3 +1000,207 @@ mod conv2d_tests {
         }
     }
 }
+
+/// Temporal convolution over frames: `x` `[N, T, CI, S]` (N sequences of T frames, CI
+/// channels of S = H·W pixels each, contiguous), `w` `[K, CO, CI]` (tap-major), `bias`
+/// `[CO]`, `pad` zero frames before and after (the same on both sides); returns a
+/// contiguous `[N, T + 2·pad − K + 1, CO, S]`, with ReLU applied when `relu` is set.
+///
+/// This is a 3-D convolution with a `(K, 1, 1)` kernel (PyTorch's `Conv3d` on `[N, C, T,
+/// H, W]` data), held frame-major so that the spatial convolutions around it see plain
+/// `[N·T, C, H, W]` images. candle 0.11 has no 3-D convolution; as a 1-D convolution over
+/// `T` it would need the data transposed to `[N·S, C, T]` and back. Here every output frame
+/// is `bias + Σ_k W_k · X[t + k − pad]`: one `gemm` per (frame, tap) of `CO × CI` by `CI × S`,
+/// reading the input frames in place (no copy, no im2col). On other devices the same sum
+/// runs as candle matrix products over shifted views.
+pub fn temporal_conv(
+    x: &Tensor,
+    w: &Tensor,
+    bias: &Tensor,
+    pad: usize,
+    relu: bool,
+) -> candle_core::Result<Tensor> {
+    let (n, t, ci, s) = x.dims4()?;
+    let (k, co, wci) = w.dims3()?;
+    if wci != ci || bias.dims1()? != co || k == 0 {
+        candle_core::bail!(
+            "temporal_conv: input {:?}, filter {:?}, bias {:?}",
+            x.dims(),
+            w.dims(),
+            bias.dims()
+        );
+    }
+    if t + 2 * pad < k {
+        candle_core::bail!(
+            "temporal_conv: {t} frames + 2×{pad} padding is shorter than the kernel ({k})"
+        );
+    }
+    let ot = t + 2 * pad - k + 1;
+    let cpu = matches!(x.device(), Device::Cpu)
+        && x.dtype() == DType::F32
+        && w.dtype() == DType::F32
+        && bias.dtype() == DType::F32;
+    if !cpu {
+        // Generic path: pad the frame axis, then Σ_k W_k · X[shifted] as batched matmuls.
+        let xp = if pad > 0 {
+            x.pad_with_zeros(1, pad, pad)?
+        } else {
+            x.clone()
+        };
+        let mut acc = bias
+            .reshape((1, co, 1))?
+            .broadcast_as((n * ot, co, s))?
+            .contiguous()?;
+        for kk in 0..k {
+            let xs = xp
+                .narrow(1, kk, ot)?
+                .contiguous()?
+                .reshape((n * ot, ci, s))?;
+            let wk = w.get(kk)?;
+            acc = (acc + wk.broadcast_matmul(&xs)?)?;
+        }
+        let acc = if relu { acc.relu()? } else { acc };
+        return acc.reshape((n, ot, co, s));
+    }
+    let x = x.contiguous()?;
+    let w = w.contiguous()?;
+    let bias = bias.contiguous()?;
+    let (xs, xl) = x.storage_and_layout();
+    let (ws, wl) = w.storage_and_layout();
+    let (bs, bl) = bias.storage_and_layout();
+    let xv = cpu_f32(&xs, xl)?;
+    let wv = cpu_f32(&ws, wl)?;
+    let bv = cpu_f32(&bs, bl)?;
+    let frame_out = co * s;
+    let mut out = vec![0f32; n * ot * frame_out];
+    let work = n * ot * k * co * ci * s;
+    parallel_chunks(&mut out, frame_out, work, |idx, dst| {
+        let (seq, of) = (idx / ot, idx % ot);
+        for (c, row) in dst.chunks_exact_mut(s).enumerate() {
+            row.fill(bv[c]);
+        }
+        for kk in 0..k {
+            // Input frame of tap kk for output frame `of`: of + kk − pad, if inside.
+            let Some(inf) = (of + kk).checked_sub(pad).filter(|&f| f < t) else {
+                continue;
+            };
+            let src = &xv[(seq * t + inf) * ci * s..(seq * t + inf + 1) * ci * s];
+            let wk = &wv[kk * co * ci..(kk + 1) * co * ci];
+            // SAFETY: dst is co × s (row stride s) inside `dst`; lhs is co × ci (row stride
+            // ci) inside `wk`; rhs is ci × s (row stride s) inside `src`. read_dst = true:
+            // dst = 1 · dst + 1 · lhs · rhs.
+            unsafe {
+                gemm::gemm(
+                    co,
+                    s,
+                    ci,
+                    dst.as_mut_ptr(),
+                    1,
+                    s as isize,
+                    true,
+                    wk.as_ptr(),
+                    1,
+                    ci as isize,
+                    src.as_ptr(),
+                    1,
+                    s as isize,
+                    1.0,
+                    1.0,
+                    false,
+                    false,
+                    false,
+                    gemm::Parallelism::None,
+                );
+            }
+        }
+        if relu {
+            for v in dst.iter_mut() {
+                *v = v.max(0.0);
+            }
+        }
+    });
+    Tensor::from_vec(out, (n, ot, co, s), &Device::Cpu)
+}
+
+#[cfg(test)]
+mod temporal_conv_tests {
+    use super::tests::max_abs_diff;
+    use super::*;
+
+    fn ramp(shape: &[usize], seed: f32) -> Tensor {
+        let n: usize = shape.iter().product();
+        let v: Vec<f32> = (0..n)
+            .map(|i| (i as f32 * 0.731 + seed).sin() * 1.3)
+            .collect();
+        Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
+    }
+
+    /// The same sum written out element by element.
+    fn naive(x: &Tensor, w: &Tensor, b: &Tensor, pad: usize, relu: bool) -> Tensor {
+        let (n, t, ci, s) = x.dims4().unwrap();
+        let (k, co, _) = w.dims3().unwrap();
+        let xv = x.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let wv = w.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let bv = b.to_vec1::<f32>().unwrap();
+        let ot = t + 2 * pad - k + 1;
+        let mut out = vec![0f32; n * ot * co * s];
+        for q in 0..n {
+            for o in 0..ot {
+                for c in 0..co {
+                    for p in 0..s {
+                        let mut acc = bv[c];
+                        for kk in 0..k {
+                            let f = o as isize + kk as isize - pad as isize;
+                            if f < 0 || f as usize >= t {
+                                continue;
+                            }
+                            for i in 0..ci {
+                                acc += wv[(kk * co + c) * ci + i]
+                                    * xv[((q * t + f as usize) * ci + i) * s + p];
+                            }
+                        }
+                        out[((q * ot + o) * co + c) * s + p] =
+                            if relu { acc.max(0.0) } else { acc };
+                    }
+                }
+            }
+        }
+        Tensor::from_vec(out, (n, ot, co, s), &Device::Cpu).unwrap()
+    }
+
+    #[test]
+    fn temporal_conv_matches_the_written_out_sum_on_the_fast_and_generic_paths() {
+        for &(n, t, ci, co, s, k, pad, relu) in &[
+            (1, 7, 3, 4, 5, 3, 1, false),
+            (2, 9, 4, 6, 10, 5, 2, true),
+            (1, 4, 2, 3, 3, 5, 2, false), // fewer frames than taps
+            (3, 6, 5, 2, 4, 1, 0, true),
+        ] {
+            let x = ramp(&[n, t, ci, s], 0.3);
+            let w = ramp(&[k, co, ci], 1.1);
+            let b = ramp(&[co], 2.0);
+            let want = naive(&x, &w, &b, pad, relu);
+            let got = temporal_conv(&x, &w, &b, pad, relu).unwrap();
+            assert_eq!(got.dims(), want.dims());
+            assert!(
+                max_abs_diff(&got, &want) <= 1e-5,
+                "fast path {n} {t} {ci} {co} {s} {k}"
+            );
+            // The generic path (what runs off the CPU), forced with f64 tensors.
+            let g = temporal_conv(
+                &x.to_dtype(DType::F64).unwrap(),
+                &w.to_dtype(DType::F64).unwrap(),
+                &b.to_dtype(DType::F64).unwrap(),
+                pad,
+                relu,
+            )
+            .unwrap()
+            .to_dtype(DType::F32)
+            .unwrap();
+            assert!(max_abs_diff(&g, &want) <= 1e-5, "generic path");
+        }
+        let x = ramp(&[1, 2, 3, 4], 0.0);
+        assert!(temporal_conv(&x, &ramp(&[5, 2, 3], 0.0), &ramp(&[2], 0.0), 1, false).is_err());
+        assert!(temporal_conv(&x, &ramp(&[3, 2, 4], 0.0), &ramp(&[2], 0.0), 1, false).is_err());
+    }
+}

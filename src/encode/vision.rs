@@ -23,50 +23,29 @@ pub trait Detector: Send {
     fn detect(&mut self, frames: &[&Frame]) -> Result<Vec<Vec<Detection>>, EncodeError>;
 }
 
-/// Detector + tracker as a [`VideoEncoder`].
-pub struct ObjectEncoder {
-    detector: Box<dyn Detector>,
-    tracker: Tracker,
-    classes: Option<Vec<usize>>,
+/// When a detector that runs at a fixed rate is due (Frigate's `detect.fps`).
+///
+/// The schedule is a grid from the first frame (`first + k·interval`), and a frame is due
+/// when it reaches the next grid point less half a frame, so 30 fps at 5 Hz picks every 6th
+/// frame exactly. A jump in time (a gap in a live stream) restarts the grid. A zero
+/// interval makes every frame due.
+#[derive(Debug, Clone, Copy)]
+pub struct Schedule {
     interval: Duration,
     next_due: Option<Timestamp>,
-    carried: Vec<TrackedObject>,
-    due: Vec<usize>,
-    detections: u64,
 }
 
-impl ObjectEncoder {
-    /// Tracks what `detector` finds; `classes` keeps only those class ids (None: all);
-    /// the detector runs on frames at least `interval` apart (zero: every frame).
-    pub fn new(
-        detector: Box<dyn Detector>,
-        tracker: TrackerConfig,
-        classes: Option<Vec<usize>>,
-        interval: Duration,
-    ) -> Self {
+impl Schedule {
+    /// Every `interval` of stream time (zero: every frame).
+    pub fn new(interval: Duration) -> Self {
         Self {
-            detector,
-            tracker: Tracker::new(tracker),
-            classes,
             interval,
             next_due: None,
-            carried: Vec::new(),
-            due: Vec::new(),
-            detections: 0,
         }
     }
 
-    /// Frames the detector has run on so far.
-    pub fn detections(&self) -> u64 {
-        self.detections
-    }
-
-    /// Whether the frame at `pts` is due for detection; advances the schedule if so.
-    ///
-    /// The schedule is a grid from the first frame (`first + k·interval`), and a frame is
-    /// due when it reaches the next grid point less half a frame, so 30 fps at 5 Hz picks
-    /// every 6th frame exactly. A jump in time (a gap in a live stream) restarts the grid.
-    fn take_if_due(&mut self, pts: Timestamp, frame_duration: Duration) -> bool {
+    /// Whether the frame at `pts` is due; advances the schedule if so.
+    pub fn take_if_due(&mut self, pts: Timestamp, frame_duration: Duration) -> bool {
         if self.interval.0 == 0 {
             return true;
         }
@@ -89,6 +68,43 @@ impl ObjectEncoder {
     }
 }
 
+/// Detector + tracker as a [`VideoEncoder`].
+pub struct ObjectEncoder {
+    detector: Box<dyn Detector>,
+    tracker: Tracker,
+    classes: Option<Vec<usize>>,
+    schedule: Schedule,
+    carried: Vec<TrackedObject>,
+    due: Vec<usize>,
+    detections: u64,
+}
+
+impl ObjectEncoder {
+    /// Tracks what `detector` finds; `classes` keeps only those class ids (None: all);
+    /// the detector runs on frames at least `interval` apart (zero: every frame).
+    pub fn new(
+        detector: Box<dyn Detector>,
+        tracker: TrackerConfig,
+        classes: Option<Vec<usize>>,
+        interval: Duration,
+    ) -> Self {
+        Self {
+            detector,
+            tracker: Tracker::new(tracker),
+            classes,
+            schedule: Schedule::new(interval),
+            carried: Vec::new(),
+            due: Vec::new(),
+            detections: 0,
+        }
+    }
+
+    /// Frames the detector has run on so far.
+    pub fn detections(&self) -> u64 {
+        self.detections
+    }
+}
+
 impl VideoEncoder for ObjectEncoder {
     fn name(&self) -> &'static str {
         self.detector.name()
@@ -101,7 +117,7 @@ impl VideoEncoder for ObjectEncoder {
     fn encode(&mut self, frames: &[Frame], out: &mut [VisionFeatures]) -> Result<(), EncodeError> {
         self.due.clear();
         for (i, f) in frames.iter().enumerate() {
-            if self.take_if_due(f.pts, f.duration) {
+            if self.schedule.take_if_due(f.pts, f.duration) {
                 self.due.push(i);
             }
         }
@@ -263,13 +279,12 @@ mod tests {
             None,
             Duration(0),
         );
-        assert!((0..5).all(|k| enc.take_if_due(Timestamp(k * 10), Duration(10))));
-        enc.interval = Duration(100);
-        enc.next_due = None;
-        assert!(enc.take_if_due(Timestamp(0), Duration(10)));
-        assert!(!enc.take_if_due(Timestamp(50), Duration(10)));
-        assert!(enc.take_if_due(Timestamp(95), Duration(10))); // within half a frame
-        assert!(enc.take_if_due(Timestamp(5_000), Duration(10)));
-        assert_eq!(enc.next_due, Some(Timestamp(5_100)));
+        assert!((0..5).all(|k| enc.schedule.take_if_due(Timestamp(k * 10), Duration(10))));
+        let mut s = Schedule::new(Duration(100));
+        assert!(s.take_if_due(Timestamp(0), Duration(10)));
+        assert!(!s.take_if_due(Timestamp(50), Duration(10)));
+        assert!(s.take_if_due(Timestamp(95), Duration(10))); // within half a frame
+        assert!(s.take_if_due(Timestamp(5_000), Duration(10)));
+        assert_eq!(s.next_due, Some(Timestamp(5_100)));
     }
 }

@@ -542,6 +542,8 @@ mod tests {
                 })
                 .collect(),
             track_events: Vec::new(),
+            faces: Vec::new(),
+            ticks: 0..0,
         }
     }
 

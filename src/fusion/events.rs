@@ -337,6 +337,7 @@ mod tests {
             onset: vec![0.0; levels.len()],
             speech: Vec::new(),
             tags: Vec::new(),
+            mfcc: None,
         }
     }
 
@@ -503,6 +504,8 @@ mod tests {
             detected: false,
             objects: Vec::new(),
             track_events: Vec::new(),
+            faces: Vec::new(),
+            ticks: 0..0,
         };
         // Active 10–19, gap of 3 frames (< hangover), active 23–25, then quiet.
         for i in 0..40 {

@@ -584,6 +584,8 @@ mod tests {
                     detected: true,
                     objects,
                     track_events: Vec::new(),
+                    faces: Vec::new(),
+                    ticks: 0..0,
                 })
             })
             .collect();
@@ -604,6 +606,7 @@ mod tests {
                 names,
                 embedding: Arc::new(vec![0.0; 4]),
             }],
+            mfcc: None,
         });
         Window {
             stream: Arc::from("s"),

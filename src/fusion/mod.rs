@@ -16,6 +16,7 @@ pub mod graph;
 pub mod learned;
 pub mod model;
 pub mod ontology;
+pub mod speaker;
 pub mod tags;
 pub mod train;
 
@@ -57,6 +58,11 @@ pub struct EventStage {
     audio_read: f64,
     /// Audio-visual association (`[fusion]`), when the tagger runs.
     av: Option<av::AvFusion>,
+    /// Active speaker detection (`[speaker]`), when it runs.
+    speaker: Option<speaker::SpeakerStage>,
+    /// Events held until the speaker decisions over their span are final (`speech`, and
+    /// `sound`s with their association), with the time they wait for.
+    held: std::collections::VecDeque<(f64, Vec<Event>)>,
 }
 
 impl EventStage {
@@ -75,6 +81,44 @@ impl EventStage {
             vision_read: None,
             audio_read: f64::NEG_INFINITY,
             av: None,
+            speaker: None,
+            held: std::collections::VecDeque::new(),
+        }
+    }
+
+    /// Adds active speaker detection: `active_speaker` events, `speech` events that name
+    /// their visible speakers, and the speaking person as the `sound_source` of speech.
+    pub fn with_speaker(mut self, stage: speaker::SpeakerStage) -> Self {
+        self.speaker = Some(stage);
+        self
+    }
+
+    /// The active-speaker counters (None when it does not run).
+    pub fn speaker_stats(&self) -> Option<speaker::SpeakerStats> {
+        self.speaker.as_ref().map(|s| s.stats())
+    }
+
+    /// Passes on `group` now, or holds it until the speaker decisions reach `until`.
+    fn hold_or_pass(&mut self, until: f64, group: Vec<Event>, out: &mut Vec<Event>) {
+        if self.speaker.is_some() {
+            self.held.push_back((until, group));
+        } else {
+            out.extend(group);
+        }
+    }
+
+    /// Releases the held events whose span the speaker decisions now cover, each with the
+    /// faces that spoke in it.
+    fn release_held(&mut self, out: &mut Vec<Event>) {
+        let Some(sp) = &self.speaker else {
+            return;
+        };
+        let settled = sp.settled();
+        while self.held.front().is_some_and(|(t, _)| *t <= settled) {
+            let Some((_, group)) = self.held.pop_front() else {
+                break;
+            };
+            out.extend(speaker::join::annotate(sp, group));
         }
     }
 
@@ -115,20 +159,27 @@ impl EventStage {
         s
     }
 
-    /// Labels the `sound` events in `new` and appends their association events.
-    fn finish_sounds(&mut self, new: &mut Vec<Event>) {
-        let mut extra = Vec::new();
-        for e in new.iter_mut() {
+    /// Labels the `sound` events in `new` and passes each on with its association event
+    /// (held together while the active speaker decides over the sound's span).
+    fn finish_sounds(&mut self, new: Vec<Event>, out: &mut Vec<Event>) {
+        for mut e in new {
             if e.kind != EventKind::Sound {
+                out.push(e);
                 continue;
             }
-            self.tags.label(e);
-            if let Some(av) = &mut self.av {
-                let scores = self.tags.mean_scores(e.start, e.end);
-                extra.extend(av.associate(e, scores.as_deref()));
-            }
+            self.tags.label(&mut e);
+            let assoc = match &mut self.av {
+                Some(av) => {
+                    let scores = self.tags.mean_scores(e.start, e.end);
+                    av.associate(&e, scores.as_deref())
+                }
+                None => None,
+            };
+            let until = e.end;
+            let mut group = vec![e];
+            group.extend(assoc);
+            self.hold_or_pass(until, group, out);
         }
-        new.extend(extra);
     }
 
     /// Decodes the features of `w` not seen in earlier windows.
@@ -143,6 +194,9 @@ impl EventStage {
             self.vision_read = Some(v.pts);
             if let Some(av) = &mut self.av {
                 av.push_vision(v);
+            }
+            if let Some(sp) = &mut self.speaker {
+                sp.push_vision(v);
             }
             if let Some(m) = &mut self.motion {
                 m.push(v, out);
@@ -163,27 +217,38 @@ impl EventStage {
             for p in &a.tags {
                 self.tags.push(p);
             }
+            let mut speech = Vec::new();
             for sp in &a.speech {
                 self.speech.push(
                     &self.stream,
                     sp.start.as_secs_f64(),
                     sp.duration.as_secs_f64(),
                     sp.prob,
-                    out,
+                    &mut speech,
                 );
+            }
+            for e in speech {
+                self.hold_or_pass(e.end, vec![e], out);
             }
             if let Some(av) = &mut self.av {
                 av.push_audio(a);
+            }
+            if let Some(sp) = &mut self.speaker {
+                sp.push_audio(a, &self.stream);
             }
             if let Some(s) = &mut self.sound {
                 let mut new = Vec::new();
                 // Strictly after what was read: `from` is inclusive, so nudge by 1 ns.
                 s.push(a, self.audio_read + 1e-9, &mut new);
-                self.finish_sounds(&mut new);
-                out.append(&mut new);
+                self.finish_sounds(new, out);
             }
             self.audio_read = last;
         }
+        if let Some(sp) = &mut self.speaker {
+            sp.window_done(w.end, &self.stream);
+            sp.poll(&self.stream, out);
+        }
+        self.release_held(out);
     }
 
     /// How far the stage has read, seconds.
@@ -200,13 +265,20 @@ impl EventStage {
         if let Some(s) = &mut self.sound {
             let mut new = Vec::new();
             s.finish(&self.stream, &mut new);
-            self.finish_sounds(&mut new);
-            out.append(&mut new);
+            self.finish_sounds(new, out);
         }
-        self.speech.finish(&self.stream, out);
+        let mut speech = Vec::new();
+        self.speech.finish(&self.stream, &mut speech);
+        for e in speech {
+            self.hold_or_pass(e.end, vec![e], out);
+        }
         if let Some(av) = &mut self.av {
             av.finish(&self.stream, out);
         }
+        if let Some(sp) = &mut self.speaker {
+            sp.finish(&self.stream, out);
+        }
+        self.release_held(out);
     }
 }
 
@@ -219,6 +291,8 @@ pub struct EventStats {
     pub events: u64,
     /// Fusion counters.
     pub fusion: FusionStats,
+    /// Active-speaker counters (when it runs).
+    pub speaker: Option<speaker::SpeakerStats>,
 }
 
 /// Counters of the audio-visual fusion.
@@ -259,12 +333,14 @@ pub fn run_event_stage(
             stats.events += 1;
             if tx.send(e).is_err() {
                 stats.fusion = stage.fusion_stats();
+                stats.speaker = stage.speaker_stats();
                 return stats;
             }
         }
     }
     stage.finish(&mut out);
     stats.fusion = stage.fusion_stats();
+    stats.speaker = stage.speaker_stats();
     if let Some(msg) = failure() {
         let at = stage.position();
         let mut e = Event::new(EventKind::SourceError, &stage.stream, at, at, 1.0);

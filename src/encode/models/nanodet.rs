@@ -124,9 +124,15 @@ pub struct Placement {
 }
 
 impl Placement {
-    /// Placement of a `w`×`h` frame under `mode`.
+    /// Placement of a `w`×`h` frame under `mode` in NanoDet's 416² input.
     pub fn new(mode: Resize, w: usize, h: usize) -> Self {
-        let (wf, hf, n) = (w.max(1) as f32, h.max(1) as f32, INPUT_SIZE as f32);
+        Self::fit(mode, w, h, INPUT_SIZE)
+    }
+
+    /// Placement of a `w`×`h` frame under `mode` in a `size`² input (shared by the
+    /// square-input models: NanoDet, BlazeFace).
+    pub fn fit(mode: Resize, w: usize, h: usize, size: usize) -> Self {
+        let (wf, hf, n) = (w.max(1) as f32, h.max(1) as f32, size as f32);
         match mode {
             Resize::Stretch => Self {
                 scale: [n / wf, n / hf],
@@ -134,24 +140,22 @@ impl Placement {
                 frame: [wf, hf],
             },
             Resize::Letterbox => {
-                let (cw, ch) = Self::content(w, h);
+                let (cw, ch) = Self::content(w, h, size);
                 Self {
                     scale: [cw as f32 / wf, ch as f32 / hf],
-                    offset: [
-                        ((INPUT_SIZE - cw) / 2) as f32,
-                        ((INPUT_SIZE - ch) / 2) as f32,
-                    ],
+                    offset: [((size - cw) / 2) as f32, ((size - ch) / 2) as f32],
                     frame: [wf, hf],
                 }
             }
         }
     }
 
-    /// The letterboxed picture's size inside the input.
-    fn content(w: usize, h: usize) -> (usize, usize) {
-        let s = (INPUT_SIZE as f32 / w.max(1) as f32).min(INPUT_SIZE as f32 / h.max(1) as f32);
-        let cw = ((w as f32 * s).round() as usize).clamp(1, INPUT_SIZE);
-        let ch = ((h as f32 * s).round() as usize).clamp(1, INPUT_SIZE);
+    /// The letterboxed picture's size inside a `size`² input.
+    fn content(w: usize, h: usize, size: usize) -> (usize, usize) {
+        let n = size as f32;
+        let s = (n / w.max(1) as f32).min(n / h.max(1) as f32);
+        let cw = ((w as f32 * s).round() as usize).clamp(1, size);
+        let ch = ((h as f32 * s).round() as usize).clamp(1, size);
         (cw, ch)
     }
 
@@ -272,6 +276,28 @@ impl<'a> RgbImage<'a> {
             stride: width * 3,
             data,
         }
+    }
+
+    /// Why this frame cannot be read (empty, a stride under 3 · width, or fewer bytes than
+    /// its size and stride need); `None` when it can.
+    pub(crate) fn problem(&self) -> Option<String> {
+        if self.width == 0 || self.height == 0 {
+            return Some(format!("empty frame {}×{}", self.width, self.height));
+        }
+        let row = self.width.saturating_mul(3);
+        let need = self
+            .stride
+            .saturating_mul(self.height - 1)
+            .saturating_add(row);
+        (self.stride < row || self.data.len() < need).then(|| {
+            format!(
+                "{} bytes with stride {} for {}×{} RGB",
+                self.data.len(),
+                self.stride,
+                self.width,
+                self.height
+            )
+        })
     }
 }
 
@@ -406,22 +432,12 @@ impl NanoDet {
         let mut buf = vec![0f32; frames.len() * 3 * plane];
         let chans = self.cfg.input_norm.channels();
         for (b, f) in frames.iter().enumerate() {
-            let bad = |reason: String| NanoDetError::Input { index: b, reason };
-            if f.width == 0 || f.height == 0 {
-                return Err(bad(format!("empty frame {}×{}", f.width, f.height)));
-            }
-            if f.stride < 3 * f.width || f.data.len() < f.stride * (f.height - 1) + 3 * f.width {
-                return Err(bad(format!(
-                    "{} bytes with stride {} for {}×{} RGB",
-                    f.data.len(),
-                    f.stride,
-                    f.width,
-                    f.height
-                )));
+            if let Some(reason) = f.problem() {
+                return Err(NanoDetError::Input { index: b, reason });
             }
             let rgb = match self.cfg.resize {
                 Resize::Stretch => resize_rgb(f, INPUT_SIZE, INPUT_SIZE),
-                Resize::Letterbox => letterbox_rgb(f),
+                Resize::Letterbox => letterbox_rgb(f, INPUT_SIZE),
             };
             let out = &mut buf[b * 3 * plane..(b + 1) * 3 * plane];
             for (k, &(src, mean, std)) in chans.iter().enumerate() {
@@ -592,14 +608,15 @@ impl crate::encode::vision::Detector for NanoDet {
     }
 }
 
-/// The frame scaled to fit 416² with its aspect ratio kept, centred on black; packed.
-fn letterbox_rgb(f: &RgbImage<'_>) -> Vec<u8> {
-    let (cw, ch) = Placement::content(f.width, f.height);
-    let (ox, oy) = ((INPUT_SIZE - cw) / 2, (INPUT_SIZE - ch) / 2);
+/// The frame scaled to fit `size`² with its aspect ratio kept, centred on black (as
+/// [`Placement::fit`] places it); packed.
+pub(crate) fn letterbox_rgb(f: &RgbImage<'_>, size: usize) -> Vec<u8> {
+    let (cw, ch) = Placement::content(f.width, f.height, size);
+    let (ox, oy) = ((size - cw) / 2, (size - ch) / 2);
     let scaled = resize_rgb(f, cw, ch);
-    let mut out = vec![0u8; INPUT_SIZE * INPUT_SIZE * 3];
+    let mut out = vec![0u8; size * size * 3];
     for y in 0..ch {
-        let dst = ((oy + y) * INPUT_SIZE + ox) * 3;
+        let dst = ((oy + y) * size + ox) * 3;
         out[dst..dst + cw * 3].copy_from_slice(&scaled[y * cw * 3..(y + 1) * cw * 3]);
     }
     out
@@ -607,7 +624,7 @@ fn letterbox_rgb(f: &RgbImage<'_>) -> Vec<u8> {
 
 /// Bilinear stretch (half-pixel centres) of an RGB frame to `w`×`h`, packed; a frame
 /// already of that size is copied as is.
-fn resize_rgb(f: &RgbImage<'_>, w: usize, h: usize) -> Vec<u8> {
+pub(crate) fn resize_rgb(f: &RgbImage<'_>, w: usize, h: usize) -> Vec<u8> {
     let mut out = vec![0u8; w * h * 3];
     if f.width == w && f.height == h {
         for y in 0..h {
@@ -827,7 +844,7 @@ mod tests {
         // The picture: a 4×2 frame of one colour lands in rows 104..312 of the input.
         let px = vec![200u8; 4 * 2 * 3];
         let img = RgbImage::packed(4, 2, &px);
-        let out = letterbox_rgb(&img);
+        let out = letterbox_rgb(&img, INPUT_SIZE);
         let at = |x: usize, y: usize| out[(y * INPUT_SIZE + x) * 3];
         assert_eq!(
             (at(200, 103), at(200, 104), at(200, 311), at(200, 312)),

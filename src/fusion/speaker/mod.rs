@@ -1,0 +1,634 @@
+//! Active speaker detection: which visible face is speaking.
+//!
+//! ```text
+//! face encoder (video stage): BlazeFace → face tracker → person link → 112² gray crops at 25 fps ─┐
+//! audio stage: MFCC (13, 25 ms / 10 ms) ───────────────────────────────────────────────────────────┤
+//! event stage: Light-ASD per face ([`asd`]) → face graph ([`graph`]) → hysteresis → `active_speaker`
+//! ```
+//!
+//! The event stage also holds back `speech` events and the association of speech-like
+//! `sound`s until the speaker decisions over their span are final ([`SpeakerStage::settled`]),
+//! so that a `speech` event lists the faces that spoke in it (`evidence.speakers`, `objects`:
+//! their person tracks) and the `sound_source` of speech is the speaking person.
+
+pub mod asd;
+pub mod graph;
+pub mod join;
+
+use crate::config::Toggle;
+use crate::encode::faces::TICK_NS;
+use crate::encode::models::lightasd::{LightAsd, LightAsdError};
+use crate::encode::{AudioFeatures, VisionFeatures};
+use crate::event::{Event, EventKind, Label, SpeakerEvidence};
+use asd::{AsdConfig, AsdRunner, AsdStats, FaceTick};
+use graph::{FaceGraph, FaceNode, GraphConfig};
+use serde::{Deserialize, Serialize};
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+
+/// Which Light-ASD weights.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum AsdWeights {
+    /// `pretrain_AVA_CVPR.model`: trained on AVA-ActiveSpeaker (movies); the paper's model
+    /// and upstream's default.
+    #[default]
+    Ava,
+    /// `finetuning_TalkSet.model`: fine-tuned on TalkSet (on this project's talking-head
+    /// clips it scores every face as speaking, pauses included: see BENCHMARKS.md).
+    Talkset,
+}
+
+impl AsdWeights {
+    /// The file under the model directory.
+    pub fn file(self) -> &'static str {
+        match self {
+            AsdWeights::Talkset => "lightasd/finetuning_TalkSet.model",
+            AsdWeights::Ava => "lightasd/pretrain_AVA_CVPR.model",
+        }
+    }
+}
+
+/// `[speaker]`: faces, Light-ASD and the face graph.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SpeakerConfig {
+    /// `auto` (runs when BlazeFace and Light-ASD are fetched and the source has video and
+    /// audio), `on` (refuse to start without them), `off`.
+    pub mode: Toggle,
+    /// Light-ASD weights: `talkset` or `ava`.
+    pub weights: AsdWeights,
+    /// Width of the analysis frames while the active speaker runs (the crops are cut from
+    /// them; at least the detector's 416).
+    pub width: u32,
+    /// Face detections per second (0: every frame; between detections faces keep their box).
+    pub face_fps: f64,
+    /// Lowest BlazeFace score kept.
+    pub face_score: f32,
+    /// Most faces analysed per frame (the largest).
+    pub max_faces: usize,
+    /// Smallest face analysed, fraction of the frame width.
+    pub min_face: f32,
+    /// How faces are cropped: `columbia` (upstream's inference framing, the mouth-centred
+    /// square) or `box` (the face box stretched, as AVA's training crops were cut).
+    pub crop: crate::encode::faces::CropMode,
+    /// Upstream's `cropScale` (context around the face in the `columbia` crop).
+    pub crop_scale: f32,
+    /// Scale of the face detector's box before cropping.
+    pub box_scale: f32,
+    /// Seconds a face the detector missed keeps its last box.
+    pub hold: f64,
+    /// Back-end chunk lengths, seconds (each tick's logit is the mean over them; the
+    /// longest is the decision delay).
+    pub durations: Vec<f64>,
+    /// Faces that may plausibly speak at once (face graph).
+    pub max_speakers: usize,
+    /// Face graph: pull of a face's neighbours in time (λ_t).
+    pub temporal: f32,
+    /// Face graph: push between faces speaking at once beyond `max_speakers` (λ_c).
+    pub competition: f32,
+    /// Face graph: weight of the voice-activity log-odds (β).
+    pub vad_weight: f32,
+    /// Face graph: weight of the mouth–audio synchrony statistic (γ).
+    pub sync_weight: f32,
+    /// Probability that starts speaking.
+    pub on: f32,
+    /// Probability below which speaking may end.
+    pub off: f32,
+    /// Seconds below `off` before speaking ends.
+    pub min_gap: f64,
+    /// Shortest `active_speaker` event, seconds.
+    pub min_duration: f64,
+}
+
+impl Default for SpeakerConfig {
+    fn default() -> Self {
+        let g = GraphConfig::default();
+        Self {
+            mode: Toggle::Auto,
+            weights: AsdWeights::default(),
+            width: 640,
+            face_fps: 12.5,
+            face_score: crate::encode::models::blazeface::DEFAULT_SCORE_THRESHOLD,
+            max_faces: 4,
+            min_face: 0.03,
+            crop: crate::encode::faces::CropMode::Columbia,
+            crop_scale: 0.4,
+            box_scale: 1.0,
+            hold: 0.25,
+            durations: vec![1.0, 2.0, 3.0],
+            max_speakers: g.max_speakers,
+            temporal: g.temporal,
+            competition: g.competition,
+            vad_weight: g.vad_weight,
+            sync_weight: g.sync_weight,
+            on: 0.5,
+            off: 0.4,
+            min_gap: 0.3,
+            min_duration: 0.2,
+        }
+    }
+}
+
+impl SpeakerConfig {
+    /// The face encoder's settings.
+    pub fn face_config(&self) -> crate::encode::faces::FaceConfig {
+        crate::encode::faces::FaceConfig {
+            fps: self.face_fps,
+            crop: self.crop,
+            crop_scale: self.crop_scale,
+            box_scale: self.box_scale,
+            hold: self.hold,
+            max_faces: self.max_faces,
+            min_size: self.min_face,
+            ..Default::default()
+        }
+    }
+
+    /// The face graph's settings.
+    pub fn graph_config(&self) -> GraphConfig {
+        GraphConfig {
+            max_speakers: self.max_speakers,
+            temporal: self.temporal,
+            competition: self.competition,
+            vad_weight: self.vad_weight,
+            sync_weight: self.sync_weight,
+            ..Default::default()
+        }
+    }
+
+    /// The back end's chunk lengths in ticks.
+    pub fn duration_ticks(&self) -> Vec<usize> {
+        self.durations
+            .iter()
+            .map(|d| ((d * 1e9 / TICK_NS as f64).round() as usize).max(1))
+            .collect()
+    }
+}
+
+/// Counters of the active-speaker stage.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct SpeakerStats {
+    /// Light-ASD's counters and time.
+    pub asd: AsdStats,
+    /// Face graph windows run.
+    pub graph_windows: u64,
+    /// Seconds in the face graph.
+    pub graph_seconds: f64,
+    /// `active_speaker` events.
+    pub events: u64,
+    /// Model failures (the stream goes on without speaker decisions there).
+    pub failures: u64,
+}
+
+/// A decided tick of one face.
+#[derive(Debug, Clone, Copy)]
+struct Decided {
+    tick: u64,
+    track: u64,
+    person: Option<u64>,
+    prob: f32,
+    logit: f32,
+    bbox: [f32; 4],
+}
+
+/// An open speaking interval of one face segment.
+#[derive(Debug, Clone, Copy)]
+struct Open {
+    start: u64,
+    last_on: u64,
+    sum_p: f64,
+    sum_logit: f64,
+    n: u32,
+    bbox: [f32; 4],
+}
+
+#[derive(Debug, Clone)]
+struct Decoder {
+    track: u64,
+    person: Option<u64>,
+    open: Option<Open>,
+}
+
+/// How far behind a closed window's end the MFCC and face crops may still arrive (framing
+/// of the audio front end, the face encoder's tick assignment), nanoseconds.
+const WINDOW_MARGIN_NS: u64 = 500_000_000;
+
+/// Seconds of decided ticks kept for the speech joins.
+const HISTORY_SECONDS: f64 = 120.0;
+
+/// The per-stream active-speaker stage (see the module doc).
+pub struct SpeakerStage {
+    runner: AsdRunner,
+    cfg: SpeakerConfig,
+    graph: GraphConfig,
+    /// Final ticks not yet through the graph (and the last `radius` ticks before the
+    /// decided frontier, as context).
+    pending: Vec<FaceTick>,
+    decided_until: u64,
+    vad: VecDeque<(f64, f64, f32)>,
+    has_vad: bool,
+    decoders: HashMap<u64, Decoder>,
+    ended_segments: Vec<u64>,
+    history: VecDeque<Decided>,
+    stats: SpeakerStats,
+    ended: bool,
+}
+
+impl SpeakerStage {
+    /// A stage running `model`; `has_audio`: the stream has audio (without it nobody is
+    /// heard and no event is made); `has_vad`: VAD probabilities will come with the audio.
+    pub fn new(model: LightAsd, cfg: &SpeakerConfig, has_audio: bool, has_vad: bool) -> Self {
+        let mut runner = AsdRunner::new(
+            model,
+            AsdConfig {
+                durations: cfg.duration_ticks(),
+                ..Default::default()
+            },
+        );
+        if !has_audio {
+            // Cannot fail: no audio run is open, so nothing is embedded.
+            let _ = runner.end_audio();
+        }
+        Self {
+            runner,
+            cfg: cfg.clone(),
+            graph: cfg.graph_config(),
+            pending: Vec::new(),
+            decided_until: 0,
+            vad: VecDeque::new(),
+            has_vad,
+            decoders: HashMap::new(),
+            ended_segments: Vec::new(),
+            history: VecDeque::new(),
+            stats: SpeakerStats::default(),
+            ended: false,
+        }
+    }
+
+    /// The counters so far.
+    pub fn stats(&self) -> SpeakerStats {
+        let mut s = self.stats;
+        s.asd = self.runner.stats();
+        s
+    }
+
+    /// One frame's faces.
+    pub fn push_vision(&mut self, v: &VisionFeatures) {
+        let faces: Vec<asd::FaceInput> = v
+            .faces
+            .iter()
+            .filter_map(|f| {
+                f.crop.as_ref().map(|c| asd::FaceInput {
+                    track: f.track_id,
+                    person: f.person,
+                    bbox: f.bbox,
+                    crop: Arc::clone(c),
+                    motion: f.mouth_motion,
+                })
+            })
+            .collect();
+        self.runner.push_faces(v.ticks.clone(), &faces);
+    }
+
+    /// One audio run's MFCC and VAD probabilities.
+    pub fn push_audio(&mut self, a: &AudioFeatures, stream: &str) {
+        for sp in &a.speech {
+            let s = sp.start.as_secs_f64();
+            self.vad
+                .push_back((s, s + sp.duration.as_secs_f64(), sp.prob));
+        }
+        if let Some(m) = &a.mfcc {
+            if let Err(e) = self.runner.push_mfcc(m) {
+                self.failed(stream, &e);
+            }
+        }
+    }
+
+    /// The aligner has closed a window ending at `end`: video and audio before it (less
+    /// a margin for the front ends' framing) have all arrived or never will.
+    pub fn window_done(&mut self, end: crate::clock::Timestamp, stream: &str) {
+        let tick = end.0.saturating_sub(WINDOW_MARGIN_NS) / TICK_NS;
+        if let Err(e) = self.runner.audio_absent_before(tick) {
+            self.failed(stream, &e);
+        }
+        self.runner.video_absent_before(tick);
+    }
+
+    fn failed(&mut self, stream: &str, e: &LightAsdError) {
+        self.stats.failures += 1;
+        tracing::warn!("stream {stream}: active speaker: {e}");
+    }
+
+    /// Decisions before this time (seconds) are final: every `active_speaker` event that
+    /// ends before it has been emitted, and no later one starts before it.
+    pub fn settled(&self) -> f64 {
+        if self.ended {
+            return f64::INFINITY;
+        }
+        // Hysteresis may still end an open interval `min_gap` after its last speaking tick.
+        let gap = (self.cfg.min_gap * 1e9 / TICK_NS as f64).ceil() as u64;
+        let open_from = self
+            .decoders
+            .values()
+            .filter_map(|d| d.open.map(|o| o.start))
+            .min()
+            .unwrap_or(u64::MAX);
+        let t = self.decided_until.saturating_sub(gap).min(open_from);
+        t as f64 * TICK_NS as f64 / 1e9
+    }
+
+    /// Runs what is ready; appends the `active_speaker` events that closed.
+    pub fn poll(&mut self, stream: &str, out: &mut Vec<Event>) {
+        let (ticks, ended) = match self.runner.poll() {
+            Ok(r) => r,
+            Err(e) => {
+                self.failed(stream, &e);
+                return;
+            }
+        };
+        self.pending.extend(ticks);
+        let frontier = self.runner.settled();
+        self.decide(stream, frontier, &ended, out);
+    }
+
+    /// The voice-activity probability at `tick` (the VAD chunk holding its centre).
+    fn vad_at(&self, tick: u64) -> Option<f32> {
+        if !self.has_vad {
+            return None;
+        }
+        let t = (tick as f64 + 0.5) * TICK_NS as f64 / 1e9;
+        self.vad
+            .iter()
+            .find(|(s, e, _)| *s <= t && t < *e)
+            .map(|v| v.2)
+    }
+
+    /// Runs the face graph over the ticks before `frontier` that have their neighbours,
+    /// decodes them, and ends the decoders of `ended` segments.
+    fn decide(&mut self, stream: &str, frontier: u64, ended: &[u64], out: &mut Vec<Event>) {
+        let r = self.graph.radius as u64;
+        let target = if frontier == u64::MAX {
+            self.pending
+                .iter()
+                .map(|f| f.tick + 1)
+                .max()
+                .unwrap_or(self.decided_until)
+        } else {
+            frontier.saturating_sub(r)
+        };
+        if target > self.decided_until {
+            let lo = self.decided_until.saturating_sub(r);
+            let hi = if frontier == u64::MAX {
+                target
+            } else {
+                frontier
+            };
+            let window: Vec<&FaceTick> = self
+                .pending
+                .iter()
+                .filter(|f| f.tick >= lo && f.tick < hi)
+                .collect();
+            let nodes: Vec<FaceNode> = window
+                .iter()
+                .filter_map(|f| {
+                    f.logit.map(|logit| FaceNode {
+                        face: f.segment,
+                        tick: f.tick,
+                        logit,
+                        vad: self.vad_at(f.tick),
+                        sync: f.sync.map(|s| s.z),
+                    })
+                })
+                .collect();
+            let started = std::time::Instant::now();
+            let probs =
+                FaceGraph::build(&nodes, &self.graph).infer(&self.graph, &candle_core::Device::Cpu);
+            self.stats.graph_seconds += started.elapsed().as_secs_f64();
+            self.stats.graph_windows += 1;
+            let probs = match probs {
+                Ok(p) => p,
+                Err(e) => {
+                    self.failed(
+                        stream,
+                        &LightAsdError::Tensor {
+                            stage: "face graph",
+                            source: e,
+                        },
+                    );
+                    vec![0.0; nodes.len()]
+                }
+            };
+            let p_of: HashMap<(u64, u64), f32> = nodes
+                .iter()
+                .zip(&probs)
+                .map(|(n, &p)| ((n.face, n.tick), p))
+                .collect();
+            let mut todo: Vec<FaceTick> = self
+                .pending
+                .iter()
+                .filter(|f| f.tick >= self.decided_until && f.tick < target)
+                .copied()
+                .collect();
+            todo.sort_by_key(|f| (f.tick, f.segment));
+            for f in todo {
+                let p = p_of.get(&(f.segment, f.tick)).copied().unwrap_or(0.0);
+                tracing::debug!(
+                    target: "avsense::speaker",
+                    "stream {stream} tick {} face {} logit {:?} sync {:?} z {:?} vad {:?} p {p:.3}",
+                    f.tick,
+                    f.track,
+                    f.logit,
+                    f.sync.map(|s| s.r),
+                    f.sync.map(|s| s.z),
+                    self.vad_at(f.tick)
+                );
+                self.decode(stream, &f, p, out);
+            }
+            self.decided_until = target;
+            let keep = target.saturating_sub(r);
+            self.pending.retain(|f| f.tick >= keep);
+            let t = keep as f64 * TICK_NS as f64 / 1e9 - 1.0;
+            while self.vad.front().is_some_and(|v| v.1 < t) {
+                self.vad.pop_front();
+            }
+        }
+        // A segment that ended closes its interval once its last ticks are decoded.
+        self.ended_segments.extend_from_slice(ended);
+        let mut waiting = Vec::new();
+        for seg in std::mem::take(&mut self.ended_segments) {
+            if self
+                .pending
+                .iter()
+                .any(|f| f.segment == seg && f.tick >= self.decided_until)
+            {
+                waiting.push(seg);
+            } else if let Some(d) = self.decoders.remove(&seg) {
+                self.close(stream, &d, out);
+            }
+        }
+        self.ended_segments = waiting;
+    }
+
+    /// One decided tick of one face segment through the hysteresis.
+    fn decode(&mut self, stream: &str, f: &FaceTick, p: f32, out: &mut Vec<Event>) {
+        let logit = f.logit.unwrap_or(f32::NEG_INFINITY);
+        self.history.push_back(Decided {
+            tick: f.tick,
+            track: f.track,
+            person: f.person,
+            prob: p,
+            logit,
+            bbox: f.bbox,
+        });
+        let horizon = (HISTORY_SECONDS * 1e9 / TICK_NS as f64) as u64;
+        while self
+            .history
+            .front()
+            .is_some_and(|h| h.tick + horizon < f.tick)
+        {
+            self.history.pop_front();
+        }
+        let gap = (self.cfg.min_gap * 1e9 / TICK_NS as f64).ceil() as u64;
+        let (on, off) = (self.cfg.on, self.cfg.off);
+        let d = self.decoders.entry(f.segment).or_insert(Decoder {
+            track: f.track,
+            person: f.person,
+            open: None,
+        });
+        if f.person.is_some() {
+            d.person = f.person;
+        }
+        let speaking_now = p >= off && d.open.is_some() || p >= on;
+        match (&mut d.open, speaking_now) {
+            (None, true) => {
+                d.open = Some(Open {
+                    start: f.tick,
+                    last_on: f.tick,
+                    sum_p: f64::from(p),
+                    sum_logit: f64::from(logit),
+                    n: 1,
+                    bbox: f.bbox,
+                })
+            }
+            (Some(o), true) => {
+                o.last_on = f.tick;
+                o.sum_p += f64::from(p);
+                o.sum_logit += f64::from(logit);
+                o.n += 1;
+                o.bbox = f.bbox;
+            }
+            (Some(o), false) if f.tick > o.last_on + gap => {
+                let d = d.clone();
+                if let Some(x) = self.decoders.get_mut(&f.segment) {
+                    x.open = None;
+                }
+                self.close(stream, &d, out);
+            }
+            _ => {}
+        }
+    }
+
+    /// Emits the open interval of `d`, if long enough.
+    fn close(&mut self, stream: &str, d: &Decoder, out: &mut Vec<Event>) {
+        let Some(o) = d.open else {
+            return;
+        };
+        let secs = |t: u64| t as f64 * TICK_NS as f64 / 1e9;
+        let (start, end) = (secs(o.start), secs(o.last_on + 1));
+        if end - start < self.cfg.min_duration {
+            return;
+        }
+        let prob = (o.sum_p / f64::from(o.n.max(1))) as f32;
+        let mut e = Event::new(EventKind::ActiveSpeaker, stream, start, end, prob);
+        e.labels.push(Label {
+            name: "speaking".into(),
+            score: prob,
+        });
+        if let Some(p) = d.person {
+            e.objects.push(p);
+        }
+        e.evidence.speaker = Some(SpeakerEvidence {
+            face_track: d.track,
+            person_track: d.person,
+            overlap: 1.0,
+            probability: prob,
+            logit: (o.sum_logit / f64::from(o.n.max(1))) as f32,
+            bbox: o.bbox,
+        });
+        e.evidence.active_frames = Some(o.n);
+        self.stats.events += 1;
+        out.push(e);
+    }
+
+    /// The faces that spoke during `[start, end)` (seconds), most overlap first; only
+    /// meaningful once `settled()` has passed `end`.
+    pub fn speakers_during(&self, start: f64, end: f64) -> Vec<SpeakerEvidence> {
+        let t0 = (start * 1e9 / TICK_NS as f64).floor() as u64;
+        let t1 = ((end * 1e9 / TICK_NS as f64).ceil() as u64).max(t0 + 1);
+        let span = (t1 - t0) as f32;
+        let mut per: Vec<(u64, SpeakerEvidence, u32)> = Vec::new();
+        for h in self.history.iter().filter(|h| h.tick >= t0 && h.tick < t1) {
+            if h.prob < self.cfg.on {
+                continue;
+            }
+            match per.iter_mut().find(|p| p.0 == h.track) {
+                Some(p) => {
+                    p.2 += 1;
+                    p.1.probability += h.prob;
+                    p.1.logit += h.logit;
+                    p.1.bbox = h.bbox;
+                    if h.person.is_some() {
+                        p.1.person_track = h.person;
+                    }
+                }
+                None => per.push((
+                    h.track,
+                    SpeakerEvidence {
+                        face_track: h.track,
+                        person_track: h.person,
+                        overlap: 0.0,
+                        probability: h.prob,
+                        logit: h.logit,
+                        bbox: h.bbox,
+                    },
+                    1,
+                )),
+            }
+        }
+        let mut out: Vec<SpeakerEvidence> = per
+            .into_iter()
+            .map(|(_, mut e, n)| {
+                e.overlap = n as f32 / span;
+                e.probability /= n as f32;
+                e.logit /= n as f32;
+                e
+            })
+            .collect();
+        out.sort_by(|a, b| b.overlap.total_cmp(&a.overlap));
+        out
+    }
+
+    /// End of the stream: everything left is scored, decided and closed.
+    pub fn finish(&mut self, stream: &str, out: &mut Vec<Event>) {
+        self.runner.end_video();
+        if let Err(e) = self.runner.end_audio() {
+            self.failed(stream, &e);
+        }
+        let (ticks, ended) = match self.runner.poll() {
+            Ok(r) => r,
+            Err(e) => {
+                self.failed(stream, &e);
+                (Vec::new(), Vec::new())
+            }
+        };
+        self.pending.extend(ticks);
+        self.decide(stream, u64::MAX, &ended, out);
+        let mut rest: Vec<(u64, Decoder)> = self.decoders.drain().collect();
+        rest.sort_by_key(|(k, _)| *k);
+        for (_, d) in rest {
+            self.close(stream, &d, out);
+        }
+        self.ended = true;
+    }
+}
