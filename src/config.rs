@@ -1085,16 +1085,19 @@ impl PipelineConfig {
         if !(64..=4096).contains(&sp.width) {
             return Err(bad("width", sp.width.to_string(), "pixels, 64 to 4096"));
         }
-        if !(sp.face_fps.is_finite() && (0.0..=240.0).contains(&sp.face_fps)) {
-            return Err(bad(
-                "face_fps",
-                sp.face_fps.to_string(),
-                "detections per second, 0 (every frame) to 240",
-            ));
+        for (k, v) in [("face_fps", sp.face_fps), ("idle_fps", sp.idle_fps)] {
+            if !(v.is_finite() && (0.0..=240.0).contains(&v)) {
+                return Err(bad(
+                    k,
+                    v.to_string(),
+                    "detections per second, 0 (every frame) to 240",
+                ));
+            }
         }
         for (k, v) in [
             ("face_score", sp.face_score),
             ("min_face", sp.min_face),
+            ("smoothing", sp.smoothing),
             ("on", sp.on),
             ("off", sp.off),
         ] {
@@ -1139,6 +1142,7 @@ impl PipelineConfig {
             ("competition", sp.competition),
             ("vad_weight", sp.vad_weight),
             ("sync_weight", sp.sync_weight),
+            ("sync_offset", sp.sync_offset),
         ] {
             if !(v.is_finite() && (0.0..=100.0).contains(&v)) {
                 return Err(bad(k, v.to_string(), "a weight from 0 to 100"));

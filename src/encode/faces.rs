@@ -84,8 +84,11 @@ pub struct FaceObservation {
 /// Face encoder settings (`[speaker]` in the config).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct FaceConfig {
-    /// Face detections per second of video (0: every frame).
+    /// Face detections per second of video while faces are in view (0: every frame).
     pub fps: f64,
+    /// Face detections per second while none is (0: every frame): looking for faces costs
+    /// less than following them.
+    pub idle_fps: f64,
     /// How the face box becomes the crop.
     pub crop: CropMode,
     /// Upstream's `cropScale`: how much of the face's surroundings the crop takes
@@ -110,6 +113,7 @@ impl Default for FaceConfig {
     fn default() -> Self {
         Self {
             fps: 0.0,
+            idle_fps: 0.0,
             crop: CropMode::Columbia,
             crop_scale: 0.4,
             box_scale: 1.0,
@@ -167,6 +171,12 @@ pub struct FaceEncoder {
     tracker: Tracker,
     cfg: FaceConfig,
     schedule: Schedule,
+    /// The schedule's rates: (while faces are in view, while none is).
+    intervals: (Duration, Duration),
+    /// Whether the schedule runs at the in-view rate.
+    active: bool,
+    /// Faces the last detection found (before tracking).
+    last_found: usize,
     faces: BTreeMap<u64, FaceState>,
     next_tick: Option<u64>,
     width: u32,
@@ -176,11 +186,14 @@ pub struct FaceEncoder {
 impl FaceEncoder {
     /// Crops the faces `detector` finds; frames come `width` pixels wide (RGB).
     pub fn new(detector: Box<dyn FaceDetector>, cfg: FaceConfig, width: u32) -> Self {
-        let interval = if cfg.fps > 0.0 {
-            Duration::from_secs_f64(1.0 / cfg.fps)
-        } else {
-            Duration(0)
+        let every = |fps: f64| {
+            if fps > 0.0 {
+                Duration::from_secs_f64(1.0 / fps)
+            } else {
+                Duration(0)
+            }
         };
+        let intervals = (every(cfg.fps), every(cfg.idle_fps));
         // Between detections every face is held: the hold must outlast the interval.
         let mut cfg = cfg;
         if cfg.fps > 0.0 {
@@ -190,7 +203,10 @@ impl FaceEncoder {
             detector,
             tracker: Tracker::new(cfg.tracker),
             cfg,
-            schedule: Schedule::new(interval),
+            schedule: Schedule::new(intervals.1),
+            intervals,
+            active: false,
+            last_found: 0,
             faces: BTreeMap::new(),
             next_tick: None,
             width,
@@ -403,6 +419,14 @@ impl VideoEncoder for FaceEncoder {
             pts: f.pts,
             reason,
         };
+        // In-view rate while a face is tracked or was just found, idle rate otherwise; a
+        // change of rate makes the next frame due.
+        let active = !self.faces.is_empty() || self.last_found > 0;
+        if active != self.active {
+            self.active = active;
+            let interval = if active { self.intervals.0 } else { self.intervals.1 };
+            self.schedule = Schedule::new(interval);
+        }
         let mut due = Vec::new();
         for (i, f) in frames.iter().enumerate() {
             if f.format != PixelFormat::Rgb {
@@ -434,6 +458,7 @@ impl VideoEncoder for FaceEncoder {
             if next_due.peek() == Some(&i) {
                 next_due.next();
                 let found = dets.next().unwrap_or_default();
+                self.last_found = found.len();
                 stats.detected_frames += 1;
                 stats.detections += found.len() as u64;
                 let boxes: Vec<Detection> = found

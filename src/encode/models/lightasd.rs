@@ -645,12 +645,12 @@ fn head(x: &Tensor, w: &Tensor, b: &Tensor) -> candle_core::Result<Tensor> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use std::collections::HashMap;
 
     /// Deterministic pseudo-random weights of every upstream shape (no file needed).
-    fn synthetic_vb() -> VarBuilder<'static> {
+    pub(crate) fn synthetic_vb() -> VarBuilder<'static> {
         let mut map: HashMap<String, Tensor> = HashMap::new();
         let mut seed = 1u64;
         let mut rnd = |shape: &[usize], scale: f32, offset: f32| -> Tensor {
@@ -667,9 +667,9 @@ mod tests {
             Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
         };
         let bn = |map: &mut HashMap<String, Tensor>,
-                      p: &str,
-                      c: usize,
-                      rnd: &mut dyn FnMut(&[usize], f32, f32) -> Tensor| {
+                  p: &str,
+                  c: usize,
+                  rnd: &mut dyn FnMut(&[usize], f32, f32) -> Tensor| {
             map.insert(format!("{p}.weight"), rnd(&[c], 0.4, 1.0));
             map.insert(format!("{p}.bias"), rnd(&[c], 0.2, 0.0));
             map.insert(format!("{p}.running_mean"), rnd(&[c], 0.2, 0.0));
@@ -731,7 +731,7 @@ mod tests {
         VarBuilder::from_tensors(map, DType::F32, &Device::Cpu)
     }
 
-    fn crops(t: usize) -> Tensor {
+    pub(crate) fn crops(t: usize) -> Tensor {
         let v: Vec<f32> = (0..t * CROP * CROP)
             .map(|i| {
                 let (f, p) = (i / (CROP * CROP), i % (CROP * CROP));
@@ -744,7 +744,7 @@ mod tests {
         Tensor::from_vec(v, (1, t, CROP, CROP), &Device::Cpu).unwrap()
     }
 
-    fn mfcc(t: usize) -> Tensor {
+    pub(crate) fn mfcc(t: usize) -> Tensor {
         let v: Vec<f32> = (0..t * MFCC_PER_FRAME * MFCC_DIM)
             .map(|i| (i as f32 * 0.37).sin() * 8.0 + (i % 13) as f32)
             .collect();

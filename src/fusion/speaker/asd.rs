@@ -596,6 +596,7 @@ impl AsdRunner {
                 for r in rows {
                     s.emb.push(r);
                 }
+
                 debug_assert_eq!(s.emb.end(), b);
                 s.crops
                     .forget_before(b.saturating_sub(VISUAL_CONTEXT as u64));
@@ -751,8 +752,8 @@ impl AsdRunner {
             seg.emb.forget_before(oldest_chunk);
             seg.acc.forget_before(seg.emitted);
             seg.boxes.forget_before(seg.emitted);
-            seg.motion
-                .forget_before(seg.emitted.saturating_sub(SYNC_PAST + SYNC_LAGS as u64));
+            let keep = seg.emitted.saturating_sub(SYNC_PAST + SYNC_LAGS as u64);
+            seg.motion.forget_before(keep);
         }
         // Finished segments go; audio older than every open segment's oldest chunk goes.
         let mut ended = Vec::new();
@@ -839,4 +840,202 @@ fn rows_of(t: &Tensor) -> Result<Vec<Emb>, LightAsdError> {
             e
         })
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::encode::models::lightasd::tests::{crops, mfcc, synthetic_vb};
+
+    fn model() -> LightAsd {
+        LightAsd::new(synthetic_vb()).unwrap()
+    }
+
+    /// MFCC frames of ticks `[from, to)` from the synthetic sequence of `n` ticks.
+    fn mfcc_run(all: &[f32], from: u64, to: u64) -> MfccRun {
+        let per = MFCC_PER_FRAME * MFCC_DIM;
+        let frames = all[from as usize * per..to as usize * per]
+            .chunks_exact(MFCC_DIM)
+            .map(|c| {
+                let mut f = [0f32; MFCC_DIM];
+                f.copy_from_slice(c);
+                f
+            })
+            .collect();
+        MfccRun {
+            first: from * MFCC_PER_FRAME as u64,
+            frames,
+        }
+    }
+
+    fn crop_of(all: &[f32], t: u64) -> Arc<[u8]> {
+        let n = CROP * CROP;
+        all[t as usize * n..(t as usize + 1) * n]
+            .iter()
+            .map(|&v| v as u8)
+            .collect::<Vec<u8>>()
+            .into()
+    }
+
+    fn face(track: u64, crop: Arc<[u8]>) -> FaceInput {
+        FaceInput {
+            track,
+            person: Some(9),
+            bbox: [0.1, 0.1, 0.3, 0.4],
+            crop,
+            motion: Some(1.0),
+        }
+    }
+
+    /// Feeds `ticks` ticks of audio (where `heard`) and of one face (where `seen`), a
+    /// frame at a time, polling as the event stage does; returns every tick handed out.
+    fn feed(
+        runner: &mut AsdRunner,
+        ticks: u64,
+        heard: impl Fn(u64) -> bool,
+        seen: impl Fn(u64) -> bool,
+    ) -> (Vec<FaceTick>, Vec<u64>) {
+        let c = crops(ticks as usize)
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
+        let m = mfcc(ticks as usize)
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
+        let (mut out, mut ended) = (Vec::new(), Vec::new());
+        for t in 0..ticks {
+            if heard(t) {
+                runner.push_mfcc(&mfcc_run(&m, t, t + 1)).unwrap();
+            } else {
+                runner.audio_absent_before(t + 1).unwrap();
+            }
+            let faces: Vec<FaceInput> = if seen(t) {
+                vec![face(1, crop_of(&c, t))]
+            } else {
+                Vec::new()
+            };
+            runner.push_faces(t..t + 1, &faces);
+            if t % 12 == 0 {
+                let (a, b) = runner.poll().unwrap();
+                out.extend(a);
+                ended.extend(b);
+            }
+        }
+        runner.end_video();
+        runner.end_audio().unwrap();
+        let (a, b) = runner.poll().unwrap();
+        out.extend(a);
+        ended.extend(b);
+        (out, ended)
+    }
+
+    #[test]
+    fn streaming_logits_equal_the_model_on_the_whole_chunk() {
+        // One duration of 20 ticks: the first chunk's logits must equal the back end run on
+        // that chunk of embeddings computed over the whole sequence in one pass.
+        let mut r = AsdRunner::new(
+            model(),
+            AsdConfig {
+                durations: vec![20],
+                block: 16,
+            },
+        );
+        let (ticks, ended) = feed(&mut r, 40, |_| true, |_| true);
+        assert_eq!(ticks.len(), 40);
+        assert_eq!(ended.len(), 1);
+        let m = model();
+        let a = m.audio_embed(&mfcc(40)).unwrap();
+        let v = m.visual_embed(&crops(40)).unwrap();
+        let want = m
+            .av_scores(
+                &m.backend(&a.narrow(1, 0, 20).unwrap(), &v.narrow(1, 0, 20).unwrap())
+                    .unwrap(),
+            )
+            .unwrap()
+            .squeeze(0)
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
+        for (t, w) in ticks.iter().take(20).zip(&want) {
+            let got = t.logit.unwrap();
+            assert!((got - w).abs() < 1e-4, "tick {}: {got} vs {w}", t.tick);
+        }
+    }
+
+    #[test]
+    fn a_gap_in_the_face_splits_it_and_every_tick_comes_out_once() {
+        let mut r = AsdRunner::new(model(), AsdConfig::default());
+        let (ticks, ended) = feed(&mut r, 160, |_| true, |t| !(80..90).contains(&t));
+        assert_eq!(ticks.len(), 150);
+        let mut seen: Vec<u64> = ticks.iter().map(|t| t.tick).collect();
+        seen.sort_unstable();
+        seen.dedup();
+        assert_eq!(seen.len(), 150, "a tick came out twice");
+        let segs: std::collections::BTreeSet<u64> = ticks.iter().map(|t| t.segment).collect();
+        assert_eq!(segs.len(), 2);
+        assert_eq!(ended.len(), 2);
+        assert!(ticks
+            .iter()
+            .all(|t| t.logit.is_some() && t.person == Some(9)));
+        assert_eq!(r.stats().segments, 2);
+    }
+
+    #[test]
+    fn ticks_without_audio_get_no_logit_and_the_rest_still_do() {
+        let mut r = AsdRunner::new(model(), AsdConfig::default());
+        let (ticks, _) = feed(&mut r, 120, |t| t < 60, |_| true);
+        assert_eq!(ticks.len(), 120);
+        for t in &ticks {
+            assert_eq!(t.logit.is_some(), t.tick < 60, "tick {}", t.tick);
+        }
+        let s = r.stats();
+        assert_eq!((s.scored_ticks, s.unheard_ticks), (60, 60));
+    }
+
+    #[test]
+    fn buffers_stay_bounded_and_the_delay_is_bounded() {
+        let mut r = AsdRunner::new(model(), AsdConfig::default());
+        let n = 400u64;
+        let c = crops(n as usize)
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
+        let m = mfcc(n as usize)
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
+        let mut largest = 0usize;
+        let mut out = 0u64;
+        for t in 0..n {
+            r.push_mfcc(&mfcc_run(&m, t, t + 1)).unwrap();
+            r.push_faces(t..t + 1, &[face(1, crop_of(&c, t))]);
+            if t % 12 == 0 {
+                out += r.poll().unwrap().0.len() as u64;
+                let s = &r.segments[0];
+                let held = s.crops.items.len()
+                    + s.emb.items.len()
+                    + s.acc.items.len()
+                    + s.motion.items.len()
+                    + r.audio_emb.items.len()
+                    + r.energy.items.len()
+                    + r.mfcc.items.len();
+                largest = largest.max(held);
+                // Handed out up to the longest chunk + a block + the synchrony window.
+                if t > 300 {
+                    assert!(
+                        t - out <= 75 + 50 + SYNC_FUTURE + 2 * 12,
+                        "tick {t}: {out} out"
+                    );
+                }
+            }
+        }
+        // Every buffer holds at most a few hundred ticks, whatever the stream's length.
+        assert!(largest < 7 * 260, "{largest} items held");
+        assert!(r.settled() > n - 250);
+    }
 }

@@ -47,6 +47,8 @@ pub struct GraphConfig {
     pub vad_weight: f32,
     /// `γ`: weight of the audio-visual synchrony statistic on the audio edge.
     pub sync_weight: f32,
+    /// `z₀`: the synchrony statistic at which its evidence is neutral.
+    pub sync_offset: f32,
     /// `K`: faces that may plausibly speak at once.
     pub max_speakers: usize,
     /// Mean-field rounds.
@@ -60,7 +62,8 @@ impl Default for GraphConfig {
             temporal: 2.0,
             competition: 3.0,
             vad_weight: 0.5,
-            sync_weight: 1.0,
+            sync_weight: 2.0,
+            sync_offset: 0.25,
             max_speakers: 1,
             iterations: 10,
         }
@@ -106,7 +109,8 @@ impl FaceGraph {
                     let p = p.clamp(1e-6, 1.0 - 1e-6);
                     (p / (1.0 - p)).ln().clamp(-6.0, 0.0)
                 });
-                n.logit + cfg.vad_weight * audio + cfg.sync_weight * n.sync.unwrap_or(0.0)
+                let sync = n.sync.map_or(0.0, |z| z - cfg.sync_offset);
+                n.logit + cfg.vad_weight * audio + cfg.sync_weight * sync
             })
             .collect();
         // Index nodes by (face, tick) and by tick.

@@ -61,8 +61,11 @@ pub struct SpeakerConfig {
     /// Width of the analysis frames while the active speaker runs (the crops are cut from
     /// them; at least the detector's 416).
     pub width: u32,
-    /// Face detections per second (0: every frame; between detections faces keep their box).
+    /// Face detections per second while faces are in view (0: every frame; between
+    /// detections faces move on with their smoothed velocity).
     pub face_fps: f64,
+    /// Face detections per second while no face is in view.
+    pub idle_fps: f64,
     /// Lowest BlazeFace score kept.
     pub face_score: f32,
     /// Most faces analysed per frame (the largest).
@@ -78,6 +81,8 @@ pub struct SpeakerConfig {
     pub box_scale: f32,
     /// Seconds a face the detector missed keeps its last box.
     pub hold: f64,
+    /// Weight of the newest detection in a face's smoothed box (1: no smoothing).
+    pub smoothing: f32,
     /// Back-end chunk lengths, seconds (each tick's logit is the mean over them; the
     /// longest is the decision delay).
     pub durations: Vec<f64>,
@@ -91,6 +96,8 @@ pub struct SpeakerConfig {
     pub vad_weight: f32,
     /// Face graph: weight of the mouth–audio synchrony statistic (γ).
     pub sync_weight: f32,
+    /// Face graph: the synchrony statistic at which the evidence is neutral (z₀).
+    pub sync_offset: f32,
     /// Probability that starts speaking.
     pub on: f32,
     /// Probability below which speaking may end.
@@ -109,6 +116,7 @@ impl Default for SpeakerConfig {
             weights: AsdWeights::default(),
             width: 640,
             face_fps: 12.5,
+            idle_fps: 2.0,
             face_score: crate::encode::models::blazeface::DEFAULT_SCORE_THRESHOLD,
             max_faces: 4,
             min_face: 0.03,
@@ -116,12 +124,14 @@ impl Default for SpeakerConfig {
             crop_scale: 0.4,
             box_scale: 1.0,
             hold: 0.25,
+            smoothing: 0.5,
             durations: vec![1.0, 2.0, 3.0],
             max_speakers: g.max_speakers,
             temporal: g.temporal,
             competition: g.competition,
             vad_weight: g.vad_weight,
             sync_weight: g.sync_weight,
+            sync_offset: g.sync_offset,
             on: 0.5,
             off: 0.4,
             min_gap: 0.3,
@@ -135,10 +145,12 @@ impl SpeakerConfig {
     pub fn face_config(&self) -> crate::encode::faces::FaceConfig {
         crate::encode::faces::FaceConfig {
             fps: self.face_fps,
+            idle_fps: self.idle_fps,
             crop: self.crop,
             crop_scale: self.crop_scale,
             box_scale: self.box_scale,
             hold: self.hold,
+            smoothing: self.smoothing,
             max_faces: self.max_faces,
             min_size: self.min_face,
             ..Default::default()
@@ -153,6 +165,7 @@ impl SpeakerConfig {
             competition: self.competition,
             vad_weight: self.vad_weight,
             sync_weight: self.sync_weight,
+            sync_offset: self.sync_offset,
             ..Default::default()
         }
     }
@@ -630,5 +643,97 @@ impl SpeakerStage {
             self.close(stream, &d, out);
         }
         self.ended = true;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::encode::models::lightasd::tests::synthetic_vb;
+
+    fn stage() -> SpeakerStage {
+        let model = LightAsd::new(synthetic_vb()).unwrap();
+        SpeakerStage::new(model, &SpeakerConfig::default(), true, false)
+    }
+
+    fn tick(segment: u64, tick: u64, logit: f32) -> FaceTick {
+        FaceTick {
+            track: segment * 10,
+            person: Some(segment * 100),
+            segment,
+            tick,
+            logit: Some(logit),
+            sync: None,
+            bbox: [0.1, 0.1, 0.3, 0.4],
+        }
+    }
+
+    #[test]
+    fn hysteresis_makes_one_event_per_stretch_and_names_the_person() {
+        let mut s = stage();
+        // Face 1 speaks ticks 10–49 with a one-tick dip at 30 and again 80–99; face 2 never.
+        for t in 0..120u64 {
+            let speaking = (10..50).contains(&t) && t != 30 || (80..100).contains(&t);
+            s.pending
+                .push(tick(1, t, if speaking { 4.0 } else { -4.0 }));
+            s.pending.push(tick(2, t, -4.0));
+        }
+        let mut out = Vec::new();
+        s.decide("cam", u64::MAX, &[1, 2], &mut out);
+        s.finish("cam", &mut out);
+        let ev: Vec<&Event> = out
+            .iter()
+            .filter(|e| e.kind == EventKind::ActiveSpeaker)
+            .collect();
+        assert_eq!(ev.len(), 2, "{ev:?}");
+        assert!(
+            (ev[0].start - 0.40).abs() < 1e-9 && (ev[0].end - 2.0).abs() < 1e-9,
+            "{:?}",
+            ev[0]
+        );
+        assert!((ev[1].start - 3.2).abs() < 1e-9 && (ev[1].end - 4.0).abs() < 1e-9);
+        assert_eq!(ev[0].objects, vec![100]);
+        assert_eq!(ev[0].evidence.speaker.as_ref().unwrap().face_track, 10);
+        // The speech joins: who spoke in 0.5–1.5 s, and nobody in 2.4–3.0 s.
+        let who = s.speakers_during(0.5, 1.5);
+        assert_eq!(who.len(), 1);
+        assert!(who[0].overlap > 0.9 && who[0].person_track == Some(100));
+        assert!(s.speakers_during(2.4, 3.0).is_empty());
+        assert!(s.settled().is_infinite());
+    }
+
+    #[test]
+    fn speech_events_list_their_speakers_and_speech_sounds_get_the_speaker_as_source() {
+        let mut s = stage();
+        for t in 0..100u64 {
+            s.pending.push(tick(1, t, if t < 50 { 4.0 } else { -4.0 }));
+        }
+        let mut out = Vec::new();
+        s.decide("cam", u64::MAX, &[1], &mut out);
+        s.finish("cam", &mut out);
+        let speech = Event::new(EventKind::Speech, "cam", 0.2, 1.8, 0.9);
+        let mut sound = Event::new(EventKind::Sound, "cam", 0.25, 1.7, 0.8);
+        sound.labels.push(Label {
+            name: "Speech".into(),
+            score: 0.9,
+        });
+        let offscreen = Event::new(EventKind::OffscreenSound, "cam", 0.25, 1.7, 0.6);
+        let got = join::annotate(&s, vec![speech.clone()]);
+        assert_eq!(got[0].objects, vec![100]);
+        assert_eq!(got[0].evidence.speakers.as_ref().unwrap().len(), 1);
+        let got = join::annotate(&s, vec![sound.clone(), offscreen]);
+        assert_eq!(got[1].kind, EventKind::SoundSource);
+        assert_eq!(got[1].objects, vec![100]);
+        assert!(got[1].evidence.speaker.is_some());
+        // A sound that is not speech keeps its association; a late speech nobody spoke
+        // lists no speaker.
+        let mut bell = sound.clone();
+        bell.labels[0].name = "Bell".into();
+        let off = Event::new(EventKind::OffscreenSound, "cam", 0.25, 1.7, 0.6);
+        let got = join::annotate(&s, vec![bell, off]);
+        assert_eq!(got[1].kind, EventKind::OffscreenSound);
+        let late = Event::new(EventKind::Speech, "cam", 2.5, 3.5, 0.9);
+        let got = join::annotate(&s, vec![late]);
+        assert!(got[0].objects.is_empty() && got[0].evidence.speakers.as_ref().unwrap().is_empty());
     }
 }

@@ -1,0 +1,325 @@
+//! Active speaker detection on real talking-head footage (../shared/media/talking) and on
+//! bad input made from it: acceptance numbers from `talking/labels.json`, the joins with
+//! `speech` and `sound_source`, and no invented events where there is no face or no audio.
+//!
+//! Needs BlazeFace + Light-ASD (`avsense models fetch`) and ../shared/media; skips without
+//! them (fails under CI=true).
+
+mod common;
+
+use avsense::eval::speaker::{evaluate, SpeakerLabels, SpeakerReport};
+use avsense::{Event, PipelineConfig};
+use std::path::{Path, PathBuf};
+
+/// The models the active speaker needs, or None (skip) — a failure under CI=true.
+fn models_ready() -> bool {
+    let dir = std::env::var_os("AVSENSE_MODELS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("models/cache"));
+    let need = [
+        "human-models/blazeface.json",
+        "lightasd/pretrain_AVA_CVPR.model",
+        "silero-vad/silero_vad.jit",
+    ];
+    let missing: Vec<_> = need.iter().filter(|p| !dir.join(p).is_file()).collect();
+    if missing.is_empty() {
+        return true;
+    }
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("models missing under CI=true: {missing:?} (run `avsense models fetch`)");
+    }
+    eprintln!("SKIP: models {missing:?} not fetched (run `avsense models fetch`)");
+    false
+}
+
+/// A config for `clip` with the active speaker required.
+fn config(clip: &Path, extra: &str) -> PipelineConfig {
+    let text = format!(
+        "[[source]]\nname = \"input\"\nkind = \"file\"\npath = {:?}\n[speaker]\nmode = \"on\"\n{extra}",
+        clip.display().to_string()
+    );
+    PipelineConfig::parse(&text, Path::new("speaker-test.toml")).expect("config")
+}
+
+fn labels() -> Option<SpeakerLabels> {
+    let p = common::shared_media("talking/labels.json")?;
+    Some(SpeakerLabels::load(&p).expect("labels"))
+}
+
+fn of_kind<'a>(events: &'a [Event], kind: &str) -> Vec<&'a Event> {
+    events
+        .iter()
+        .filter(|e| {
+            serde_json::to_value(e.kind)
+                .ok()
+                .and_then(|v| v.as_str().map(String::from))
+                .as_deref()
+                == Some(kind)
+        })
+        .collect()
+}
+
+fn score(clip: &Path, out: &common::Outcome, labels: &SpeakerLabels) -> SpeakerReport {
+    let media = out.report.streams[0].media_seconds;
+    let r = evaluate(
+        &out.events,
+        labels.for_clip(clip).expect("clip labels"),
+        media,
+    );
+    eprint!("{}:\n{}", clip.display(), r.table());
+    r
+}
+
+#[test]
+fn one_face_speaks_in_the_labelled_intervals_and_not_in_the_pauses() {
+    let (Some(clip), Some(labels)) = (
+        common::shared_media("talking/one_face_speaking.mp4"),
+        labels(),
+    ) else {
+        return;
+    };
+    if !models_ready() {
+        return;
+    }
+    let out = common::run(config(&clip, ""));
+    assert!(
+        out.report.first_error().is_none(),
+        "{:?}",
+        out.report.first_error()
+    );
+    let r = score(&clip, &out, &labels);
+    let face = &r.faces[0];
+    assert!(face.f1 >= 0.85, "frame-level F1 {:.3} < 0.85", face.f1);
+    // The pauses: no active_speaker reaches into a pause's interior (the pause less 0.3 s at
+    // either end: the labels were judged at −40 dB, and the VAD's own speech ends 0.1–0.2 s
+    // after them), and no event spans a pause.
+    let face_labels = &labels.for_clip(&clip).unwrap().faces[0].speaking;
+    let media = out.report.streams[0].media_seconds;
+    let mut pauses: Vec<[f64; 2]> = face_labels.windows(2).map(|w| [w[0][1], w[1][0]]).collect();
+    if let Some(last) = face_labels.last() {
+        pauses.push([last[1], media]);
+    }
+    let speakers = of_kind(&out.events, "active_speaker");
+    for p in &pauses {
+        let (a, b) = (p[0] + 0.3, p[1] - 0.3);
+        for e in &speakers {
+            assert!(
+                e.end <= a || e.start >= b,
+                "active_speaker {:.2}–{:.2} reaches into the pause {:.2}–{:.2}",
+                e.start,
+                e.end,
+                p[0],
+                p[1]
+            );
+        }
+    }
+    // The speech events name the speaking face; the sound_source of speech is the speaker.
+    let speech = of_kind(&out.events, "speech");
+    assert!(!speech.is_empty());
+    for s in &speech {
+        let spk = s
+            .evidence
+            .speakers
+            .as_ref()
+            .expect("speech events list their speakers");
+        assert!(
+            !spk.is_empty() && spk[0].overlap >= 0.3,
+            "speech {:.2}–{:.2}: {spk:?}",
+            s.start,
+            s.end
+        );
+    }
+    let sources: Vec<_> = of_kind(&out.events, "sound_source")
+        .into_iter()
+        .filter(|e| e.evidence.speaker.is_some())
+        .collect();
+    assert!(
+        !sources.is_empty(),
+        "no sound_source decided by the active speaker"
+    );
+    let stats = out.report.streams[0].events.speaker.expect("speaker stats");
+    assert_eq!(stats.failures, 0);
+    assert!(stats.asd.scored_ticks > 100, "{stats:?}");
+}
+
+#[test]
+fn of_two_talking_faces_the_audible_one_is_the_speaker() {
+    let (Some(clip), Some(labels)) = (common::shared_media("talking/two_faces_dev.mp4"), labels())
+    else {
+        return;
+    };
+    if !models_ready() {
+        return;
+    }
+    let out = common::run(config(&clip, ""));
+    assert!(
+        out.report.first_error().is_none(),
+        "{:?}",
+        out.report.first_error()
+    );
+    let r = score(&clip, &out, &labels);
+    let left = r.faces.iter().find(|f| f.position == "left").expect("left");
+    let right = r
+        .faces
+        .iter()
+        .find(|f| f.position == "right")
+        .expect("right");
+    assert!(
+        left.recall >= 0.85,
+        "left face speaker in {:.1} % of the speaking frames",
+        100.0 * left.recall
+    );
+    assert!(
+        right.predicted_fraction <= 0.10,
+        "right face (its audio absent) marked speaking in {:.1} % of frames",
+        100.0 * right.predicted_fraction
+    );
+    // Both faces were tracked and analysed (the right one is not just missed).
+    let stats = out.report.streams[0].events.speaker.expect("speaker stats");
+    assert!(stats.asd.segments >= 2, "{stats:?}");
+}
+
+/// `ffmpeg` for fixtures (the product decodes with GStreamer).
+fn ffmpeg(args: &[&str]) {
+    let out = std::process::Command::new("ffmpeg")
+        .args(["-nostdin", "-v", "error", "-y"])
+        .args(args)
+        .output()
+        .expect("ffmpeg (Debian package ffmpeg) is needed for this test");
+    assert!(
+        out.status.success(),
+        "ffmpeg {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn a_face_leaving_mid_chunk_ends_its_speech_there() {
+    let Some(clip) = common::shared_media("talking/one_face_speaking.mp4") else {
+        return;
+    };
+    if !models_ready() {
+        return;
+    }
+    // From 4.0 s on the picture is black: the face leaves in the middle of the second
+    // speech interval (3.52–4.52 s) and of the back-end chunks holding 4.0 s.
+    let dir = common::scratch("speaker");
+    let cut = dir.join("face_leaves.mp4");
+    ffmpeg(&[
+        "-i",
+        clip.to_str().unwrap(),
+        "-vf",
+        "drawbox=enable='gte(t,4.0)':x=0:y=0:w=iw:h=ih:color=black:t=fill",
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        "-c:a",
+        "copy",
+        cut.to_str().unwrap(),
+    ]);
+    let out = common::run(config(&cut, ""));
+    assert!(
+        out.report.first_error().is_none(),
+        "{:?}",
+        out.report.first_error()
+    );
+    let speakers = of_kind(&out.events, "active_speaker");
+    assert!(!speakers.is_empty(), "the face spoke before it left");
+    for e in &speakers {
+        assert!(
+            e.end <= 4.0 + 0.3,
+            "active_speaker {:.2}–{:.2} after the face left",
+            e.start,
+            e.end
+        );
+    }
+    // The speech it was in the middle of is still reported whole, its speaker listed for
+    // the part the face was in view.
+    let last = of_kind(&out.events, "speech")
+        .into_iter()
+        .find(|s| s.start >= 3.0)
+        .expect("the second speech interval is still reported");
+    assert!(last.end >= 4.4, "{last:?}");
+    let spk = last.evidence.speakers.as_ref().expect("speakers listed");
+    assert!(spk.iter().all(|s| s.overlap < 0.9), "{spk:?}");
+}
+
+#[test]
+fn no_audio_track_means_no_speaker_and_no_panic() {
+    let Some(clip) = common::shared_media("talking/one_face_speaking.mp4") else {
+        return;
+    };
+    if !models_ready() {
+        return;
+    }
+    let dir = common::scratch("speaker");
+    let mute = dir.join("no_audio.mp4");
+    ffmpeg(&[
+        "-i",
+        clip.to_str().unwrap(),
+        "-an",
+        "-c:v",
+        "copy",
+        mute.to_str().unwrap(),
+    ]);
+    let out = common::run(config(&mute, ""));
+    assert!(
+        out.report.first_error().is_none(),
+        "{:?}",
+        out.report.first_error()
+    );
+    assert!(of_kind(&out.events, "active_speaker").is_empty());
+    // Faces were found and cropped; their ticks were unheard.
+    let faces = out.report.streams[0].faces.expect("face counters");
+    assert!(faces.crops > 100, "{faces:?}");
+    let stats = out.report.streams[0].events.speaker.expect("speaker stats");
+    assert_eq!(stats.asd.scored_ticks, 0, "{stats:?}");
+    assert!(stats.asd.unheard_ticks > 100, "{stats:?}");
+}
+
+#[test]
+fn speech_with_no_face_in_view_invents_no_speaker() {
+    let Some(sentence) = common::shared_media("sounds/espeak_sentence.wav") else {
+        return;
+    };
+    if !models_ready() {
+        return;
+    }
+    // A moving test pattern (no face) with real speech.
+    let dir = common::scratch("speaker");
+    let clip = dir.join("no_face.mp4");
+    ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=640x360:rate=25:duration=6",
+        "-i",
+        sentence.to_str().unwrap(),
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        "-pix_fmt",
+        "yuv420p",
+        "-c:a",
+        "aac",
+        "-shortest",
+        clip.to_str().unwrap(),
+    ]);
+    let out = common::run(config(&clip, ""));
+    assert!(
+        out.report.first_error().is_none(),
+        "{:?}",
+        out.report.first_error()
+    );
+    assert!(of_kind(&out.events, "active_speaker").is_empty());
+    let speech = of_kind(&out.events, "speech");
+    assert!(!speech.is_empty(), "the sentence is heard");
+    for s in speech {
+        assert_eq!(s.evidence.speakers.as_deref(), Some(&[][..]), "{s:?}");
+        assert!(s.objects.is_empty());
+    }
+    let faces = out.report.streams[0].faces.expect("face counters");
+    assert_eq!(faces.crops, 0, "{faces:?}");
+}
