@@ -131,6 +131,28 @@ struct SpatialConv {
     /// Zero padding (rows, columns).
     pad: (usize, usize),
     stride: usize,
+    /// On the CPU: the filter as `[KH, KW, CI, CO]` and the bias, for the channels-last
+    /// path ([`ops::conv2d_nhwc_cpu`] with bias and ReLU fused).
+    cpu: Option<(Tensor, Vec<f32>)>,
+}
+
+/// `v + bias[c]`, then ReLU, over whole pixels of `bias.len()` channels.
+fn bias_relu(block: &mut [f32], bias: &[f32]) {
+    for px in block.chunks_exact_mut(bias.len().max(1)) {
+        for (v, b) in px.iter_mut().zip(bias) {
+            *v = (*v + b).max(0.0);
+        }
+    }
+}
+
+/// The channels-last form of an `[CO, CI, KH, KW]` filter and its `[1, CO, 1, 1]` or
+/// `[CO, 1]` bias, when the weights live on the CPU.
+fn cpu_form(w: &Tensor, b: &Tensor) -> candle_core::Result<Option<(Tensor, Vec<f32>)>> {
+    if !matches!(w.device(), Device::Cpu) {
+        return Ok(None);
+    }
+    let tf = w.permute((2, 3, 1, 0))?.contiguous()?;
+    Ok(Some((tf, b.flatten_all()?.to_vec1::<f32>()?)))
 }
 
 impl SpatialConv {
@@ -152,11 +174,25 @@ impl SpatialConv {
             .reshape((co, ci, kernel.0, kernel.1))?;
         let (scale, shift) = batch_norm(&vb.pp(bn), co)?;
         let w = w.broadcast_mul(&scale.reshape((co, 1, 1, 1))?)?;
+        let b = shift.reshape((1, co, 1, 1))?;
         Ok(Self {
+            cpu: cpu_form(&w, &b)?,
             w,
-            b: shift.reshape((1, co, 1, 1))?,
+            b,
             pad,
             stride,
+        })
+    }
+
+    /// Channels-last on the CPU: `[N, H, W, CI]` → ReLU(BN(conv)) `[N, OH, OW, CO]`.
+    fn forward_nhwc(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let Some((w, bias)) = &self.cpu else {
+            candle_core::bail!("light-asd: channels-last path without CPU weights");
+        };
+        let (ph, pw) = self.pad;
+        let s = self.stride;
+        ops::conv2d_nhwc_cpu(x, w, [ph, ph, pw, pw], (s, s), (1, 1), &|blk| {
+            bias_relu(blk, bias)
         })
     }
 
@@ -188,6 +224,8 @@ struct TemporalConv {
     /// `[CO]`.
     b: Tensor,
     pad: usize,
+    /// `[K, CI, CO]` for the channels-last path.
+    w_t: Tensor,
 }
 
 impl TemporalConv {
@@ -201,10 +239,12 @@ impl TemporalConv {
             .broadcast_mul(&scale.reshape((c, 1, 1))?)?
             .permute((2, 0, 1))?
             .contiguous()?;
+        let w_t = w.permute((0, 2, 1))?.contiguous()?;
         Ok(Self {
             w,
             b: shift,
             pad: k / 2,
+            w_t,
         })
     }
 
@@ -221,6 +261,8 @@ struct Pointwise {
     w: Tensor,
     /// `[CO, 1]`.
     b: Tensor,
+    /// On the CPU: `[1, 1, CI, CO]` and the bias, for the channels-last path.
+    cpu: Option<(Tensor, Vec<f32>)>,
 }
 
 impl Pointwise {
@@ -228,10 +270,22 @@ impl Pointwise {
         let c = shape[0];
         let w = vb.pp("last").get(shape, "weight")?.reshape((c, shape[1]))?;
         let (scale, shift) = batch_norm(&vb.pp("bn_last"), c)?;
+        let w = w.broadcast_mul(&scale.reshape((c, 1))?)?;
+        let b = shift.reshape((c, 1))?;
+        let (co, ci) = w.dims2()?;
         Ok(Self {
-            w: w.broadcast_mul(&scale.reshape((c, 1))?)?,
-            b: shift.reshape((c, 1))?,
+            cpu: cpu_form(&w.reshape((co, ci, 1, 1))?, &b)?,
+            w,
+            b,
         })
+    }
+
+    /// Channels-last on the CPU: `[N, H, W, CI]` → `[N, H, W, CO]`.
+    fn forward_nhwc(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let Some((w, bias)) = &self.cpu else {
+            candle_core::bail!("light-asd: channels-last path without CPU weights");
+        };
+        ops::conv2d_nhwc_cpu(x, w, [0; 4], (1, 1), (1, 1), &|blk| bias_relu(blk, bias))
     }
 
     /// `[N, CI, S]` → `[N, CO, S]`.
@@ -296,6 +350,52 @@ impl VisualBlock {
     }
 }
 
+impl VisualBlock {
+    /// Channels-last on the CPU: `[B, T, H, W, CI]` → `[B, T, OH, OW, CO]`.
+    fn forward_nhwc(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let (b, t, h, w, c) = x.dims5()?;
+        let frames = x.reshape((b * t, h, w, c))?;
+        let y3 = self.s3.forward_nhwc(&frames)?;
+        let y5 = self.s5.forward_nhwc(&frames)?;
+        let (_, oh, ow, co) = y3.dims4()?;
+        let (y3, y5) = (
+            y3.reshape((b, t, oh * ow, co))?,
+            y5.reshape((b, t, oh * ow, co))?,
+        );
+        let sum = ops::temporal_conv_sum_nhwc(&[
+            ops::TemporalBranch {
+                x: &y3,
+                w: &self.t3.w_t,
+                bias: &self.t3.b,
+                pad: self.t3.pad,
+            },
+            ops::TemporalBranch {
+                x: &y5,
+                w: &self.t5.w_t,
+                bias: &self.t5.b,
+                pad: self.t5.pad,
+            },
+        ])?;
+        self.last
+            .forward_nhwc(&sum.reshape((b * t, oh, ow, co))?)?
+            .reshape((b, t, oh, ow, co))
+    }
+}
+
+/// The channels-last max pool (3×3, stride 2, padding 1) per frame.
+fn pool_frames_nhwc(x: &Tensor) -> candle_core::Result<Tensor> {
+    let (b, t, h, w, c) = x.dims5()?;
+    let y = ops::max_pool2d_nhwc_cpu(
+        &x.reshape((b * t, h, w, c))?,
+        (3, 3),
+        (2, 2),
+        [1, 1, 1, 1],
+        f32::NEG_INFINITY,
+    )?;
+    let (_, oh, ow, _) = y.dims4()?;
+    y.reshape((b, t, oh, ow, c))
+}
+
 /// 3×3 max pool, stride 2, padding 1, per frame: `[B, T, C, H, W]` → `[B, T, C, ⌈H/2⌉, ⌈W/2⌉]`.
 /// The input follows a ReLU (≥ 0), so zero padding equals PyTorch's −∞ padding.
 fn pool_frames(x: &Tensor) -> candle_core::Result<Tensor> {
@@ -335,7 +435,18 @@ impl Module for VisualEncoder {
             candle_core::bail!("visual encoder: crops {h}×{w}, expected {CROP}×{CROP}");
         }
         let x = ((crops.to_dtype(DType::F32)? / 255.0)? - MEAN)? / STD;
-        let x = x?.reshape((b, t, 1, h, w))?;
+        let x = x?;
+        // On the CPU the frames stay channels-last throughout (no transposes; bias, ReLU and
+        // the branch sums fused into the convolutions).
+        if matches!(x.device(), Device::Cpu) && self.block1.s3.cpu.is_some() {
+            let x = x.reshape((b, t, h, w, 1))?;
+            let x = pool_frames_nhwc(&self.block1.forward_nhwc(&x)?)?;
+            let x = pool_frames_nhwc(&self.block2.forward_nhwc(&x)?)?;
+            let x = self.block3.forward_nhwc(&x)?;
+            let (_, _, oh, ow, c) = x.dims5()?;
+            return x.reshape((b, t, oh * ow, c))?.max(2);
+        }
+        let x = x.reshape((b, t, 1, h, w))?;
         let x = pool_frames(&self.block1.forward(&x)?)?;
         let x = pool_frames(&self.block2.forward(&x)?)?;
         let x = self.block3.forward(&x)?;

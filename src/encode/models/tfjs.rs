@@ -20,27 +20,34 @@
 //!
 //! Values keep exactly the logical shape TensorFlow gives them (NHWC where the graph says
 //! NHWC, NCHW where an ONNX-converted graph transposes to NCHW), so every op implements
-//! TF's semantics on TF's axes and nothing in the executor re-interprets axes. candle's
-//! convolution wants NCHW, and `Tensor::permute` is a zero-copy strided view, so a
-//! `Conv2D` on NHWC permutes its input view to NCHW, convolves (candle's CPU conv reads any
-//! strides; its tiled im2col actually gathers NHWC internally), adds the bias and
-//! activation on the contiguous NCHW result, and returns the NHWC *view* of it. In an
-//! ONNX-converted graph such as NanoDet's, which wraps every conv in NCHW→NHWC and
-//! NHWC→NCHW `Transpose`s, the view permutations compose back to the contiguous NCHW buffer,
-//! so those transposes cost nothing. Converting the whole graph to NCHW instead would mean
-//! rewriting every axis attribute (concat, split, mean, pad, reshape, strided slice) and
-//! could silently go wrong on reshapes; the view approach is correct by construction.
-//! (Making conv outputs physically NHWC instead, so that an NHWC graph's element-wise ops
-//! read contiguous data, measured slower on all three models: the extra transposing pass
-//! costs more than the strided reads it saves.)
+//! TF's semantics on TF's axes and nothing in the executor re-interprets axes. Their
+//! *memory* order is free: `Tensor::permute` is a zero-copy strided view, so a `Transpose`
+//! costs nothing, and each op reads its input in whatever order it lies in. Converting the
+//! whole graph to NCHW instead would mean rewriting every axis attribute (concat, split,
+//! mean, pad, reshape, strided slice) and could silently go wrong on reshapes; the view
+//! approach is correct by construction.
 //!
-//! Two things keep the strided views cheap. The ONNX→TF converter writes every conv layer
-//! as `Conv2D → Add(bias) → Transpose → LeakyRelu`; at load such chains are folded into the
-//! conv's epilogue (bias and activation in one pass over the contiguous NCHW result, in
-//! TF.js's order and precision), instead of two element-wise ops on a strided view (which
-//! cost a third as much as the convolutions). And depthwise convolutions go to
-//! [`crate::encode::ops::depthwise_conv2d`] in whichever layout (NCHW or NHWC) the data
-//! already has in memory, so the input is never transposed.
+//! On the CPU the data stays in TF's channels-last order end to end. A regular conv on
+//! an NHWC graph runs [`crate::encode::ops::conv2d_nhwc_cpu`]: TF's filter read in place,
+//! one gemm per block of output pixels writing NHWC rows directly, bias and activation
+//! applied to each block while in cache. So in BlazeFace the residual adds, the depthwise
+//! convs (the direct NHWC kernel of [`crate::encode::ops::depthwise_conv2d`]) and the max
+//! pools after a conv all read contiguous NHWC data, and in NanoDet, whose ONNX→TF
+//! converter wraps every conv in NCHW→NHWC and NHWC→NCHW `Transpose`s, the next conv's
+//! input is again the contiguous NHWC buffer seen through two views. (Returning the
+//! NCHW-contiguous `conv2d_cpu` result instead, as this executor first did, left every
+//! element-wise op of BlazeFace mixing two memory orders on candle's slow strided path:
+//! 9 ms of 40 for the residual adds alone.) Where an op still meets a permuted view it
+//! works in the view's memory order rather than candle's logical one: element-wise binary
+//! ops on operands of one shape and order ([`crate::encode::ops::zip_map_f32`]), unary
+//! activations, channel concatenations and max pools (which also take NCHW views).
+//!
+//! At load, chains are folded so that no pass over memory is spent on them: the
+//! converter's `Conv2D → Add(bias) → Transpose → LeakyRelu` into the conv's epilogue (in
+//! TF.js's order and precision); `Add → Relu` into one pass (BlazeFace's residual blocks);
+//! a spatial `Pad` (→ `Transpose`) before a VALID conv or max pool into that op's padding
+//! (NanoDet pads every 3×3 conv's input so). On other devices the same graph runs on
+//! candle's NCHW convolution with the same views and folds.
 //!
 //! ## Why an executor rather than hand-written model structs
 //!
@@ -507,6 +514,13 @@ pub struct TfjsGraph {
     passthrough: HashSet<usize>,
     /// Nodes inside a fused chain, whose own values no longer exist (cannot be fetched).
     fused_inner: HashSet<usize>,
+    /// `Add`s that also apply the activation after them (see `fuse_add_activation`).
+    add_acts: HashMap<usize, Act>,
+    /// Zero padding `[top, bottom, left, right]` a conv applies itself, taken over from
+    /// the `Pad` before it (see `fuse_pads`).
+    conv_pads: HashMap<usize, [usize; 4]>,
+    /// The same for a `MaxPool`, with the `Pad`'s constant (see `fuse_pads`).
+    pool_pads: HashMap<usize, ([usize; 4], f32)>,
     placeholders: Vec<TensorSpec>,
     signature_inputs: Vec<TensorSpec>,
     signature_outputs: Vec<TensorSpec>,
@@ -674,6 +688,9 @@ impl TfjsGraph {
             epilogues: HashMap::new(),
             passthrough: HashSet::new(),
             fused_inner: HashSet::new(),
+            add_acts: HashMap::new(),
+            conv_pads: HashMap::new(),
+            pool_pads: HashMap::new(),
             placeholders,
             signature_inputs,
             signature_outputs,
@@ -753,12 +770,15 @@ impl TfjsGraph {
             graph.kernels.insert(i, prepared);
         }
         graph.fuse(&users);
+        graph.fuse_add_activation(&users);
+        graph.fuse_pads(&users);
         Ok(graph)
     }
 
     /// Folds `Conv2D → Add(const bias[C]) [→ Transpose] → Relu|Relu6|LeakyRelu|Sigmoid`
     /// chains (each link the only user of the previous) into the conv's epilogue, which
-    /// runs on the contiguous NCHW result in one pass. The ONNX→TF converter emits exactly
+    /// runs in one pass over the result (over each block of output rows, on the CPU's NHWC
+    /// path). The ONNX→TF converter emits exactly
     /// this for every conv layer; unfused, the bias add and the activation each run on a
     /// strided NHWC view, which costs as much as a third of the convolutions. The
     /// activation commutes with the transpose, so the chain's output is unchanged.
@@ -834,6 +854,151 @@ impl TfjsGraph {
             self.passthrough.extend(pass);
             self.fused_inner.extend(inner);
         }
+    }
+
+    /// Folds `Add|AddV2 → Relu|Relu6` (the activation the add's only user) into the add,
+    /// when neither operand is a constant: BlazeFace's residual blocks end this way 31
+    /// times. The add then computes `act(a + b)` in the same pass (on the CPU, for two
+    /// contiguous operands of one shape, one read of each and one write), instead of
+    /// writing the sum and reading it back for the activation.
+    fn fuse_add_activation(&mut self, users: &[Vec<usize>]) {
+        for (add, add_users) in users.iter().enumerate() {
+            let node = &self.nodes[add];
+            if !matches!(node.op.as_str(), "Add" | "AddV2")
+                || node.inputs.len() != 2
+                || self.consts[add].is_some()
+                || self.passthrough.contains(&add)
+                || self.fused_inner.contains(&add)
+                || node.inputs.iter().any(|&(s, _)| self.consts[s].is_some())
+            {
+                continue;
+            }
+            let [act_node] = add_users[..] else {
+                continue;
+            };
+            let act = match self.nodes[act_node].op.as_str() {
+                "Relu" => Act::Relu,
+                "Relu6" => Act::Relu6,
+                _ => continue,
+            };
+            if self.nodes[act_node].inputs[..] != [(add, 0)] {
+                continue;
+            }
+            self.add_acts.insert(add, act);
+            self.passthrough.insert(act_node);
+            self.fused_inner.insert(add);
+        }
+    }
+
+    /// Folds a spatial `Pad` (constant paddings) into the VALID convolution (zero pad) or
+    /// max pool (any constant) it feeds, directly on NHWC or through a `Transpose` NCHW →
+    /// NHWC, each link the only user of the previous. NanoDet's ONNX→TF graph pads every
+    /// 3×3 conv's input this way (28 times) and its max pool's with a `PadV2`; the padded
+    /// copies (in NCHW, before the transpose) cost ≈ 10 % of the run, while the convs and
+    /// the pool pad for free while gathering their input.
+    fn fuse_pads(&mut self, users: &[Vec<usize>]) {
+        for conv in 0..self.nodes.len() {
+            let node = &self.nodes[conv];
+            let pool = node.op == "MaxPool";
+            if !(pool
+                || matches!(
+                    node.op.as_str(),
+                    "Conv2D"
+                        | "_FusedConv2D"
+                        | "DepthwiseConv2dNative"
+                        | "FusedDepthwiseConv2dNative"
+                ))
+                || self.attr_s(conv, "data_format").as_deref() == Some("NCHW")
+                || self.attr_s(conv, "padding").as_deref() != Some("VALID")
+                || self.consts[conv].is_some()
+            {
+                continue;
+            }
+            let Some(&(src, 0)) = node.inputs.first() else {
+                continue;
+            };
+            let only_user = |i: usize, u: usize| users[i][..] == [u];
+            // Optional Transpose with permutation [0, 2, 3, 1]; then the spatial axes of
+            // the padding are 2 and 3, else 1 and 2.
+            let (pad_node, transpose, axes) = if self.nodes[src].op == "Transpose" {
+                let perm = self.nodes[src]
+                    .inputs
+                    .get(1)
+                    .and_then(|&(q, k)| self.consts[q].as_ref().and_then(|v| v.get(k)))
+                    .and_then(|v| ints(v).ok());
+                match (perm.as_deref(), self.nodes[src].inputs.first()) {
+                    (Some([0, 2, 3, 1]), Some(&(p, 0))) if only_user(src, conv) => {
+                        (p, Some(src), (2, 3))
+                    }
+                    _ => continue,
+                }
+            } else {
+                (src, None, (1, 2))
+            };
+            let pnode = &self.nodes[pad_node];
+            if !matches!(pnode.op.as_str(), "Pad" | "PadV2")
+                || self.consts[pad_node].is_some()
+                || !only_user(pad_node, transpose.unwrap_or(conv))
+            {
+                continue;
+            }
+            let konst = |k: usize| {
+                pnode
+                    .inputs
+                    .get(k)
+                    .and_then(|&(q, j)| self.consts[q].as_ref().and_then(|v| v.get(j)))
+            };
+            let value = if pnode.op == "PadV2" {
+                match konst(2).map(scalar_f32) {
+                    Some(Ok(v)) if pool || v == 0.0 => v,
+                    _ => continue,
+                }
+            } else {
+                0.0
+            };
+            let Some(Ok(p)) = konst(1).map(ints) else {
+                continue;
+            };
+            if p.len() != 8 || p.iter().any(|&v| v < 0) {
+                continue;
+            }
+            let other = (0..4).filter(|&d| d != axes.0 && d != axes.1);
+            if other.clone().any(|d| p[2 * d] != 0 || p[2 * d + 1] != 0) {
+                continue;
+            }
+            let (a, b) = (2 * axes.0, 2 * axes.1);
+            let pads = [p[a], p[a + 1], p[b], p[b + 1]].map(|v| v as usize);
+            if pool {
+                self.pool_pads.insert(conv, (pads, value));
+            } else {
+                self.conv_pads.insert(conv, pads);
+            }
+            self.passthrough.insert(pad_node);
+            self.fused_inner.insert(pad_node);
+            self.fused_inner.extend(transpose);
+        }
+    }
+
+    /// A conv node's zero padding `[top, bottom, left, right]` on an (h, w) input: its own
+    /// (`padding`), plus what `fuse_pads` folded in.
+    #[allow(clippy::too_many_arguments)]
+    fn conv_padding(
+        &self,
+        i: usize,
+        h: usize,
+        w: usize,
+        k: (usize, usize),
+        s: (usize, usize),
+        d: (usize, usize),
+        nchw: bool,
+    ) -> OpResult<[usize; 4]> {
+        let mut pad = self.padding(i, h, w, k, s, d, nchw)?;
+        if let Some(extra) = self.conv_pads.get(&i) {
+            for (p, e) in pad.iter_mut().zip(extra) {
+                *p += e;
+            }
+        }
+        Ok(pad)
     }
 
     /// The model.json this was loaded from.
@@ -1187,30 +1352,59 @@ impl TfjsGraph {
                 };
                 one(Val::F(x.broadcast_add(&b)?))
             }
+            "Add" | "AddV2" if self.add_acts.contains_key(&i) => {
+                arity(2)?;
+                let (a, b) = (float(ins[0], &self.device)?, float(ins[1], &self.device)?);
+                let act = self.add_acts.get(&i).unwrap_or(&Act::None);
+                let fused = match act {
+                    Act::Relu => crate::encode::ops::zip_map_f32(&a, &b, |x, y| (x + y).max(0.0))?,
+                    Act::Relu6 => {
+                        crate::encode::ops::zip_map_f32(&a, &b, |x, y| (x + y).clamp(0.0, 6.0))?
+                    }
+                    _ => None,
+                };
+                if let Some(t) = fused {
+                    return one(Val::F(t));
+                }
+                let s = a.broadcast_add(&b)?;
+                one(Val::F(match act {
+                    Act::Relu => s.relu()?,
+                    Act::Relu6 => s.clamp(0f32, 6f32)?,
+                    _ => s,
+                }))
+            }
             "Add" | "AddV2" | "Sub" | "Mul" | "RealDiv" | "Maximum" | "Minimum" | "FloorDiv"
             | "FloorMod" => {
                 arity(2)?;
                 self.binary(op, ins[0], ins[1]).map(|v| vec![v])
             }
-            "Relu" => one(Val::F(float(first(ins)?, &self.device)?.relu()?)),
-            "Relu6" => one(Val::F(float(first(ins)?, &self.device)?.clamp(0f32, 6f32)?)),
+            "Relu" => one(Val::F(in_memory_order(
+                &float(first(ins)?, &self.device)?,
+                |x| x.relu(),
+            )?)),
+            "Relu6" => one(Val::F(in_memory_order(
+                &float(first(ins)?, &self.device)?,
+                |x| x.clamp(0f32, 6f32),
+            )?)),
             "LeakyRelu" => {
                 let alpha = self.attr_f(i, "alpha").unwrap_or(0.2);
                 let x = float(first(ins)?, &self.device)?;
                 if matches!(self.device, Device::Cpu) {
-                    // TF.js: `x < 0 ? alpha · x : x`, alpha a JS double.
-                    let mut v = x.flatten_all()?.to_vec1::<f32>()?;
-                    v.iter_mut()
-                        .filter(|x| **x < 0.0)
-                        .for_each(|x| *x = (alpha * f64::from(*x)) as f32);
-                    return one(Val::F(Tensor::from_vec(v, x.dims(), &self.device)?));
+                    return one(Val::F(in_memory_order(&x, |x| {
+                        // TF.js: `x < 0 ? alpha · x : x`, alpha a JS double.
+                        let mut v = x.flatten_all()?.to_vec1::<f32>()?;
+                        v.iter_mut()
+                            .filter(|x| **x < 0.0)
+                            .for_each(|x| *x = (alpha * f64::from(*x)) as f32);
+                        Tensor::from_vec(v, x.dims(), x.device())
+                    })?));
                 }
                 one(Val::F(leaky_relu(&x, alpha as f32)?))
             }
-            "Sigmoid" => one(Val::F(candle_nn::ops::sigmoid(&float(
-                first(ins)?,
-                &self.device,
-            )?)?)),
+            "Sigmoid" => one(Val::F(in_memory_order(
+                &float(first(ins)?, &self.device)?,
+                candle_nn::ops::sigmoid,
+            )?)),
             "ResizeBilinear" => {
                 arity(2)?;
                 let x = float(ins[0], &self.device)?;
@@ -1242,7 +1436,7 @@ impl TfjsGraph {
                     .map(|p| float(p, &self.device))
                     .collect::<OpResult<_>>()?;
                 let axis = norm_axis(axis, ts[0].rank())?;
-                one(Val::F(Tensor::cat(&ts, axis)?))
+                one(Val::F(cat_in_memory_order(&ts, axis)?))
             }
             "Pad" | "PadV2" => {
                 arity(2)?;
@@ -1454,6 +1648,19 @@ impl TfjsGraph {
         }
         let x = float(a, &self.device)?;
         let y = float(b, &self.device)?;
+        // Same shape, same memory order (NHWC buffers seen as NCHW): one pass over memory.
+        let same: Option<fn(f32, f32) -> f32> = match op {
+            "Add" | "AddV2" => Some(|p, q| p + q),
+            "Sub" => Some(|p, q| p - q),
+            "Mul" => Some(|p, q| p * q),
+            "RealDiv" => Some(|p, q| p / q),
+            _ => None,
+        };
+        if let Some(f) = same {
+            if let Some(r) = crate::encode::ops::zip_map_f32(&x, &y, f)? {
+                return Ok(Val::F(r));
+            }
+        }
         let r = match op {
             "Add" | "AddV2" => x.broadcast_add(&y)?,
             "Sub" => x.broadcast_sub(&y)?,
@@ -1550,6 +1757,22 @@ impl TfjsGraph {
                 x.dims()
             ));
         }
+        // Physically NHWC input of a regular conv on the CPU: convolve in that order.
+        if let Val::F(w_tf) = ins[1] {
+            let fits = !depthwise
+                && !nchw
+                && matches!(self.device, Device::Cpu)
+                && x.dtype() == DType::F32
+                && w_tf.rank() == 4
+                && w_tf.dims()[2] == x.dims()[3]
+                && w_tf.dims()[..2] == kernel.dims()[2..];
+            if fits {
+                let (_, h, w, _) = x.dims4()?;
+                let (kh, kw) = (w_tf.dims()[0], w_tf.dims()[1]);
+                let pad = self.conv_padding(i, h, w, (kh, kw), (sh, sw), (dh, dw), nchw)?;
+                return self.conv_nhwc(i, ins, &x, w_tf, pad, (sh, sw), (dh, dw));
+            }
+        }
         // candle wants NCHW: a view for NHWC input.
         let xc = if nchw { x } else { x.permute((0, 3, 1, 2))? };
         let (_, c, h, w) = xc.dims4()?;
@@ -1562,7 +1785,7 @@ impl TfjsGraph {
                 kernel.dims()[1]
             ));
         }
-        let pad = self.padding(i, h, w, (kh, kw), (sh, sw), (dh, dw), nchw)?;
+        let pad = self.conv_padding(i, h, w, (kh, kw), (sh, sw), (dh, dw), nchw)?;
         let mut y = if depthwise {
             if kernel.dims()[0] % c.max(1) != 0 || kernel.dims()[1] != 1 {
                 return msg(format!(
@@ -1595,63 +1818,120 @@ impl TfjsGraph {
                 xc.contiguous()?.conv2d(&kernel, p, sh, dh, 1)?
             }
         };
-        // Bias and activation, on the contiguous NCHW result: from a fused op's attributes,
-        // or from the nodes `fuse` folded in.
-        if op.starts_with('_') || op.starts_with("Fused") {
-            let fused: Vec<String> = self
-                .attr_strs(i, "fused_ops")
-                .iter()
-                .map(|s| s.to_ascii_lowercase())
-                .collect();
-            let mut next = 2;
-            let mut ops = fused.iter().map(String::as_str).peekable();
-            let mut bias = None;
-            if ops.peek() == Some(&"biasadd") {
-                ops.next();
-                let b = float(
-                    ins.get(next)
-                        .ok_or(OpError::Msg("BiasAdd without a bias input".into()))?,
-                    &self.device,
-                )?;
-                next += 1;
-                let host = if matches!(self.device, Device::Cpu) {
-                    b.flatten_all()?.to_vec1::<f32>()?
-                } else {
-                    Vec::new()
-                };
-                bias = Some((b, host));
-            } else if ops.peek() == Some(&"fusedbatchnorm") {
-                return msg("fused batch norm is not supported");
-            }
-            let mut acts: Vec<Act> = Vec::new();
-            for op in ops {
-                acts.push(match op {
-                    "relu" => Act::Relu,
-                    "relu6" => Act::Relu6,
-                    "sigmoid" => Act::Sigmoid,
-                    "leakyrelu" => Act::Leaky(self.attr_f(i, "leakyrelu_alpha").unwrap_or(0.2)),
-                    "elu" => Act::Elu,
-                    "prelu" => {
-                        let a = float(
-                            ins.get(next)
-                                .ok_or(OpError::Msg("Prelu without alpha".into()))?,
-                            &self.device,
-                        )?;
-                        next += 1;
-                        Act::Prelu(a)
-                    }
-                    other => return msg(format!("fused op `{other}` is not supported")),
-                });
-            }
-            let mut acts = acts.into_iter();
+        // Bias and activation, on the result (any memory order; see `apply_epilogue`).
+        let (bias, acts) = self.conv_epilogue(i, ins)?;
+        let work = bias.is_some() || acts.iter().any(|a| !matches!(a, Act::None));
+        let mut acts = acts.into_iter();
+        if work {
             y = apply_epilogue(&y, bias.as_ref(), &acts.next().unwrap_or(Act::None))?;
-            for act in acts {
-                y = apply_epilogue(&y, None, &act)?;
-            }
-        } else if let Some(ep) = self.epilogues.get(&i) {
-            y = apply_epilogue(&y, ep.bias.as_ref(), &ep.act)?;
+        }
+        for act in acts {
+            y = apply_epilogue(&y, None, &act)?;
         }
         Ok(if nchw { y } else { y.permute((0, 2, 3, 1))? })
+    }
+
+    /// A conv node's bias and activations: from a fused op's attributes (`fused_ops`, the
+    /// extra inputs after the filter), or from the nodes `fuse` folded in; none otherwise.
+    fn conv_epilogue(&self, i: usize, ins: &[&Val]) -> OpResult<ConvEpilogue> {
+        let op = self.nodes[i].op.as_str();
+        if !(op.starts_with('_') || op.starts_with("Fused")) {
+            return Ok(match self.epilogues.get(&i) {
+                Some(ep) => (ep.bias.clone(), vec![ep.act.clone()]),
+                None => (None, Vec::new()),
+            });
+        }
+        let fused: Vec<String> = self
+            .attr_strs(i, "fused_ops")
+            .iter()
+            .map(|s| s.to_ascii_lowercase())
+            .collect();
+        let mut next = 2;
+        let mut ops = fused.iter().map(String::as_str).peekable();
+        let mut bias = None;
+        if ops.peek() == Some(&"biasadd") {
+            ops.next();
+            let b = float(
+                ins.get(next)
+                    .ok_or(OpError::Msg("BiasAdd without a bias input".into()))?,
+                &self.device,
+            )?;
+            next += 1;
+            let host = if matches!(self.device, Device::Cpu) {
+                b.flatten_all()?.to_vec1::<f32>()?
+            } else {
+                Vec::new()
+            };
+            bias = Some((b, host));
+        } else if ops.peek() == Some(&"fusedbatchnorm") {
+            return msg("fused batch norm is not supported");
+        }
+        let mut acts: Vec<Act> = Vec::new();
+        for op in ops {
+            acts.push(match op {
+                "relu" => Act::Relu,
+                "relu6" => Act::Relu6,
+                "sigmoid" => Act::Sigmoid,
+                "leakyrelu" => Act::Leaky(self.attr_f(i, "leakyrelu_alpha").unwrap_or(0.2)),
+                "elu" => Act::Elu,
+                "prelu" => {
+                    let a = float(
+                        ins.get(next)
+                            .ok_or(OpError::Msg("Prelu without alpha".into()))?,
+                        &self.device,
+                    )?;
+                    next += 1;
+                    Act::Prelu(a)
+                }
+                other => return msg(format!("fused op `{other}` is not supported")),
+            });
+        }
+        Ok((bias, acts))
+    }
+
+    /// A regular convolution of a physically NHWC input (contiguous in TF's order) on the
+    /// CPU: [`crate::encode::ops::conv2d_nhwc_cpu`] with TF's filter as stored, and the
+    /// bias and a host activation applied to each block of output rows while it is in
+    /// cache. The result is contiguous NHWC, so the element-wise ops, depthwise convs and
+    /// pools after it read plain contiguous data.
+    #[allow(clippy::too_many_arguments)]
+    fn conv_nhwc(
+        &self,
+        i: usize,
+        ins: &[&Val],
+        x: &Tensor,
+        w_tf: &Tensor,
+        pad: [usize; 4],
+        stride: (usize, usize),
+        dilation: (usize, usize),
+    ) -> OpResult<Tensor> {
+        use crate::encode::ops::conv2d_nhwc_cpu;
+        let co = w_tf.dims().get(3).copied().unwrap_or(0);
+        let (bias, acts) = self.conv_epilogue(i, ins)?;
+        let bias_host = match &bias {
+            Some((_, h)) if h.len() == co => Some(h.as_slice()),
+            Some(_) => None,
+            None => Some(&[][..]),
+        };
+        let one_host_act = match acts.as_slice() {
+            [] => Some(&Act::None),
+            [a] if !matches!(a, Act::Prelu(_) | Act::Elu) => Some(a),
+            _ => None,
+        };
+        if let (Some(b), Some(act)) = (bias_host, one_host_act) {
+            let ep = |rows: &mut [f32]| epilogue_rows(rows, b, act);
+            return Ok(conv2d_nhwc_cpu(x, w_tf, pad, stride, dilation, &ep)?);
+        }
+        // Device-side activations (or a bias of an odd size): the generic epilogue on the
+        // NCHW view of the NHWC result.
+        let mut y =
+            conv2d_nhwc_cpu(x, w_tf, pad, stride, dilation, &|_| {})?.permute((0, 3, 1, 2))?;
+        let mut acts = acts.into_iter();
+        y = apply_epilogue(&y, bias.as_ref(), &acts.next().unwrap_or(Act::None))?;
+        for act in acts {
+            y = apply_epilogue(&y, None, &act)?;
+        }
+        Ok(y.permute((0, 2, 3, 1))?)
     }
 
     fn pool(&self, i: usize, x: Tensor, max: bool) -> OpResult<Tensor> {
@@ -1660,15 +1940,37 @@ impl TfjsGraph {
         if x.rank() != 4 {
             return msg(format!("input of rank {}, expected 4", x.rank()));
         }
-        let xc = if nchw { x } else { x.permute((0, 3, 1, 2))? };
+        let xc = if nchw {
+            x.clone()
+        } else {
+            x.permute((0, 3, 1, 2))?
+        };
         let (_, _, h, w) = xc.dims4()?;
-        let pad = self.padding(i, h, w, (kh, kw), (sh, sw), (1, 1), nchw)?;
+        // Own padding (SAME: takes no part, −∞), or the `Pad` folded in with its constant.
+        let (pad, value) = match self.pool_pads.get(&i) {
+            Some(&(p, v)) if max => (p, v),
+            _ => (
+                self.padding(i, h, w, (kh, kw), (sh, sw), (1, 1), nchw)?,
+                f32::NEG_INFINITY,
+            ),
+        };
+        if max && !nchw && matches!(self.device, Device::Cpu) && x.dtype() == DType::F32 {
+            // NHWC, or an NHWC view of NCHW data: pooled in its memory order, padding
+            // included, with no padded copy.
+            return Ok(crate::encode::ops::max_pool2d_nhwc_cpu(
+                &x,
+                (kh, kw),
+                (sh, sw),
+                pad,
+                value,
+            )?);
+        }
         let y = if max {
             let xc = if pad.iter().any(|&p| p > 0) {
                 pad_const(
                     &xc,
                     &[(0, 0), (0, 0), (pad[0], pad[1]), (pad[2], pad[3])],
-                    f32::NEG_INFINITY,
+                    value,
                 )?
             } else {
                 xc
@@ -1862,8 +2164,8 @@ fn prepare_filter(f: &Tensor, depthwise: bool) -> OpResult<Tensor> {
 
 /// Depthwise 2-D convolution of `xn`, a logical-NCHW view of any physical layout, with
 /// [`crate::encode::ops::depthwise_conv2d`] (a direct kernel on the CPU; candle's grouped
-/// conv elsewhere). When the data is physically NHWC (the output of an element-wise op in
-/// an NHWC graph) it runs the kernel's NHWC form with TF's filter `[kh, kw, C, M]`, so the
+/// conv elsewhere). When the data is physically NHWC (on the CPU, every conv, add and
+/// pool output of an NHWC graph) it runs the kernel's NHWC form with TF's filter `[kh, kw, C, M]`, so the
 /// input is never transposed; otherwise the NCHW form with the `[C·M, 1, kh, kw]` filter.
 /// Returns logical NCHW (a view when computed in NHWC). Bias and activation are left to
 /// the epilogue, which adds them after the sum as TF.js does.
@@ -1907,7 +2209,11 @@ struct Epilogue {
     act: Act,
 }
 
+/// A conv's bias (device tensor and host copy) and its activations, in order.
+type ConvEpilogue = (Option<(Tensor, Vec<f32>)>, Vec<Act>);
+
 /// Activations a conv epilogue applies.
+#[derive(Clone)]
 enum Act {
     None,
     Relu,
@@ -1930,22 +2236,7 @@ fn apply_epilogue(
         && !matches!(act, Act::Prelu(_) | Act::Elu)
         && bias.map_or(true, |b| b.1.len() == c);
     if host_ok {
-        let f = |x: f32, b: f32| -> f32 {
-            let t = x + b;
-            match act {
-                Act::Relu => t.max(0.0),
-                Act::Relu6 => t.clamp(0.0, 6.0),
-                Act::Leaky(a) => {
-                    if t < 0.0 {
-                        (a * f64::from(t)) as f32
-                    } else {
-                        t
-                    }
-                }
-                Act::Sigmoid => (1.0 / (1.0 + (-f64::from(t)).exp())) as f32,
-                Act::None | Act::Elu | Act::Prelu(_) => t,
-            }
-        };
+        let f = |x: f32, b: f32| -> f32 { host_act(act, x + b) };
         let bias_of = |k: usize| bias.map_or(0.0, |b| b.1[k]);
         let nhwc = y.permute((0, 2, 3, 1))?;
         if !y.is_contiguous() && nhwc.is_contiguous() {
@@ -1984,6 +2275,47 @@ fn apply_epilogue(
     }
 }
 
+/// A host activation on one value (TF.js's arithmetic; Elu/Prelu are device-side only and
+/// pass the value through here).
+#[inline(always)]
+fn host_act(act: &Act, t: f32) -> f32 {
+    match act {
+        Act::Relu => t.max(0.0),
+        Act::Relu6 => t.clamp(0.0, 6.0),
+        Act::Leaky(a) => {
+            if t < 0.0 {
+                (a * f64::from(t)) as f32
+            } else {
+                t
+            }
+        }
+        Act::Sigmoid => (1.0 / (1.0 + (-f64::from(t)).exp())) as f32,
+        Act::None | Act::Elu | Act::Prelu(_) => t,
+    }
+}
+
+/// `act(x + bias[c])` in place on `[n, C]` rows of NHWC values (`bias` empty: 0), the
+/// activation chosen once outside the loop so that each case is a plain vectorisable loop.
+fn epilogue_rows(rows: &mut [f32], bias: &[f32], act: &Act) {
+    fn each(rows: &mut [f32], bias: &[f32], f: impl Fn(f32) -> f32) {
+        if bias.is_empty() {
+            rows.iter_mut().for_each(|v| *v = f(*v + 0.0));
+            return;
+        }
+        for px in rows.chunks_exact_mut(bias.len()) {
+            for (v, &b) in px.iter_mut().zip(bias) {
+                *v = f(*v + b);
+            }
+        }
+    }
+    match act {
+        Act::None | Act::Elu | Act::Prelu(_) => each(rows, bias, |t| t),
+        Act::Relu => each(rows, bias, |t| t.max(0.0)),
+        Act::Relu6 => each(rows, bias, |t| t.clamp(0.0, 6.0)),
+        other => each(rows, bias, |t| host_act(other, t)),
+    }
+}
+
 fn leaky_relu(x: &Tensor, alpha: f32) -> candle_core::Result<Tensor> {
     let scaled = x.affine(f64::from(alpha), 0.0)?;
     if (0.0..=1.0).contains(&alpha) {
@@ -1991,6 +2323,48 @@ fn leaky_relu(x: &Tensor, alpha: f32) -> candle_core::Result<Tensor> {
     } else {
         x.ge(0f32)?.where_cond(x, &scaled)
     }
+}
+
+/// An element-wise `f` applied to `x` seen in its memory order (axes sorted by stride),
+/// the result returned in `x`'s logical order again (so in the same memory order). candle
+/// runs unary ops on contiguous runs of the *logical* innermost axes, so on the NCHW view
+/// of an NHWC buffer (or a channel slice of one) it would step one element at a time and
+/// return a transposed copy.
+fn in_memory_order(
+    x: &Tensor,
+    f: impl FnOnce(&Tensor) -> candle_core::Result<Tensor>,
+) -> candle_core::Result<Tensor> {
+    let stride = x.stride();
+    let mut p: Vec<usize> = (0..x.rank()).collect();
+    p.sort_by_key(|&d| std::cmp::Reverse(stride[d]));
+    if x.is_contiguous() || p.iter().enumerate().all(|(i, &d)| i == d) {
+        return f(x);
+    }
+    f(&x.permute(p.clone())?)?.permute(crate::encode::ops::inverse_permutation(&p))
+}
+
+/// `Tensor::cat` along `axis`, done in the parts' memory order when they all share a
+/// permuted one (the NCHW views of NHWC conv outputs that an ONNX-converted graph
+/// concatenates on channels): then the result keeps that order and the copy is one run
+/// per row, where candle's `cat` would gather the views element by element into a
+/// contiguous NCHW result that the next convolution has to transpose back.
+fn cat_in_memory_order(ts: &[Tensor], axis: usize) -> candle_core::Result<Tensor> {
+    use crate::encode::ops::{dense_order, inverse_permutation};
+    let order = ts
+        .first()
+        .filter(|t| !t.is_contiguous() && matches!(t.device(), Device::Cpu))
+        .and_then(dense_order);
+    if let Some(p) = order {
+        let phys: Vec<Tensor> = ts
+            .iter()
+            .map(|t| t.permute(p.clone()))
+            .collect::<candle_core::Result<_>>()?;
+        let q = p.iter().position(|&d| d == axis);
+        if let (Some(q), true) = (q, phys.iter().all(Tensor::is_contiguous)) {
+            return Tensor::cat(&phys, q)?.permute(inverse_permutation(&p));
+        }
+    }
+    Tensor::cat(ts, axis)
 }
 
 /// Pads every axis by (before, after) with `value` (zeros through candle's pad).
@@ -2464,6 +2838,144 @@ mod tests {
                 .is_err_and(|e| e.contains("dadd") && e.contains("fused")),
             "{fused:?}"
         );
+    }
+
+    /// NHWC input [1,5,6,2]: `Pad` (NHWC) → VALID conv, and `Transpose` to NCHW → `Pad`
+    /// (NCHW) → `Transpose` back → VALID conv (the pads folded into the convs); the first
+    /// conv's output added to itself → `Relu` (folded into the add); a `PadV2` (−1) →
+    /// VALID 3×3/2 `MaxPool` (folded into the pool).
+    #[test]
+    fn folded_pads_and_add_activations_give_the_unfolded_values() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let vals = |n: usize, k: f32| {
+            (0..n)
+                .map(|i| (i as f32 * 0.37 + k).sin())
+                .collect::<Vec<f32>>()
+        };
+        let mut bin = Vec::new();
+        for x in vals(54, 0.1) {
+            bin.extend_from_slice(&x.to_le_bytes());
+        }
+        let int_weights: [(&str, Vec<usize>, Vec<i32>); 5] = [
+            ("pad_nhwc", vec![4, 2], vec![0, 0, 1, 1, 1, 1, 0, 0]),
+            ("pad_nchw", vec![4, 2], vec![0, 0, 0, 0, 1, 1, 1, 1]),
+            ("to_nchw", vec![4], vec![0, 3, 1, 2]),
+            ("to_nhwc", vec![4], vec![0, 2, 3, 1]),
+            ("pad_pool", vec![4, 2], vec![0, 0, 1, 1, 0, 1, 0, 0]),
+        ];
+        for (_, _, v) in &int_weights {
+            for x in v {
+                bin.extend_from_slice(&x.to_le_bytes());
+            }
+        }
+        bin.extend_from_slice(&(-1f32).to_le_bytes());
+        let mut manifest =
+            vec![serde_json::json!({"name": "w", "shape": [3, 3, 2, 3], "dtype": "float32"})];
+        for (n, sh, _) in &int_weights {
+            manifest.push(serde_json::json!({"name": n, "shape": sh, "dtype": "int32"}));
+        }
+        manifest.push(serde_json::json!({"name": "minus_one", "shape": [], "dtype": "float32"}));
+        let ints = |v: &[i64]| serde_json::json!({"list": {"i": v.iter().map(|x| x.to_string()).collect::<Vec<_>>()}});
+        let s = |v: &str| serde_json::json!({ "s": v });
+        let konst = |name: &str| serde_json::json!({"name": name, "op": "Const", "attr": {}});
+        let valid_conv = |name: &str, input: &str| {
+            serde_json::json!({"name": name, "op": "Conv2D", "input": [input, "w"], "attr": {
+                "strides": ints(&[1, 1, 1, 1]), "padding": s("VkFMSUQ="), "data_format": s("TkhXQw==")}})
+        };
+        let json = serde_json::json!({
+            "format": "graph-model",
+            "modelTopology": {"node": [
+                {"name": "x", "op": "Placeholder", "attr": {"shape": {"shape": {"dim": [{"size": "1"}, {"size": "5"}, {"size": "6"}, {"size": "2"}]}}}},
+                konst("w"), konst("pad_nhwc"), konst("pad_nchw"), konst("to_nchw"), konst("to_nhwc"),
+                konst("pad_pool"), konst("minus_one"),
+                {"name": "p1", "op": "Pad", "input": ["x", "pad_nhwc"]},
+                valid_conv("c1", "p1"),
+                {"name": "t1", "op": "Transpose", "input": ["x", "to_nchw"]},
+                {"name": "p2", "op": "Pad", "input": ["t1", "pad_nchw"]},
+                {"name": "t2", "op": "Transpose", "input": ["p2", "to_nhwc"]},
+                valid_conv("c2", "t2"),
+                {"name": "twice", "op": "AddV2", "input": ["c1", "c1"]},
+                {"name": "relu", "op": "Relu", "input": ["twice"]},
+                {"name": "p3", "op": "PadV2", "input": ["x", "pad_pool", "minus_one"]},
+                {"name": "pool", "op": "MaxPool", "input": ["p3"], "attr": {
+                    "ksize": ints(&[1, 3, 3, 1]), "strides": ints(&[1, 2, 2, 1]),
+                    "padding": s("VkFMSUQ="), "data_format": s("TkhXQw==")}},
+            ]},
+            "weightsManifest": [{"paths": ["fold.bin"], "weights": manifest}],
+        });
+        let path = dir.path().join("fold.json");
+        std::fs::write(&path, json.to_string()).unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(dir.path().join("fold.bin"), bin).unwrap_or_else(|e| panic!("{e}"));
+        let g = TfjsGraph::load(&path, &Device::Cpu).unwrap_or_else(|e| panic!("{e}"));
+        for (node, pads) in [("c1", [1, 1, 1, 1]), ("c2", [1, 1, 1, 1])] {
+            assert_eq!(g.conv_pads.get(&g.index[node]), Some(&pads), "{node}");
+        }
+        assert_eq!(
+            g.pool_pads.get(&g.index["pool"]),
+            Some(&([1, 1, 0, 1], -1.0))
+        );
+        assert!(g.add_acts.contains_key(&g.index["twice"]));
+
+        let (h, w, c) = (5, 6, 2);
+        let xs: Vec<f32> = (0..h * w * c).map(|i| ((i as f32) * 0.61).cos()).collect();
+        let x = t(xs.clone(), &[1, h, w, c]);
+        let out = g
+            .run(&[("x", &x)], &["c1", "c2", "relu", "pool"])
+            .unwrap_or_else(|e| panic!("{e}"));
+        let get = |t: &Tensor| {
+            t.flatten_all()
+                .and_then(|t| t.to_vec1::<f32>())
+                .unwrap_or_else(|e| panic!("{e}"))
+        };
+        // Stride 1, 3×3, SAME = one pixel of zeros on every side.
+        let (want, _, _) = naive_conv(&xs, (1, h, w, c), &vals(54, 0.1), 3, 1, false);
+        for (k, name) in [(0, "c1"), (1, "c2")] {
+            assert_eq!(out[k].dims(), [1, h, w, 3], "{name}");
+            for (got, want) in get(&out[k]).iter().zip(&want) {
+                assert!(
+                    (f64::from(*got) - want).abs() < 1e-5,
+                    "{name}: {got} vs {want}"
+                );
+            }
+        }
+        for (got, c1) in get(&out[2]).iter().zip(get(&out[0])) {
+            assert_eq!(*got, (c1 + c1).max(0.0));
+        }
+        // The pool over the −1-padded input: rows −1..5 (one row each side), columns
+        // 0..6 (one column on the right), windows 3×3 at stride 2.
+        assert_eq!(out[3].dims(), [1, 3, 3, 2]);
+        let at = |y: i64, xx: i64, ch: usize| {
+            if y < 0 || y >= h as i64 || xx >= w as i64 {
+                -1.0
+            } else {
+                xs[((y as usize) * w + xx as usize) * c + ch]
+            }
+        };
+        let pooled = get(&out[3]);
+        for oy in 0..3 {
+            for ox in 0..3 {
+                for ch in 0..c {
+                    let mut m = f32::NEG_INFINITY;
+                    for ky in 0..3 {
+                        for kx in 0..3 {
+                            m = m.max(at((oy * 2 + ky) as i64 - 1, (ox * 2 + kx) as i64, ch));
+                        }
+                    }
+                    assert_eq!(pooled[(oy * 3 + ox) * c + ch], m, "pool ({oy}, {ox}, {ch})");
+                }
+            }
+        }
+        // The folded pads' and the add's own values no longer exist.
+        for name in ["p1", "p2", "t2", "twice"] {
+            let e = g
+                .run(&[("x", &x)], &[name])
+                .map(|_| ())
+                .map_err(|e| e.to_string());
+            assert!(
+                e.as_ref().is_err_and(|e| e.contains("fused")),
+                "{name}: {e:?}"
+            );
+        }
     }
 
     #[test]
