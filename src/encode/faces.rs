@@ -424,7 +424,11 @@ impl VideoEncoder for FaceEncoder {
         let active = !self.faces.is_empty() || self.last_found > 0;
         if active != self.active {
             self.active = active;
-            let interval = if active { self.intervals.0 } else { self.intervals.1 };
+            let interval = if active {
+                self.intervals.0
+            } else {
+                self.intervals.1
+            };
             self.schedule = Schedule::new(interval);
         }
         let mut due = Vec::new();
@@ -808,8 +812,10 @@ mod tests {
 
     #[test]
     fn more_faces_than_the_cap_keep_the_largest() {
-        let mut cfg = FaceConfig::default();
-        cfg.max_faces = 1;
+        let cfg = FaceConfig {
+            max_faces: 1,
+            ..Default::default()
+        };
         let mut enc = FaceEncoder::new(
             Box::new(Fixed {
                 boxes: vec![[20.0, 10.0, 40.0, 30.0], [100.0, 10.0, 150.0, 60.0]],

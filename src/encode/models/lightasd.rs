@@ -934,6 +934,7 @@ pub(crate) mod tests {
     }
 
     #[test]
+    #[allow(clippy::needless_range_loop)]
     fn gru_matches_pytorch_equations_written_out() {
         let m = LightAsd::new(synthetic_vb()).unwrap();
         let g = &m.backend.forward;
