@@ -35,7 +35,6 @@ use avsense::encode::models::blazeface::{
 use avsense::encode::models::nanodet::{iou, Placement, Resize, RgbImage};
 use candle_core::Device;
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 
 const RAW_TOL: f32 = 1e-3;
@@ -75,40 +74,12 @@ fn references() -> Vec<(String, Value)> {
         .collect()
 }
 
-/// Runs ffmpeg from the repository root (where the recorded relative paths hold).
-fn ffmpeg(args: &[&str]) -> Vec<u8> {
-    let out = std::process::Command::new("ffmpeg")
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .expect("ffmpeg (Debian package ffmpeg) is needed for this test");
-    assert!(
-        out.status.success(),
-        "ffmpeg {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out.stdout
-}
-
 /// Decodes the reference's frame with its recorded ffmpeg argv and checks the bytes'
 /// sha256. None: media absent (skip).
 fn frame_bytes(reference: &Value) -> Option<Vec<u8>> {
     let frame = &reference["frame"];
     common::shared_media(frame["media"].as_str().expect("frame.media"))?;
-    let args: Vec<&str> = frame["ffmpeg"]
-        .as_array()
-        .expect("frame.ffmpeg")
-        .iter()
-        .map(|a| a.as_str().expect("ffmpeg arg"))
-        .collect();
-    let bytes = ffmpeg(&args);
-    let sha = format!("{:x}", Sha256::digest(&bytes));
-    assert_eq!(
-        sha,
-        frame["sha256"].as_str().expect("frame.sha256"),
-        "ffmpeg {args:?} decoded other bytes than the reference's (another ffmpeg build?): \
-         regenerate the references with `node tests/reference/tfjs_reference.mjs blazeface`"
-    );
+    let bytes = common::ffmpeg_recorded(frame);
     assert_eq!(bytes.len(), INPUT_SIZE * INPUT_SIZE * 3);
     Some(bytes)
 }
@@ -138,7 +109,7 @@ fn clip_frames(media: &Path, fps: f32) -> (usize, usize, Vec<Vec<u8>>) {
     let (w, h) = (dims[0], dims[1]);
     let path = media.to_str().expect("utf-8 path");
     let vf = format!("fps={fps}");
-    let raw = ffmpeg(&[
+    let raw = common::ffmpeg(&[
         "-v", "error", "-nostdin", "-i", path, "-vf", &vf, "-f", "rawvideo", "-pix_fmt", "rgb24",
         "-",
     ]);
@@ -739,19 +710,6 @@ fn blazeface_fits_frames_and_rejects_bad_input() {
     assert!(det.detect(&[]).expect("no frames").is_empty());
 }
 
-/// Process CPU time (user + system) in seconds, from /proc/self/stat.
-fn cpu_seconds() -> f64 {
-    let s = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let f: Vec<&str> = s
-        .rsplit_once(')')
-        .map(|x| x.1)
-        .unwrap_or("")
-        .split_whitespace()
-        .collect();
-    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-    (ticks(11) + ticks(12)) / 100.0
-}
-
 /// Per-frame latency of prepare + forward + decode (batch 1 and 4) and the time per op
 /// type. Prints; asserts nothing on time.
 /// `cargo test --release --test parity_blazeface blazeface_latency -- --ignored --nocapture`
@@ -772,7 +730,7 @@ fn blazeface_latency() {
             .collect();
         det.detect(&images).expect("warm-up");
         let runs = 20;
-        let (c0, t0) = (cpu_seconds(), std::time::Instant::now());
+        let (c0, t0) = (common::cpu_seconds(), std::time::Instant::now());
         for _ in 0..runs {
             det.detect(&images).expect("detect");
         }
@@ -780,7 +738,7 @@ fn blazeface_latency() {
         eprintln!(
             "blazeface batch {batch}: {:.2} ms wall, {:.2} ms CPU per frame ({} threads available)",
             t0.elapsed().as_secs_f64() * 1e3 / n,
-            (cpu_seconds() - c0) * 1e3 / n,
+            (common::cpu_seconds() - c0) * 1e3 / n,
             std::thread::available_parallelism()
                 .map(|n| n.get())
                 .unwrap_or(1)

@@ -24,62 +24,17 @@ use avsense::encode::mfcc::Mfcc;
 use avsense::encode::models::lightasd::{LightAsd, CROP, MFCC_DIM, MFCC_PER_FRAME};
 use candle_core::{Device, Tensor};
 use serde_json::Value;
-use sha2::{Digest, Sha256};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 const TOL: f64 = 1e-3;
 
 fn reference() -> Value {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/reference/data/lightasd_one_face_speaking.json");
-    let text = std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
-}
-
-/// ffmpeg with the recorded argv, from the repository root; checks the bytes' sha256.
-fn decode(spec: &Value) -> Vec<u8> {
-    let args: Vec<String> = spec["ffmpeg"]
-        .as_array()
-        .expect("ffmpeg argv")
-        .iter()
-        .map(|a| a.as_str().expect("argv string").to_string())
-        .collect();
-    let out = std::process::Command::new("ffmpeg")
-        .args(&args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .expect("ffmpeg (Debian package ffmpeg) is needed for this test");
-    assert!(
-        out.status.success(),
-        "ffmpeg {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let sha = format!("{:x}", Sha256::digest(&out.stdout));
-    assert_eq!(
-        sha,
-        spec["sha256"].as_str().expect("sha256"),
-        "ffmpeg {args:?} gave other bytes than the reference's"
-    );
-    out.stdout
+    common::reference_json("lightasd_one_face_speaking.json")
 }
 
 /// The weights file, or None (skip) when not fetched — a failure under CI=true.
 fn weights(name: &str) -> Option<PathBuf> {
-    let dir = std::env::var_os("AVSENSE_MODELS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("models/cache"));
-    let p = dir.join("lightasd").join(format!("{name}.model"));
-    if p.is_file() {
-        return Some(p);
-    }
-    if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!("{} is missing: run `avsense models fetch`", p.display());
-    }
-    eprintln!(
-        "SKIP: {} not found (run `avsense models fetch`)",
-        p.display()
-    );
-    None
+    common::model_file(&format!("lightasd/{name}.model"))
 }
 
 fn floats(v: &Value) -> Vec<f64> {
@@ -111,13 +66,13 @@ struct Inputs {
 
 fn inputs(doc: &Value) -> Option<Inputs> {
     common::shared_media(doc["media"].as_str().expect("media"))?;
-    let crops = decode(&doc["video"]);
+    let crops = common::ffmpeg_recorded(&doc["video"]);
     let frames = crops.len() / (CROP * CROP);
     assert_eq!(
         frames,
         doc["video"]["frames"].as_u64().expect("frames") as usize
     );
-    let pcm = decode(&doc["audio"]);
+    let pcm = common::ffmpeg_recorded(&doc["audio"]);
     let samples: Vec<f32> = pcm
         .chunks_exact(2)
         .map(|b| f32::from(i16::from_le_bytes([b[0], b[1]])) / 32768.0)

@@ -23,33 +23,13 @@ mod common;
 
 use avsense::encode::mfcc::{mfcc, Mfcc, MfccFrame, NUM_CEPS};
 use serde_json::Value;
-use sha2::{Digest, Sha256};
-use std::path::Path;
 
 const TOLERANCE: f64 = 1e-3;
 /// Samples per push (not a multiple of the 160-sample step on purpose).
 const FEED: usize = 1000;
 
 fn reference() -> Value {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/reference/data/lightasd_one_face_speaking.json");
-    let text = std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
-}
-
-/// Runs ffmpeg with `args` from the repository root (as the reference script does).
-fn ffmpeg(args: &[String]) -> Vec<u8> {
-    let out = std::process::Command::new("ffmpeg")
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .expect("ffmpeg (Debian package ffmpeg) is needed for this test");
-    assert!(
-        out.status.success(),
-        "ffmpeg {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out.stdout
+    common::reference_json("lightasd_one_face_speaking.json")
 }
 
 fn max_delta(ours: &[MfccFrame], theirs: &[Vec<f64>]) -> (f64, usize, usize) {
@@ -73,18 +53,13 @@ fn mfcc_matches_python_speech_features_on_real_audio() {
         return;
     }
     let audio = &doc["audio"];
+    let bytes = common::ffmpeg_recorded(audio);
     let args: Vec<String> = audio["ffmpeg"]
         .as_array()
         .expect("audio.ffmpeg")
         .iter()
         .map(|a| a.as_str().expect("ffmpeg arg").to_string())
         .collect();
-    let bytes = ffmpeg(&args);
-    assert_eq!(
-        format!("{:x}", Sha256::digest(&bytes)),
-        audio["sha256"].as_str().expect("audio.sha256"),
-        "ffmpeg decoded other samples than the reference's (another ffmpeg version?)"
-    );
     let samples: Vec<f32> = bytes
         .chunks_exact(2)
         .map(|b| f32::from(i16::from_le_bytes([b[0], b[1]])) / 32768.0)
@@ -149,7 +124,7 @@ fn mfcc_matches_python_speech_features_on_real_audio() {
         .position(|a| a == "-acodec")
         .expect("the argv names -acodec");
     float_args.drain(codec..codec + 2);
-    let floats: Vec<f32> = ffmpeg(&float_args)
+    let floats: Vec<f32> = common::ffmpeg(&float_args)
         .chunks_exact(4)
         .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
         .collect();

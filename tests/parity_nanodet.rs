@@ -23,7 +23,6 @@ use avsense::encode::models::nanodet::{
 };
 use candle_core::Device;
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 
 const RAW_TOL: f32 = 1e-3;
@@ -61,31 +60,9 @@ fn frame_bytes(reference: &Value) -> Option<Vec<u8>> {
     let frame = &reference["frame"];
     let media = frame["media"].as_str().expect("frame.media");
     common::shared_media(media)?;
-    let args: Vec<&str> = frame["ffmpeg"]
-        .as_array()
-        .expect("frame.ffmpeg")
-        .iter()
-        .map(|a| a.as_str().expect("ffmpeg arg"))
-        .collect();
-    let out = std::process::Command::new("ffmpeg")
-        .args(&args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .expect("ffmpeg (Debian package ffmpeg) is needed for this test");
-    assert!(
-        out.status.success(),
-        "ffmpeg {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let sha = format!("{:x}", Sha256::digest(&out.stdout));
-    assert_eq!(
-        sha,
-        frame["sha256"].as_str().expect("frame.sha256"),
-        "ffmpeg {args:?} decoded other bytes than the reference's (another ffmpeg build?): \
-         regenerate the references with tests/reference/tfjs_reference.mjs"
-    );
-    assert_eq!(out.stdout.len(), INPUT_SIZE * INPUT_SIZE * 3);
-    Some(out.stdout)
+    let bytes = common::ffmpeg_recorded(frame);
+    assert_eq!(bytes.len(), INPUT_SIZE * INPUT_SIZE * 3);
+    Some(bytes)
 }
 
 fn config_of(reference: &Value, embeddings: bool) -> NanoDetConfig {
@@ -407,19 +384,6 @@ fn tfjs_executor_runs_centernet_and_blazeface() {
     }
 }
 
-/// Process CPU time (user + system) in seconds, from /proc/self/stat.
-fn cpu_seconds() -> f64 {
-    let s = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let f: Vec<&str> = s
-        .rsplit_once(')')
-        .map(|x| x.1)
-        .unwrap_or("")
-        .split_whitespace()
-        .collect();
-    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-    (ticks(11) + ticks(12)) / 100.0
-}
-
 /// Per-frame latency of prepare + forward + decode (batch 1 and 8) and the time per op
 /// type. Prints; asserts nothing on time.
 /// `cargo test --test parity_nanodet nanodet_latency -- --ignored --nocapture --test-threads=1`
@@ -440,7 +404,7 @@ fn nanodet_latency() {
             .collect();
         det.detect(&images).expect("warm-up");
         let runs = 5;
-        let (c0, t0) = (cpu_seconds(), std::time::Instant::now());
+        let (c0, t0) = (common::cpu_seconds(), std::time::Instant::now());
         for _ in 0..runs {
             det.detect(&images).expect("detect");
         }
@@ -448,7 +412,7 @@ fn nanodet_latency() {
         eprintln!(
             "nanodet batch {batch}: {:.0} ms wall, {:.0} ms CPU per frame ({} threads available)",
             t0.elapsed().as_secs_f64() * 1e3 / n,
-            (cpu_seconds() - c0) * 1e3 / n,
+            (common::cpu_seconds() - c0) * 1e3 / n,
             std::thread::available_parallelism()
                 .map(|n| n.get())
                 .unwrap_or(1)

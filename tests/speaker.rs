@@ -8,28 +8,19 @@
 mod common;
 
 use avsense::eval::speaker::{evaluate, SpeakerLabels, SpeakerReport};
-use avsense::{Event, PipelineConfig};
-use std::path::{Path, PathBuf};
+use avsense::PipelineConfig;
+use std::path::Path;
 
-/// The models the active speaker needs, or None (skip) — a failure under CI=true.
+/// The models the active speaker needs are fetched (skip otherwise; a failure under
+/// CI=true).
 fn models_ready() -> bool {
-    let dir = std::env::var_os("AVSENSE_MODELS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("models/cache"));
-    let need = [
+    [
         "human-models/blazeface.json",
         "lightasd/pretrain_AVA_CVPR.model",
         "silero-vad/silero_vad.jit",
-    ];
-    let missing: Vec<_> = need.iter().filter(|p| !dir.join(p).is_file()).collect();
-    if missing.is_empty() {
-        return true;
-    }
-    if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!("models missing under CI=true: {missing:?} (run `avsense models fetch`)");
-    }
-    eprintln!("SKIP: models {missing:?} not fetched (run `avsense models fetch`)");
-    false
+    ]
+    .iter()
+    .all(|m| common::model_file(m).is_some())
 }
 
 /// A config for `clip` with the active speaker required.
@@ -44,19 +35,6 @@ fn config(clip: &Path, extra: &str) -> PipelineConfig {
 fn labels() -> Option<SpeakerLabels> {
     let p = common::shared_media("talking/labels.json")?;
     Some(SpeakerLabels::load(&p).expect("labels"))
-}
-
-fn of_kind<'a>(events: &'a [Event], kind: &str) -> Vec<&'a Event> {
-    events
-        .iter()
-        .filter(|e| {
-            serde_json::to_value(e.kind)
-                .ok()
-                .and_then(|v| v.as_str().map(String::from))
-                .as_deref()
-                == Some(kind)
-        })
-        .collect()
 }
 
 fn score(clip: &Path, out: &common::Outcome, labels: &SpeakerLabels) -> SpeakerReport {
@@ -99,7 +77,7 @@ fn one_face_speaks_in_the_labelled_intervals_and_not_in_the_pauses() {
     if let Some(last) = face_labels.last() {
         pauses.push([last[1], media]);
     }
-    let speakers = of_kind(&out.events, "active_speaker");
+    let speakers = out.of_kind("active_speaker");
     for p in &pauses {
         let (a, b) = (p[0] + 0.3, p[1] - 0.3);
         for e in &speakers {
@@ -114,7 +92,7 @@ fn one_face_speaks_in_the_labelled_intervals_and_not_in_the_pauses() {
         }
     }
     // The speech events name the speaking face; the sound_source of speech is the speaker.
-    let speech = of_kind(&out.events, "speech");
+    let speech = out.of_kind("speech");
     assert!(!speech.is_empty());
     for s in &speech {
         let spk = s
@@ -129,7 +107,8 @@ fn one_face_speaks_in_the_labelled_intervals_and_not_in_the_pauses() {
             s.end
         );
     }
-    let sources: Vec<_> = of_kind(&out.events, "sound_source")
+    let sources: Vec<_> = out
+        .of_kind("sound_source")
         .into_iter()
         .filter(|e| e.evidence.speaker.is_some())
         .collect();
@@ -181,16 +160,9 @@ fn of_two_talking_faces_the_audible_one_is_the_speaker() {
 
 /// `ffmpeg` for fixtures (the product decodes with GStreamer).
 fn ffmpeg(args: &[&str]) {
-    let out = std::process::Command::new("ffmpeg")
-        .args(["-nostdin", "-v", "error", "-y"])
-        .args(args)
-        .output()
-        .expect("ffmpeg (Debian package ffmpeg) is needed for this test");
-    assert!(
-        out.status.success(),
-        "ffmpeg {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let mut all = vec!["-nostdin", "-v", "error", "-y"];
+    all.extend_from_slice(args);
+    common::ffmpeg(&all);
 }
 
 #[test]
@@ -224,7 +196,7 @@ fn a_face_leaving_mid_chunk_ends_its_speech_there() {
         "{:?}",
         out.report.first_error()
     );
-    let speakers = of_kind(&out.events, "active_speaker");
+    let speakers = out.of_kind("active_speaker");
     assert!(!speakers.is_empty(), "the face spoke before it left");
     for e in &speakers {
         assert!(
@@ -236,7 +208,8 @@ fn a_face_leaving_mid_chunk_ends_its_speech_there() {
     }
     // The speech it was in the middle of is still reported whole, its speaker listed for
     // the part the face was in view.
-    let last = of_kind(&out.events, "speech")
+    let last = out
+        .of_kind("speech")
         .into_iter()
         .find(|s| s.start >= 3.0)
         .expect("the second speech interval is still reported");
@@ -269,7 +242,7 @@ fn no_audio_track_means_no_speaker_and_no_panic() {
         "{:?}",
         out.report.first_error()
     );
-    assert!(of_kind(&out.events, "active_speaker").is_empty());
+    assert!(out.of_kind("active_speaker").is_empty());
     // Faces were found and cropped; their ticks were unheard.
     let faces = out.report.streams[0].faces.expect("face counters");
     assert!(faces.crops > 100, "{faces:?}");
@@ -313,8 +286,8 @@ fn speech_with_no_face_in_view_invents_no_speaker() {
         "{:?}",
         out.report.first_error()
     );
-    assert!(of_kind(&out.events, "active_speaker").is_empty());
-    let speech = of_kind(&out.events, "speech");
+    assert!(out.of_kind("active_speaker").is_empty());
+    let speech = out.of_kind("speech");
     assert!(!speech.is_empty(), "the sentence is heard");
     for s in speech {
         assert_eq!(s.evidence.speakers.as_deref(), Some(&[][..]), "{s:?}");

@@ -226,3 +226,61 @@ pub fn model_file(rel: &str) -> Option<PathBuf> {
     );
     None
 }
+
+/// Runs ffmpeg with `args` from the repository root (where the relative paths recorded by
+/// the reference scripts hold) and returns its stdout; panics with its stderr on failure.
+pub fn ffmpeg<S: AsRef<std::ffi::OsStr> + std::fmt::Debug>(args: &[S]) -> Vec<u8> {
+    let out = std::process::Command::new("ffmpeg")
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("ffmpeg (Debian package ffmpeg) is needed for this test");
+    assert!(
+        out.status.success(),
+        "ffmpeg {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+/// The bytes a reference recorded: `spec["ffmpeg"]` (argv) run from the repository root,
+/// checked against `spec["sha256"]`.
+pub fn ffmpeg_recorded(spec: &serde_json::Value) -> Vec<u8> {
+    use sha2::{Digest, Sha256};
+    let args: Vec<&str> = spec["ffmpeg"]
+        .as_array()
+        .expect("ffmpeg argv")
+        .iter()
+        .map(|a| a.as_str().expect("ffmpeg arg"))
+        .collect();
+    let bytes = ffmpeg(&args);
+    assert_eq!(
+        format!("{:x}", Sha256::digest(&bytes)),
+        spec["sha256"].as_str().expect("sha256"),
+        "ffmpeg {args:?} decoded other bytes than the reference's (another ffmpeg build?): \
+         regenerate the reference with its script in tests/reference"
+    );
+    bytes
+}
+
+/// A reference file of tests/reference/data, parsed.
+pub fn reference_json(name: &str) -> serde_json::Value {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/reference/data")
+        .join(name);
+    let text = std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+/// Process CPU time (user + system) in seconds, from /proc/self/stat.
+pub fn cpu_seconds() -> f64 {
+    let s = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let f: Vec<&str> = s
+        .rsplit_once(')')
+        .map(|x| x.1)
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    (ticks(11) + ticks(12)) / 100.0
+}
