@@ -2087,9 +2087,9 @@ mod temporal_conv_tests {
             assert_eq!(got.dims(), want.dims());
             assert!(
                 max_abs_diff(&got, &want) <= 1e-5,
-                "fast path {n} {t} {ci} {co} {s} {k}"
+                "f32 {n} {t} {ci} {co} {s} {k}"
             );
-            // The generic path (what runs off the CPU), forced with f64 tensors.
+            // The same in f64.
             let g = temporal_conv(
                 &x.to_dtype(DType::F64).unwrap(),
                 &w.to_dtype(DType::F64).unwrap(),
@@ -2100,7 +2100,7 @@ mod temporal_conv_tests {
             .unwrap()
             .to_dtype(DType::F32)
             .unwrap();
-            assert!(max_abs_diff(&g, &want) <= 1e-5, "generic path");
+            assert!(max_abs_diff(&g, &want) <= 1e-5, "f64");
         }
         let x = ramp(&[1, 2, 3, 4], 0.0);
         assert!(temporal_conv(&x, &ramp(&[5, 2, 3], 0.0), &ramp(&[2], 0.0), 1, false).is_err());
