@@ -7,9 +7,10 @@
 #     ENCODERS=all bash benches/e2e.sh   # every encoder whose model is fetched (detector too)
 #
 # ENCODERS=cheap (default) runs the pipeline the runtime issue's target is about: motion,
-# log-mel/level/onset with `sound` events and Silero VAD; the object detector and YAMNet
-# are switched off through a generated config. ENCODERS=all runs `avsense run --input`
-# with the defaults (NanoDet at 5 detections/s and YAMNet too, when fetched).
+# log-mel/level/onset with `sound` events and Silero VAD; the object detector, YAMNet and
+# the active speaker are switched off through a generated config. ENCODERS=all runs `avsense run --input`
+# with the defaults (NanoDet at 5 detections/s, YAMNet, and the active speaker — BlazeFace
+# at 2 detections/s while no face is in view — too, when fetched).
 #
 # Targets (issue): pipeline fps >= 0.8 x decode-only fps; peak RSS < 500 MB.
 # Needs: cargo, gst-launch-1.0 (x264enc from plugins-ugly, avdec_h264 from gst-libav,
@@ -103,7 +104,7 @@ for i in $(seq 1 "$RUNS"); do
     else
         cfg=$BENCH_DIR/e2e_cheap.toml
         printf '%s\n' '[[source]]' 'name = "input"' 'kind = "file"' "path = \"$(pwd)/$CLIP\"" \
-            '[detector]' 'mode = "off"' '[tagger]' 'mode = "off"' \
+            '[detector]' 'mode = "off"' '[tagger]' 'mode = "off"' '[speaker]' 'mode = "off"' \
             '[[sink]]' 'kind = "jsonl"' 'path = "/dev/null"' >"$cfg"
         run_args=(run "$cfg")
     fi

@@ -557,6 +557,15 @@ fn print_summary(r: &RunReport, json: bool) {
                 s.name, f.windows_scored, f.seconds * 1e3, f.sounds_capped, f.capped_tracks, f.capped_segments, f.model_failures
             );
         }
+        if let (Some(sp), Some(fc)) = (&s.events.speaker, &s.faces) {
+            let a = &sp.asd;
+            eprintln!(
+                "stream {}: speaker: {} face detections on {} frames, {} crops ({} capped), {} face segments, {} face-ticks scored ({} unheard), {} active_speaker events; Light-ASD {:.2} s (visual {:.2} s over {} face-frames, audio {:.2} s, back end {:.2} s), face graph {:.1} ms; {} failures",
+                s.name, fc.detections, fc.detected_frames, fc.crops, fc.capped, a.segments, a.scored_ticks, a.unheard_ticks, sp.events,
+                a.visual_seconds + a.audio_seconds + a.backend_seconds, a.visual_seconds, a.visual_frames, a.audio_seconds, a.backend_seconds,
+                sp.graph_seconds * 1e3, sp.failures
+            );
+        }
         if let Some(l) = &s.latency {
             eprintln!(
                 "stream {}: capture→event latency over {} events: p50 {:.1} ms, p95 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
