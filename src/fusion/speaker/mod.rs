@@ -333,22 +333,15 @@ impl SpeakerStage {
         tracing::warn!("stream {stream}: active speaker: {e}");
     }
 
-    /// Decisions before this time (seconds) are final: every `active_speaker` event that
-    /// ends before it has been emitted, and no later one starts before it.
+    /// Every face's per-tick decision before this time (seconds) is final, so
+    /// [`SpeakerStage::speakers_during`] may be asked about any span ending before it. (An
+    /// `active_speaker` event still open then is not waited for: a long monologue does not
+    /// hold back the `speech` events inside it.)
     pub fn settled(&self) -> f64 {
         if self.ended {
             return f64::INFINITY;
         }
-        // Hysteresis may still end an open interval `min_gap` after its last speaking tick.
-        let gap = (self.cfg.min_gap * 1e9 / TICK_NS as f64).ceil() as u64;
-        let open_from = self
-            .decoders
-            .values()
-            .filter_map(|d| d.open.map(|o| o.start))
-            .min()
-            .unwrap_or(u64::MAX);
-        let t = self.decided_until.saturating_sub(gap).min(open_from);
-        t as f64 * TICK_NS as f64 / 1e9
+        self.decided_until as f64 * TICK_NS as f64 / 1e9
     }
 
     /// Runs what is ready; appends the `active_speaker` events that closed.
