@@ -140,8 +140,14 @@ fn rtsp_survives_five_server_restarts() {
     // glibc gives new threads new malloc arenas (up to 8 per core): every reconnect starts
     // fresh GStreamer streaming threads, so without a cap RSS climbs ~3 MB per reconnect for
     // the first ~8 and then plateaus (measured: 71 → 87 MB). Two arenas make a leak visible.
+    // A fixed mmap threshold (glibc's is dynamic: it rises to the largest block freed, so
+    // multi-MB temporaries end up in the heap, where fragmentation keeps or returns them by
+    // chance) hands every block ≥ 128 KiB back when it is freed: with the active speaker's
+    // tensors RSS then varies by ±1.5 MB instead of ±5 MB from sample to sample, and what is
+    // left is live memory.
     let avsense = Command::new(env!("CARGO_BIN_EXE_avsense"))
         .env("MALLOC_ARENA_MAX", "2")
+        .env("MALLOC_MMAP_THRESHOLD_", "131072")
         .arg("run")
         .arg(&cfg_path)
         .stdout(Stdio::null())
