@@ -23,6 +23,13 @@ fn models_ready() -> bool {
     .all(|m| common::model_file(m).is_some())
 }
 
+/// `../shared/media/<rel>`, when it and the models are there (a skip otherwise, a failure
+/// under CI=true).
+fn media(rel: &str) -> Option<std::path::PathBuf> {
+    let path = common::shared_media(rel)?;
+    models_ready().then_some(path)
+}
+
 /// A config for `clip` with the active speaker required.
 fn config(clip: &Path, extra: &str) -> PipelineConfig {
     let text = format!(
@@ -50,21 +57,10 @@ fn score(clip: &Path, out: &common::Outcome, labels: &SpeakerLabels) -> SpeakerR
 
 #[test]
 fn one_face_speaks_in_the_labelled_intervals_and_not_in_the_pauses() {
-    let (Some(clip), Some(labels)) = (
-        common::shared_media("talking/one_face_speaking.mp4"),
-        labels(),
-    ) else {
+    let (Some(clip), Some(labels)) = (media("talking/one_face_speaking.mp4"), labels()) else {
         return;
     };
-    if !models_ready() {
-        return;
-    }
-    let out = common::run(config(&clip, ""));
-    assert!(
-        out.report.first_error().is_none(),
-        "{:?}",
-        out.report.first_error()
-    );
+    let out = common::run_ok(config(&clip, ""), &clip);
     let r = score(&clip, &out, &labels);
     let face = &r.faces[0];
     assert!(face.f1 >= 0.85, "frame-level F1 {:.3} < 0.85", face.f1);
@@ -123,19 +119,10 @@ fn one_face_speaks_in_the_labelled_intervals_and_not_in_the_pauses() {
 
 #[test]
 fn of_two_talking_faces_the_audible_one_is_the_speaker() {
-    let (Some(clip), Some(labels)) = (common::shared_media("talking/two_faces_dev.mp4"), labels())
-    else {
+    let (Some(clip), Some(labels)) = (media("talking/two_faces_dev.mp4"), labels()) else {
         return;
     };
-    if !models_ready() {
-        return;
-    }
-    let out = common::run(config(&clip, ""));
-    assert!(
-        out.report.first_error().is_none(),
-        "{:?}",
-        out.report.first_error()
-    );
+    let out = common::run_ok(config(&clip, ""), &clip);
     let r = score(&clip, &out, &labels);
     let left = r.faces.iter().find(|f| f.position == "left").expect("left");
     let right = r
@@ -167,12 +154,9 @@ fn ffmpeg(args: &[&str]) {
 
 #[test]
 fn a_face_leaving_mid_chunk_ends_its_speech_there() {
-    let Some(clip) = common::shared_media("talking/one_face_speaking.mp4") else {
+    let Some(clip) = media("talking/one_face_speaking.mp4") else {
         return;
     };
-    if !models_ready() {
-        return;
-    }
     // From 4.0 s on the picture is black: the face leaves in the middle of the second
     // speech interval (3.52–4.52 s) and of the back-end chunks holding 4.0 s.
     let dir = common::scratch("speaker");
@@ -190,12 +174,7 @@ fn a_face_leaving_mid_chunk_ends_its_speech_there() {
         "copy",
         cut.to_str().unwrap(),
     ]);
-    let out = common::run(config(&cut, ""));
-    assert!(
-        out.report.first_error().is_none(),
-        "{:?}",
-        out.report.first_error()
-    );
+    let out = common::run_ok(config(&cut, ""), &cut);
     let speakers = out.of_kind("active_speaker");
     assert!(!speakers.is_empty(), "the face spoke before it left");
     for e in &speakers {
@@ -220,12 +199,9 @@ fn a_face_leaving_mid_chunk_ends_its_speech_there() {
 
 #[test]
 fn no_audio_track_means_no_speaker_and_no_panic() {
-    let Some(clip) = common::shared_media("talking/one_face_speaking.mp4") else {
+    let Some(clip) = media("talking/one_face_speaking.mp4") else {
         return;
     };
-    if !models_ready() {
-        return;
-    }
     let dir = common::scratch("speaker");
     let mute = dir.join("no_audio.mp4");
     ffmpeg(&[
@@ -236,12 +212,7 @@ fn no_audio_track_means_no_speaker_and_no_panic() {
         "copy",
         mute.to_str().unwrap(),
     ]);
-    let out = common::run(config(&mute, ""));
-    assert!(
-        out.report.first_error().is_none(),
-        "{:?}",
-        out.report.first_error()
-    );
+    let out = common::run_ok(config(&mute, ""), &mute);
     assert!(out.of_kind("active_speaker").is_empty());
     // Faces were found and cropped; their ticks were unheard.
     let faces = out.report.streams[0].faces.expect("face counters");
@@ -253,12 +224,9 @@ fn no_audio_track_means_no_speaker_and_no_panic() {
 
 #[test]
 fn speech_with_no_face_in_view_invents_no_speaker() {
-    let Some(sentence) = common::shared_media("sounds/espeak_sentence.wav") else {
+    let Some(sentence) = media("sounds/espeak_sentence.wav") else {
         return;
     };
-    if !models_ready() {
-        return;
-    }
     // A moving test pattern (no face) with real speech.
     let dir = common::scratch("speaker");
     let clip = dir.join("no_face.mp4");
@@ -280,12 +248,7 @@ fn speech_with_no_face_in_view_invents_no_speaker() {
         "-shortest",
         clip.to_str().unwrap(),
     ]);
-    let out = common::run(config(&clip, ""));
-    assert!(
-        out.report.first_error().is_none(),
-        "{:?}",
-        out.report.first_error()
-    );
+    let out = common::run_ok(config(&clip, ""), &clip);
     assert!(out.of_kind("active_speaker").is_empty());
     let speech = out.of_kind("speech");
     assert!(!speech.is_empty(), "the sentence is heard");

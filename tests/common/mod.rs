@@ -113,16 +113,25 @@ pub fn run(cfg: PipelineConfig) -> Outcome {
     }
 }
 
-/// Runs one input with the default settings and asserts that no stream or sink failed.
-pub fn run_input_ok(path: &Path) -> Outcome {
-    let out = run_input(path);
+/// Runs `cfg` (see [`run`]) and asserts that no stream or sink failed; `what` names the run
+/// in the failure.
+pub fn run_ok(cfg: PipelineConfig, what: &Path) -> Outcome {
+    let out = run(cfg);
     assert!(
         out.report.first_error().is_none(),
         "{}: {:?}",
-        path.display(),
+        what.display(),
         out.report.first_error()
     );
     out
+}
+
+/// Runs one input with the default settings and asserts that no stream or sink failed.
+pub fn run_input_ok(path: &Path) -> Outcome {
+    run_ok(
+        PipelineConfig::for_input(path.to_str().expect("utf-8 path"), None).expect("config"),
+        path,
+    )
 }
 
 /// The JSON labels beside a clip (`x.mp4` → `x.json`).
