@@ -2,10 +2,10 @@
 //! motion encoder per frame, at 720p and at the analysis size the pipeline really runs
 //! (320×180). Run with `cargo bench --bench encoders`; see BENCHMARKS.md.
 
-use avsense::clock::{Duration, Timestamp};
-use avsense::config::MotionConfig;
-use avsense::encode::{LogMelFrontEnd, MotionEncoder};
-use avsense::source::{AudioChunk, Frame, PixelFormat};
+use avsense::core::clock::{Duration, Timestamp};
+use avsense::encode::video::motion::MotionConfig;
+use avsense::encode::{audio::logmel::LogMelFrontEnd, video::motion::MotionEncoder};
+use avsense::core::media::{AudioChunk, Frame, PixelFormat};
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use std::sync::Arc;
 

@@ -30,14 +30,14 @@
 //! Output: one line per measurement, `RESULT\t<key>\t<batch>\t<median s per call>\t<calls>\t<threads>`,
 //! read by `models.sh`.
 
-use avsense::clock::Timestamp;
-use avsense::encode::models::nanodet::{NanoDet, NanoDetConfig, Resize, RgbImage, INPUT_SIZE};
-use avsense::encode::models::silero::{SileroVad, CHUNK_SAMPLES};
-use avsense::encode::models::yamnet::{
+use avsense::core::clock::Timestamp;
+use avsense_nn::models::nanodet::{NanoDet, NanoDetConfig, Resize, RgbImage, INPUT_SIZE};
+use avsense_nn::models::silero::{SileroVad, CHUNK_SAMPLES};
+use avsense_nn::models::yamnet::{
     Yamnet, MEL_BANDS, PATCH_FRAMES, PATCH_HOP_SAMPLES, PATCH_SAMPLES,
 };
-use avsense::encode::LogMelFrontEnd;
-use avsense::source::AudioChunk;
+use avsense::encode::audio::logmel::LogMelFrontEnd;
+use avsense::core::media::AudioChunk;
 use candle_core::Device;
 use std::hint::black_box;
 use std::path::{Path, PathBuf};

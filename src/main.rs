@@ -201,16 +201,9 @@ enum ExampleAction {
 }
 
 fn main() {
-    // candle 0.11 asks num_cpus for the physical core count on every matmul (it reads
-    // /proc/cpuinfo each time) unless RAYON_NUM_THREADS is set: set it once, before any
-    // thread starts. Measured: −0.4 CPU s of kernel time per minute of media with the VAD on.
-    // One thread per model call: the pipeline already runs a thread per stage and stream,
-    // and on 2 cores every model measured slower with 2 intra-op threads than with 1
-    // (NanoDet 69 vs 59 ms, YAMNet 1.66 vs 1.30 ms; dev clip end to end 3.17× vs 2.70–2.91×
-    // realtime). Set RAYON_NUM_THREADS to override.
-    if std::env::var_os("RAYON_NUM_THREADS").is_none() {
-        std::env::set_var("RAYON_NUM_THREADS", "1");
-    }
+    // One intra-op thread per model call unless RAYON_NUM_THREADS says otherwise (the
+    // library does this too; here it happens before any thread starts).
+    avsense_nn::set_default_threads();
     let filter = tracing_subscriber::EnvFilter::try_from_env("AVSENSE_LOG")
         .unwrap_or_else(|_| "warn".into());
     tracing_subscriber::fmt()
@@ -242,8 +235,8 @@ fn real_main() -> Result<i32> {
                 (Some(path), None) => {
                     let mut cfg = PipelineConfig::load(&path)?;
                     if let Some(ev) = events {
-                        cfg.sinks = vec![avsense::config::SinkConfig {
-                            kind: avsense::config::SinkKind::Jsonl,
+                        cfg.sinks = vec![avsense::sink::SinkConfig {
+                            kind: avsense::sink::SinkKind::Jsonl,
                             path: Some(ev),
                         }];
                     }
@@ -270,8 +263,8 @@ fn real_main() -> Result<i32> {
         } => {
             let text = std::fs::read_to_string(&labels)
                 .with_context(|| format!("labels {}: cannot read", labels.display()))?;
-            let speaker_labels = if avsense::eval::speaker::SpeakerLabels::sniff(&text) {
-                Some(avsense::eval::speaker::SpeakerLabels::parse(
+            let speaker_labels = if avsense_cli::eval::speaker::SpeakerLabels::sniff(&text) {
+                Some(avsense_cli::eval::speaker::SpeakerLabels::parse(
                     &text, &labels,
                 )?)
             } else {
@@ -279,7 +272,7 @@ fn real_main() -> Result<i32> {
             };
             let sound_labels = match &speaker_labels {
                 Some(_) => None,
-                None => Some(avsense::eval::Labels::load(&labels)?),
+                None => Some(avsense_cli::eval::Labels::load(&labels)?),
             };
             let input = clip.to_string_lossy().to_string();
             let mut cfg = PipelineConfig::for_input(&input, None)?;
@@ -314,7 +307,7 @@ fn real_main() -> Result<i32> {
             let events = events.lock().map(|v| v.clone()).unwrap_or_default();
             if let Some(sl) = speaker_labels {
                 let media = report.streams.first().map_or(0.0, |s| s.media_seconds);
-                let r = avsense::eval::speaker::evaluate(&events, sl.for_clip(&clip)?, media);
+                let r = avsense_cli::eval::speaker::evaluate(&events, sl.for_clip(&clip)?, media);
                 if json {
                     println!("{}", serde_json::to_string_pretty(&r)?);
                 } else {
@@ -325,7 +318,7 @@ fn real_main() -> Result<i32> {
             let Some(labels) = sound_labels else {
                 return Ok(0);
             };
-            let r = avsense::eval::evaluate(&events, &labels);
+            let r = avsense_cli::eval::evaluate(&events, &labels);
             if json {
                 println!("{}", serde_json::to_string_pretty(&r)?);
             } else {
@@ -344,8 +337,8 @@ fn real_main() -> Result<i32> {
             report,
         } => train(data, out, model, epochs, seed, report),
         Command::Devices { json } => {
-            let mut all = avsense::devices::gstreamer_devices()?;
-            all.extend(avsense::devices::cpal_inputs());
+            let mut all = avsense::source::devices::gstreamer_devices()?;
+            all.extend(avsense::source::devices::cpal_inputs());
             if json {
                 println!("{}", serde_json::to_string_pretty(&all)?);
             } else if all.is_empty() {
@@ -376,7 +369,7 @@ fn real_main() -> Result<i32> {
         }
         Command::Example { action } => match action {
             ExampleAction::Fetch { dir } => {
-                let path = avsense::example::fetch(&dir).context("fetching the example clip")?;
+                let path = avsense_cli::example::fetch(&dir).context("fetching the example clip")?;
                 println!("{}", path.display());
                 Ok(0)
             }
@@ -385,7 +378,7 @@ fn real_main() -> Result<i32> {
 }
 
 fn models(action: ModelsAction) -> Result<i32> {
-    use avsense::models::{self, FetchOptions, FetchOutcome, FileStatus};
+    use avsense_cli::fetch::{self as models, FetchOptions, FetchOutcome, FileStatus};
     let all = models::manifest()?;
     match action {
         ModelsAction::Fetch {
@@ -632,7 +625,7 @@ fn print_summary(r: &RunReport, json: bool) {
 }
 
 fn dataset(action: DatasetAction) -> Result<i32> {
-    use avsense::fusion::dataset::{build, default_clips, ClipSpec, DatasetOptions};
+    use avsense_cli::dataset::{build, default_clips, ClipSpec, DatasetOptions};
     let (out, media, examples, freedesktop, mixes, speech, seed, clip, config) = match action {
         DatasetAction::Score {
             data,
@@ -734,8 +727,8 @@ fn train(
     seed: u64,
     report: Option<PathBuf>,
 ) -> Result<i32> {
-    use avsense::fusion::model::LearnedKind;
-    use avsense::fusion::train::{save, train, TrainOptions};
+    use avsense_nn::models::fusion::LearnedKind;
+    use avsense_cli::train::{save, train, TrainOptions};
     let kinds: Vec<LearnedKind> = match model.as_str() {
         "all" => LearnedKind::ALL.to_vec(),
         "gnn" => vec![LearnedKind::Gnn],
@@ -743,7 +736,7 @@ fn train(
         "concat" => vec![LearnedKind::Concat],
         other => bail!("--model {other:?}: expected gnn, attention, concat or all"),
     };
-    let records = avsense::fusion::dataset::read_records(&data.join("graphs.jsonl"))?;
+    let records = avsense_cli::dataset::read_records(&data.join("graphs.jsonl"))?;
     let mut reports = Vec::new();
     for kind in kinds {
         let mut opts = TrainOptions::new(kind);
@@ -776,9 +769,10 @@ fn dataset_score(
     min_score: f32,
     json: bool,
 ) -> Result<i32> {
-    use avsense::fusion::model::LearnedKind;
-    use avsense::fusion::train::{load_weights, score, score_rules};
-    let records = avsense::fusion::dataset::read_records(&data.join("graphs.jsonl"))?;
+    use avsense_nn::models::fusion::LearnedKind;
+    use avsense_cli::train::{score, score_rules};
+    use avsense_nn::models::fusion::load_weights;
+    let records = avsense_cli::dataset::read_records(&data.join("graphs.jsonl"))?;
     let mut rows = vec![("rules".to_string(), score_rules(&records, min_score))];
     for kind in LearnedKind::ALL {
         let l = load_weights(kind, weights.as_deref(), &candle_core::Device::Cpu)?;

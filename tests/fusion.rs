@@ -3,7 +3,7 @@
 //! fusion stage's refusal of a bad ontology map.
 mod common;
 
-use avsense::eval::{evaluate, Labels};
+use avsense_cli::eval::{evaluate, Labels};
 use avsense::fusion::av::FusionStrategy;
 use avsense::PipelineConfig;
 use common::*;
@@ -151,7 +151,7 @@ fn learned_fusion_on_the_dev_clip() {
         assert_eq!(assoc, out.of_kind("sound").len(), "{strategy:?}");
         for e in out.of_kind("av_event") {
             assert!(
-                avsense::fusion::learned::EVENT_CLASSES[1..].contains(&e.labels[0].name.as_str()),
+                avsense_nn::models::fusion::EVENT_CLASSES[1..].contains(&e.labels[0].name.as_str()),
                 "{e:?}"
             );
             assert!(e.end > e.start);
@@ -282,7 +282,7 @@ fn dataset_build_and_train_commands_run() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     let records =
-        avsense::fusion::dataset::read_records(&data.join("graphs.jsonl")).expect("graphs");
+        avsense_cli::dataset::read_records(&data.join("graphs.jsonl")).expect("graphs");
     // 12 s, hop 0.5, window 1: 23 windows per mix.
     assert!(records.len() >= 40, "{}", records.len());
     let manifest: serde_json::Value = serde_json::from_str(

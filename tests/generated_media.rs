@@ -1,7 +1,7 @@
 //! Media generated with GStreamer test sources, with known truth.
 mod common;
 
-use avsense::config::{PipelineConfig, SourceConfig, SourceKind};
+use avsense::{PipelineConfig, source::{SourceConfig, SourceKind}};
 use common::*;
 use std::path::PathBuf;
 

@@ -2,7 +2,7 @@
 //! policy, and capture → event latency with wall-clock times on events.
 mod common;
 
-use avsense::channel::EdgePolicy;
+use avsense::core::edge::EdgePolicy;
 use avsense::PipelineConfig;
 use common::*;
 use std::path::Path;

@@ -27,12 +27,12 @@
 
 mod common;
 
-use avsense::encode::models::blazeface::{
+use avsense_nn::models::blazeface::{
     anchor_centres, decode, BlazeFace, BlazeFaceConfig, FaceDetection, Nms, RawOutputs, ANCHORS,
     INPUT_SIZE, KEYPOINTS, LEFT_EAR, LEFT_EYE, LEVELS, MOUTH, NOSE, REGRESSORS, RIGHT_EAR,
     RIGHT_EYE,
 };
-use avsense::encode::models::nanodet::{iou, Placement, Resize, RgbImage};
+use avsense_nn::models::nanodet::{iou, Placement, Resize, RgbImage};
 use candle_core::Device;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -476,7 +476,7 @@ fn best_score(det: &BlazeFace, w: usize, h: usize, frame: &[u8]) -> f32 {
     raw[0]
         .logits
         .iter()
-        .map(|&l| avsense::encode::models::blazeface::score_of(l))
+        .map(|&l| avsense_nn::models::blazeface::score_of(l))
         .fold(0f32, f32::max)
 }
 

@@ -20,8 +20,8 @@
 
 mod common;
 
-use avsense::encode::mfcc::Mfcc;
-use avsense::encode::models::lightasd::{LightAsd, CROP, MFCC_DIM, MFCC_PER_FRAME};
+use avsense_nn::dsp::mfcc::Mfcc;
+use avsense_nn::models::lightasd::{LightAsd, CROP, MFCC_DIM, MFCC_PER_FRAME};
 use candle_core::{Device, Tensor};
 use serde_json::Value;
 use std::path::PathBuf;

@@ -21,7 +21,7 @@
 
 mod common;
 
-use avsense::encode::mfcc::{mfcc, Mfcc, MfccFrame, NUM_CEPS};
+use avsense_nn::dsp::mfcc::{mfcc, Mfcc, MfccFrame, NUM_CEPS};
 use serde_json::Value;
 
 const TOLERANCE: f64 = 1e-3;

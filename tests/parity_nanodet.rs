@@ -17,7 +17,7 @@
 
 mod common;
 
-use avsense::encode::models::nanodet::{
+use avsense_nn::models::nanodet::{
     decode, iou, InputNorm, NanoDet, NanoDetConfig, RawOutputs, Resize, RgbImage, BINS, CLASSES,
     INPUT_SIZE,
 };
@@ -163,7 +163,7 @@ fn compare(name: &str, reference: &Value, raw: &RawOutputs, worst: &mut Worst) {
 fn compare_detections(
     name: &str,
     reference: &Value,
-    ours: &[avsense::encode::models::nanodet::Detection],
+    ours: &[avsense_nn::models::nanodet::Detection],
     cfg: &NanoDetConfig,
     worst: &mut Worst,
 ) {
@@ -289,14 +289,14 @@ fn nanodet_matches_tfjs_cpu() {
     }
 
     // The pipeline's Detector interface gives the same detections for a Frame.
-    use avsense::encode::vision::Detector;
-    let frame = avsense::source::Frame::from_pixels(
+    use avsense::encode::video::objects::Detector;
+    let frame = avsense::core::media::Frame::from_pixels(
         "parity",
         Default::default(),
         Default::default(),
         INPUT_SIZE as u32,
         INPUT_SIZE as u32,
-        avsense::source::PixelFormat::Rgb,
+        avsense::core::media::PixelFormat::Rgb,
         px.clone(),
         0,
     )
@@ -333,7 +333,7 @@ fn nanodet_matches_tfjs_cpu() {
 /// BlazeFace's scores of up to 930.)
 #[test]
 fn tfjs_executor_runs_centernet_and_blazeface() {
-    use avsense::encode::models::tfjs::TfjsGraph;
+    use avsense_nn::formats::tfjs::TfjsGraph;
     use candle_core::Tensor;
     for (name, input, outputs) in [
         (

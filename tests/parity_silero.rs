@@ -15,7 +15,7 @@
 
 mod common;
 
-use avsense::encode::models::silero::{read_jit_weights, SileroVad, CHUNK_SAMPLES, WEIGHTS};
+use avsense_nn::models::silero::{read_jit_weights, SileroVad, CHUNK_SAMPLES, WEIGHTS};
 use candle_core::{Device, Tensor};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;

@@ -38,13 +38,13 @@
 
 mod common;
 
-use avsense::clock::Timestamp;
-use avsense::encode::audio::{tf_mel_weight_matrix, LogMelFrontEnd, HOP, MEL_BINS, N_FFT, WINDOW};
-use avsense::encode::models::tflite::{BuiltinOp, TfliteModel};
-use avsense::encode::models::yamnet::{
+use avsense::core::clock::Timestamp;
+use avsense::encode::audio::logmel::{tf_mel_weight_matrix, LogMelFrontEnd, HOP, MEL_BINS, N_FFT, WINDOW};
+use avsense_nn::formats::tflite::{BuiltinOp, TfliteModel};
+use avsense_nn::models::yamnet::{
     load_class_names, patch_starts, Yamnet, EMBEDDING_DIM, NUM_CLASSES, PATCH_FRAMES,
 };
-use avsense::source::AudioChunk;
+use avsense::core::media::AudioChunk;
 use candle_core::{Device, Tensor};
 use sha2::{Digest, Sha256};
 use std::path::Path;

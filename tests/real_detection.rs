@@ -2,7 +2,13 @@
 //! (skipped with a message when the media or the models are absent; a failure under CI=true).
 mod common;
 
-use avsense::encode::VisionFeatures;
+use avsense::core::features::VisionFeatures;
+use avsense::encode::video::objects::Tracks;
+
+/// The object encoder's result on a frame (every frame has one when the detector runs).
+fn tracks(f: &VisionFeatures) -> &Tracks {
+    f.get::<Tracks>().expect("the object encoder ran on every frame")
+}
 use common::*;
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
@@ -20,7 +26,7 @@ fn frames_of(out: &Outcome) -> Vec<Arc<VisionFeatures>> {
 }
 
 fn person_id() -> usize {
-    avsense::encode::coco::id("person").expect("person is COCO-80")
+    avsense_nn::models::coco::id("person").expect("person is COCO-80")
 }
 
 #[test]
@@ -42,7 +48,7 @@ fn person_sounds_dev_people_are_tracked_per_visit_and_sounds_are_named() {
         .map(|iv| (iv[0].as_f64().unwrap(), iv[1].as_f64().unwrap()))
         .collect();
     let frames = frames_of(&out);
-    let detected: Vec<&Arc<VisionFeatures>> = frames.iter().filter(|f| f.detected).collect();
+    let detected: Vec<&Arc<VisionFeatures>> = frames.iter().filter(|f| tracks(f).detected).collect();
     assert!(
         detected.len() >= 250,
         "the detector ran on {} frames of a 60 s clip at 5 fps",
@@ -52,7 +58,7 @@ fn person_sounds_dev_people_are_tracked_per_visit_and_sounds_are_named() {
     let mut ids_per_visit: Vec<BTreeSet<u64>> = vec![BTreeSet::new(); visits.len()];
     for f in &detected {
         let t = f.pts.as_secs_f64();
-        let persons: Vec<u64> = f
+        let persons: Vec<u64> = tracks(f)
             .objects
             .iter()
             .filter(|o| o.class_id == person_id())
@@ -190,9 +196,9 @@ fn car_detection_objects_are_tracked_while_cars_pass_and_not_otherwise() {
         .iter()
         .filter(|f| {
             let t = f.pts.as_secs_f64();
-            f.detected
+            tracks(f).detected
                 && !CAR_PASSES.iter().any(|(a, b)| t >= *a && t < *b)
-                && !f.objects.is_empty()
+                && !tracks(f).objects.is_empty()
         })
         .count();
     assert_eq!(empty_with_objects, 0, "tracks on frames of the empty lot");

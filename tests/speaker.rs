@@ -7,7 +7,7 @@
 
 mod common;
 
-use avsense::eval::speaker::{evaluate, SpeakerLabels, SpeakerReport};
+use avsense_cli::eval::speaker::{evaluate, SpeakerLabels, SpeakerReport};
 use avsense::PipelineConfig;
 use std::path::Path;
 

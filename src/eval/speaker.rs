@@ -10,7 +10,7 @@
 //! ticks predicted speaking.
 
 use super::LabelsError;
-use crate::event::{Event, EventKind};
+use avsense::core::event::{Event, EventKind};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -249,7 +249,7 @@ impl SpeakerReport {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::SpeakerEvidence;
+    use avsense::core::event::SpeakerEvidence;
 
     fn speaker(start: f64, end: f64, track: u64, x: f32) -> Event {
         let mut e = Event::new(EventKind::ActiveSpeaker, "s", start, end, 0.9);

@@ -2,7 +2,7 @@
 //! GStreamer test sources, and running a pipeline into memory.
 #![allow(dead_code)]
 
-use avsense::align::Window;
+use avsense::core::window::Window;
 use avsense::sink::{CallbackSink, EventSink};
 use avsense::{Event, Pipeline, PipelineConfig, RunReport};
 use gstreamer as gst;

@@ -1,0 +1,391 @@
+//! Time alignment: per-stream windows of audio and video features.
+//!
+//! Windows have a fixed length and hop (default 1.0 s / 0.5 s) on the stream's timeline.
+//! Each modality has a *watermark*: the end of the latest feature it delivered (every
+//! modality delivers in time order). Window `[s, e)` closes when, for every modality the
+//! stream has, the watermark has passed `e` or the modality has ended. So a file without
+//! audio, or whose audio ends early, yields video-only (partial) windows instead of a stall.
+//!
+//! Lateness is bounded for live streams: a modality lagging the leading one by more than
+//! `lateness` no longer holds windows open; what it delivers later for a window that has
+//! closed is counted as late and dropped. Recorded input (edges that block) waits instead,
+//! since nothing is to be lost there and GStreamer's queues bound how far tracks drift.
+
+use crate::core::clock::{Duration, Timestamp};
+use crate::core::edge::{EdgeReceiver, EdgeSender};
+use crate::core::features::{AudioFeatures, Feature, VisionFeatures};
+use crate::core::media::Modality;
+use crate::core::window::Window;
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+/// Default analysis window length in seconds (`[pipeline] window`).
+pub const DEFAULT_WINDOW_S: f64 = 1.0;
+/// Default hop between window starts in seconds (`[pipeline] hop`).
+pub const DEFAULT_HOP_S: f64 = 0.5;
+/// Default bounded lateness in seconds (`[pipeline] lateness`).
+pub const DEFAULT_LATENESS_S: f64 = 2.0;
+
+/// Aligner settings.
+#[derive(Debug, Clone, Copy)]
+pub struct AlignConfig {
+    /// Window length.
+    pub window: Duration,
+    /// Hop between window starts.
+    pub hop: Duration,
+    /// How far a live modality may lag before windows close without it.
+    pub lateness: Duration,
+    /// Whether the stream is live (lateness applies) or recorded (wait for every modality).
+    pub live: bool,
+}
+
+/// Counters of the aligner.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct AlignStats {
+    /// Windows emitted.
+    pub windows: u64,
+    /// Windows missing at least one modality.
+    pub partial_windows: u64,
+    /// Features that arrived after their windows had closed.
+    pub late_dropped: u64,
+}
+
+#[derive(Debug, Default)]
+struct Track {
+    expected: bool,
+    ended: bool,
+    watermark: Option<Timestamp>,
+}
+
+/// The aligner of one stream (see the module doc).
+#[derive(Debug)]
+pub struct Aligner {
+    cfg: AlignConfig,
+    stream: Arc<str>,
+    next: Option<u64>,
+    video: Track,
+    audio: Track,
+    vision_buf: VecDeque<Arc<VisionFeatures>>,
+    audio_buf: VecDeque<Arc<AudioFeatures>>,
+    stats: AlignStats,
+}
+
+impl Aligner {
+    /// An aligner for `stream` expecting the given modalities.
+    pub fn new(stream: Arc<str>, cfg: AlignConfig, expect: &[Modality]) -> Self {
+        Self {
+            cfg,
+            stream,
+            next: None,
+            video: Track {
+                expected: expect.contains(&Modality::Video),
+                ..Track::default()
+            },
+            audio: Track {
+                expected: expect.contains(&Modality::Audio),
+                ..Track::default()
+            },
+            vision_buf: VecDeque::new(),
+            audio_buf: VecDeque::new(),
+            stats: AlignStats::default(),
+        }
+    }
+
+    /// Counters so far.
+    pub fn stats(&self) -> AlignStats {
+        self.stats
+    }
+
+    fn window_start(&self, k: u64) -> Timestamp {
+        Timestamp(k * self.cfg.hop.0)
+    }
+
+    /// Takes one feature; appends every window it allows to close to `out`.
+    pub fn push(&mut self, f: Feature, out: &mut Vec<Window>) {
+        let first_pts = match &f {
+            Feature::Vision(v) => Some(v.pts),
+            Feature::Audio(a) => Some(a.pts),
+            Feature::End(_) => None,
+        };
+        if let (None, Some(p)) = (self.next, first_pts) {
+            // Start at the window containing the first feature (the newest window that
+            // starts at or before it), not at zero: a live stream's clock need not be small.
+            let k = p.0 / self.cfg.hop.0.max(1);
+            let back = self
+                .cfg
+                .window
+                .0
+                .div_ceil(self.cfg.hop.0.max(1))
+                .saturating_sub(1);
+            self.next = Some(k.saturating_sub(back));
+        }
+        let closed_before = self.next.map(|k| self.window_start(k)).unwrap_or_default();
+        match f {
+            Feature::Vision(v) => {
+                let wm = self.video.watermark.get_or_insert(v.end());
+                *wm = (*wm).max(v.end());
+                if v.pts < closed_before {
+                    self.stats.late_dropped += 1;
+                } else {
+                    self.vision_buf.push_back(v);
+                }
+            }
+            Feature::Audio(a) => {
+                let wm = self.audio.watermark.get_or_insert(a.end());
+                *wm = (*wm).max(a.end());
+                if a.end() <= closed_before {
+                    self.stats.late_dropped += 1;
+                } else {
+                    self.audio_buf.push_back(a);
+                }
+            }
+            Feature::End(Modality::Video) => self.video.ended = true,
+            Feature::End(Modality::Audio) => self.audio.ended = true,
+        }
+        self.close_ready(out, false);
+    }
+
+    /// Closes every remaining window that holds data (end of input).
+    pub fn finish(&mut self, out: &mut Vec<Window>) {
+        self.video.ended = true;
+        self.audio.ended = true;
+        self.close_ready(out, true);
+    }
+
+    fn leading(&self) -> Option<Timestamp> {
+        [self.video.watermark, self.audio.watermark]
+            .into_iter()
+            .flatten()
+            .max()
+    }
+
+    fn track_allows(&self, t: &Track, end: Timestamp, leading: Option<Timestamp>) -> bool {
+        if !t.expected || t.ended {
+            return true;
+        }
+        match t.watermark {
+            Some(wm) if wm >= end => true,
+            wm => {
+                self.cfg.live
+                    && leading.is_some_and(|lead| {
+                        lead.0.saturating_sub(wm.map(|w| w.0).unwrap_or(0)) > self.cfg.lateness.0
+                    })
+            }
+        }
+    }
+
+    fn close_ready(&mut self, out: &mut Vec<Window>, flushing: bool) {
+        let Some(mut k) = self.next else { return };
+        loop {
+            let start = self.window_start(k);
+            let end = start + self.cfg.window;
+            let leading = self.leading();
+            if flushing {
+                // Only windows that start before the last data.
+                match leading {
+                    Some(lead) if start < lead => {}
+                    _ => break,
+                }
+            } else if !(self.track_allows(&self.video, end, leading)
+                && self.track_allows(&self.audio, end, leading))
+            {
+                break;
+            }
+            let all_ended = (!self.video.expected || self.video.ended)
+                && (!self.audio.expected || self.audio.ended);
+            if !flushing && all_ended {
+                // Everything has ended: only windows before the last data remain.
+                match leading {
+                    Some(lead) if start < lead => {}
+                    _ => break,
+                }
+            }
+            let vision: Vec<_> = self
+                .vision_buf
+                .iter()
+                .filter(|v| v.pts >= start && v.pts < end)
+                .cloned()
+                .collect();
+            let audio: Vec<_> = self
+                .audio_buf
+                .iter()
+                .filter(|a| a.pts < end && a.end() > start)
+                .cloned()
+                .collect();
+            let partial = (self.video.expected && vision.is_empty())
+                || (self.audio.expected && audio.is_empty());
+            self.stats.windows += 1;
+            if partial {
+                self.stats.partial_windows += 1;
+            }
+            out.push(Window {
+                stream: Arc::clone(&self.stream),
+                index: k,
+                start,
+                end,
+                vision,
+                audio,
+                partial,
+                ext: Default::default(),
+            });
+            k += 1;
+            let next_start = self.window_start(k);
+            while self.vision_buf.front().is_some_and(|v| v.pts < next_start) {
+                self.vision_buf.pop_front();
+            }
+            while self
+                .audio_buf
+                .front()
+                .is_some_and(|a| a.end() <= next_start)
+            {
+                self.audio_buf.pop_front();
+            }
+        }
+        self.next = Some(k);
+    }
+}
+
+/// The aligner stage: features in, windows out, until every encoder has finished.
+pub fn run_align_stage(
+    mut aligner: Aligner,
+    rx: EdgeReceiver<Feature>,
+    tx: EdgeSender<Window>,
+) -> AlignStats {
+    let mut out = Vec::new();
+    while let Some(f) = rx.recv() {
+        aligner.push(f, &mut out);
+        for w in out.drain(..) {
+            if tx.send(w).is_err() {
+                return aligner.stats();
+            }
+        }
+    }
+    aligner.finish(&mut out);
+    for w in out.drain(..) {
+        if tx.send(w).is_err() {
+            break;
+        }
+    }
+    aligner.stats()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: u64 = 1_000_000;
+
+    fn vis(ms: u64) -> Feature {
+        Feature::Vision(Arc::new(VisionFeatures {
+            stream: Arc::from("s"),
+            pts: Timestamp(ms * MS),
+            duration: Duration(100 * MS),
+            index: ms / 100,
+            ext: Default::default(),
+        }))
+    }
+
+    fn aud(ms: u64, frames: usize) -> Feature {
+        Feature::Audio(Arc::new(AudioFeatures {
+            stream: Arc::from("s"),
+            pts: Timestamp(ms * MS),
+            hop: Duration(10 * MS),
+            window: Duration(25 * MS),
+            log_mel: vec![0.0; frames * 64],
+            level_db: vec![0.0; frames],
+            onset: vec![0.0; frames],
+            ext: Default::default(),
+        }))
+    }
+
+    fn cfg(live: bool) -> AlignConfig {
+        AlignConfig {
+            window: Duration(1000 * MS),
+            hop: Duration(500 * MS),
+            lateness: Duration(2000 * MS),
+            live,
+        }
+    }
+
+    #[test]
+    fn windows_wait_for_the_slower_modality_and_hold_only_their_span() {
+        let mut a = Aligner::new(
+            Arc::from("s"),
+            cfg(false),
+            &[Modality::Video, Modality::Audio],
+        );
+        let mut out = Vec::new();
+        for t in (0..3000).step_by(100) {
+            a.push(vis(t), &mut out);
+        }
+        assert!(out.is_empty(), "audio has not arrived: nothing may close");
+        for t in (0..3000).step_by(100) {
+            a.push(aud(t, 10), &mut out);
+        }
+        a.push(Feature::End(Modality::Video), &mut out);
+        a.push(Feature::End(Modality::Audio), &mut out);
+        let starts: Vec<u64> = out.iter().map(|w| w.start.0 / MS).collect();
+        assert_eq!(starts, vec![0, 500, 1000, 1500, 2000, 2500]);
+        for w in &out {
+            assert!(w.vision.iter().all(|v| v.pts >= w.start && v.pts < w.end));
+            assert!(w.audio.iter().all(|x| x.pts < w.end && x.end() > w.start));
+        }
+        assert_eq!(out[0].vision.len(), 10);
+        assert!(!out[0].partial);
+        assert!(out[5].end.0 / MS == 3500 && out[5].vision.len() == 5);
+    }
+
+    /// An audio-only stream (a microphone): its end closes the last windows and stops;
+    /// the video track it never expected must not keep windows coming.
+    #[test]
+    fn audio_only_stream_ends_when_its_audio_ends() {
+        let mut a = Aligner::new(Arc::from("s"), cfg(true), &[Modality::Audio]);
+        let mut out = Vec::new();
+        for t in (0..2000).step_by(100) {
+            a.push(aud(t, 10), &mut out);
+        }
+        a.push(Feature::End(Modality::Audio), &mut out);
+        let starts: Vec<u64> = out.iter().map(|w| w.start.0 / MS).collect();
+        assert_eq!(starts, vec![0, 500, 1000, 1500]);
+        a.finish(&mut out);
+        assert_eq!(out.len(), 4);
+    }
+
+    #[test]
+    fn a_missing_modality_gives_partial_windows_not_a_stall() {
+        let mut a = Aligner::new(
+            Arc::from("s"),
+            cfg(false),
+            &[Modality::Video, Modality::Audio],
+        );
+        let mut out = Vec::new();
+        a.push(Feature::End(Modality::Audio), &mut out);
+        for t in (0..2000).step_by(100) {
+            a.push(vis(t), &mut out);
+        }
+        assert_eq!(out.len(), 3, "windows close on the video watermark alone");
+        assert!(out.iter().all(|w| w.partial && w.audio.is_empty()));
+        a.finish(&mut out);
+        assert_eq!(out.len(), 4);
+    }
+
+    #[test]
+    fn live_lateness_bounds_the_wait_and_counts_late_data() {
+        let mut a = Aligner::new(
+            Arc::from("s"),
+            cfg(true),
+            &[Modality::Video, Modality::Audio],
+        );
+        let mut out = Vec::new();
+        a.push(aud(0, 10), &mut out);
+        for t in (0..4000).step_by(100) {
+            a.push(vis(t), &mut out);
+        }
+        // Audio stalled at 0.1 s; video leads by > 2 s, so windows closed without it.
+        assert!(!out.is_empty());
+        let closed = out.len();
+        a.push(aud(100, 10), &mut out); // belongs to window 0, already closed
+        assert_eq!(a.stats().late_dropped, 1);
+        assert!(out.len() >= closed);
+    }
+}

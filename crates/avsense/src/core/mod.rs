@@ -1,0 +1,21 @@
+//! The types every stage shares, and nothing else: this module imports no stage.
+//!
+//! ```text
+//! clock     Timestamp, Duration (nanoseconds on the stream's timeline)
+//! edge      bounded channels with a policy (block / drop-oldest) and counters
+//! media     Frame, AudioChunk, Modality, VideoSpec — what sources deliver
+//! features  VisionFeatures, AudioFeatures (open, typed per-encoder results), Feature
+//! window    Window — what the aligner delivers
+//! event     Event — the public output
+//! settings  Toggle (auto/on/off), Invalid (a config value out of bounds)
+//! latency   capture → event latency recorder, wall-clock stamps
+//! ```
+
+pub mod clock;
+pub mod edge;
+pub mod event;
+pub mod features;
+pub mod latency;
+pub mod media;
+pub mod settings;
+pub mod window;

@@ -1,0 +1,102 @@
+//! Model files at run time: where they are (`[models] dir`, `$AVSENSE_MODELS`, or
+//! `models/cache`), which device runs them, and whether an encoder's file is there for its
+//! [`Toggle`]. Fetching them is the `avsense models fetch` command's job (the CLI crate).
+
+use crate::core::settings::Toggle;
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+
+/// Default model directory (relative to the working directory).
+pub const DEFAULT_DIR: &str = "models/cache";
+
+/// The compute device for the neural encoders.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum DeviceChoice {
+    /// CUDA when built with `--features cuda` and a GPU is present, else CPU.
+    #[default]
+    Auto,
+    /// CPU.
+    Cpu,
+    /// CUDA GPU 0 (an error when unavailable).
+    Cuda,
+}
+
+/// `[models]`: model directory and device.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct ModelsConfig {
+    /// Model directory (default: $AVSENSE_MODELS or models/cache, relative to the working
+    /// directory).
+    pub dir: Option<PathBuf>,
+    /// `auto`, `cpu` or `cuda`.
+    pub device: DeviceChoice,
+}
+
+/// The model directory: `$AVSENSE_MODELS`, else [`DEFAULT_DIR`].
+pub fn default_dir() -> PathBuf {
+    std::env::var_os("AVSENSE_MODELS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_DIR))
+}
+
+/// An encoder's model file could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelFileError {
+    /// The file is missing while the encoder must run.
+    #[error("encoder {encoder}: cannot load its model: {} not found (run `avsense models fetch`, or set [models] dir)", path.display())]
+    Missing {
+        /// The encoder.
+        encoder: &'static str,
+        /// Where it was looked for.
+        path: PathBuf,
+    },
+    /// The device asked for is not available.
+    #[error("encoder device: {reason}")]
+    Device {
+        /// Why.
+        reason: String,
+    },
+}
+
+impl ModelsConfig {
+    /// The model directory in force.
+    pub fn dir(&self) -> PathBuf {
+        self.dir.clone().unwrap_or_else(default_dir)
+    }
+
+    /// Resolves an encoder's model file `rel` (under the model directory) under its
+    /// toggle: `Some(path)` to load, `None` to skip (`off`, or `auto` with the file missing,
+    /// which is logged).
+    pub fn file(&self, toggle: Toggle, encoder: &'static str, rel: &str) -> Result<Option<PathBuf>, ModelFileError> {
+        if toggle == Toggle::Off {
+            return Ok(None);
+        }
+        let path = self.dir().join(rel);
+        if path.is_file() {
+            return Ok(Some(path));
+        }
+        match toggle {
+            Toggle::On => Err(ModelFileError::Missing { encoder, path }),
+            _ => {
+                tracing::warn!(
+                    "{encoder}: {} not found, the encoder is off (run `avsense models fetch`)",
+                    path.display()
+                );
+                Ok(None)
+            }
+        }
+    }
+
+    /// The candle device the config asks for.
+    pub fn device(&self) -> Result<candle_core::Device, ModelFileError> {
+        match self.device {
+            DeviceChoice::Cpu => Ok(candle_core::Device::Cpu),
+            DeviceChoice::Auto => candle_core::Device::cuda_if_available(0)
+                .map_err(|e| ModelFileError::Device { reason: e.to_string() }),
+            DeviceChoice::Cuda => candle_core::Device::new_cuda(0).map_err(|e| ModelFileError::Device {
+                reason: format!("[models] device = \"cuda\": {e} (build with --features cuda on a machine with a GPU)"),
+            }),
+        }
+    }
+}

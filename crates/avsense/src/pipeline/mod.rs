@@ -1,0 +1,302 @@
+//! The runtime: wires sources, encoders, aligner, event stage and sinks with bounded edges,
+//! one thread per stage, and reports what happened.
+//!
+//! ```text
+//! source ──frames──▶ video encoders ─┐
+//!        ──audio───▶ audio encoders ─┴─features─▶ aligner ─windows─▶ events ─┐
+//! (one chain per [[source]])                                                  ├─events─▶ sinks
+//! ```
+//!
+//! A source that fails is reported (an error in its [`StreamReport`] and a `source_error`
+//! event); the other sources keep running. Shutdown is a closed channel: when a source
+//! ends, each stage finishes its input, flushes, and drops its sender.
+
+mod chain;
+pub mod encoders;
+pub mod report;
+
+use crate::config::PipelineConfig;
+use crate::core::edge::{edge, EdgePolicy, EdgeProbe, EdgeStats};
+use crate::core::event::{Event, EventKind};
+use crate::core::window::WindowTap;
+use crate::encode::video::faces::FaceStats;
+use crate::fusion::av::learned::Loaded;
+use crate::fusion::av::ontology::Ontology;
+use crate::fusion::av::FusionStrategy;
+use crate::sink::{EventSink, JsonlSink, SinkError};
+use crate::Error;
+pub use report::{RunReport, StreamProbe, StreamReport};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+/// Capacity of the edges downstream of the encoders (features, windows, events).
+const INNER_CAPACITY: usize = 256;
+
+/// A configured pipeline, ready to start.
+pub struct Pipeline {
+    cfg: PipelineConfig,
+    window_tap: Option<WindowTap>,
+    encoders: encoders::Registry,
+    /// The AudioSet → COCO map, when association runs.
+    ontology: Option<Arc<Ontology>>,
+    learned: Option<Loaded>,
+}
+
+/// A started pipeline: watch it, stop it, wait for its report.
+pub struct Running {
+    started: Instant,
+    chains: Vec<chain::Chain>,
+    streams: Vec<StreamProbe>,
+    edges: Vec<EdgeProbe>,
+    sink: JoinHandle<SinkOutcome>,
+}
+
+/// What the sink stage returns: events written, a failure, latency per live stream.
+type SinkOutcome = (
+    u64,
+    Option<SinkError>,
+    std::collections::HashMap<String, crate::core::latency::LatencyRecorder>,
+);
+
+fn spawn<T: Send + 'static>(
+    name: String,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<JoinHandle<T>, Error> {
+    std::thread::Builder::new()
+        .name(name.clone())
+        .spawn(f)
+        .map_err(|e| Error::Thread(format!("cannot start thread {name}: {e}")))
+}
+
+impl Pipeline {
+    /// A pipeline for `cfg`: validates it (a config built in code is checked like a TOML
+    /// one), loads every model it needs and checks the fusion's map and weights, so that a
+    /// bad config or file refuses to start.
+    pub fn new(cfg: PipelineConfig) -> Result<Self, Error> {
+        cfg.validate(std::path::Path::new("<pipeline>"))?;
+        avsense_nn::set_default_threads();
+        crate::source::gst::init().map_err(Error::Init)?;
+        let encoders = encoders::register(&cfg)?;
+        // The ontology map is checked against YAMNet's classes now: a bad map refuses to
+        // start rather than associate nonsense. Without the tagger there is nothing to map.
+        let ontology = match (&encoders.tagger_names, cfg.fusion.strategy) {
+            (Some(_), FusionStrategy::Off) | (None, _) => None,
+            (Some(names), _) => Some(Arc::new(match &cfg.fusion.ontology {
+                Some(p) => Ontology::load(p, names)?,
+                None => Ontology::builtin(names)?,
+            })),
+        };
+        // Learned fusion weights are checked now too (every tensor against the spec).
+        let learned = match (cfg.fusion.strategy.learned(), &ontology) {
+            (Some(kind), Some(_)) => {
+                let device = cfg.models.device()?;
+                Some(avsense_nn::models::fusion::load_weights(
+                    kind,
+                    cfg.fusion.weights.as_deref(),
+                    &device,
+                )?)
+            }
+            _ => None,
+        };
+        Ok(Self {
+            cfg,
+            window_tap: None,
+            encoders,
+            ontology,
+            learned,
+        })
+    }
+
+    /// Calls `tap` with every aligned window, on the stream's event thread, before its
+    /// events are decoded. Keep it cheap: it runs inside the pipeline.
+    pub fn with_window_tap(mut self, tap: WindowTap) -> Self {
+        self.window_tap = Some(tap);
+        self
+    }
+
+    /// Its configuration.
+    pub fn config(&self) -> &PipelineConfig {
+        &self.cfg
+    }
+
+    /// The sinks the config asks for (stdout when none).
+    pub fn configured_sinks(&self) -> Result<Vec<Box<dyn EventSink>>, Error> {
+        if self.cfg.sinks.is_empty() {
+            return Ok(vec![Box::new(JsonlSink::stdout())]);
+        }
+        Ok(self
+            .cfg
+            .sinks
+            .iter()
+            .map(|s| s.open())
+            .collect::<Result<Vec<_>, _>>()?)
+    }
+
+    /// Starts every stage; events go to `sinks`.
+    pub fn start(self, mut sinks: Vec<Box<dyn EventSink>>) -> Result<Running, Error> {
+        let started = Instant::now();
+        let (ev_tx, ev_rx, ev_probe) = edge::<Event>("events", INNER_CAPACITY, EdgePolicy::Block);
+        let mut edges = vec![ev_probe];
+        // The live streams' sources, to stamp their events with latency and wall time (set
+        // once the chains exist; events wait on the edge until then).
+        let live: Arc<std::sync::OnceLock<Vec<(String, crate::source::gst::SourceProbe)>>> =
+            Arc::new(std::sync::OnceLock::new());
+        let live_sink = Arc::clone(&live);
+        let sink = spawn("avsense-sink".into(), move || {
+            let mut written = 0u64;
+            let mut latency: std::collections::HashMap<String, crate::core::latency::LatencyRecorder> =
+                std::collections::HashMap::new();
+            while let Some(mut e) = ev_rx.recv() {
+                let origin = live_sink.get().and_then(|l| {
+                    l.iter()
+                        .find(|(n, _)| *n == e.stream)
+                        .and_then(|(_, p)| p.clock_origin())
+                });
+                if let Some(origin) = origin {
+                    let ms = crate::core::latency::stamp(&mut e, origin);
+                    // Perception latency only: a source's own reports are not detections.
+                    if !matches!(e.kind, EventKind::SourceError | EventKind::StreamGap) {
+                        latency.entry(e.stream.clone()).or_default().record(ms);
+                    }
+                }
+                for s in sinks.iter_mut() {
+                    match s.write(&e) {
+                        Ok(()) => {}
+                        // The reader went away: stop writing, let the pipeline wind down.
+                        Err(SinkError::Closed { .. }) => return (written, None, latency),
+                        Err(err) => return (written, Some(err), latency),
+                    }
+                }
+                written += 1;
+            }
+            for s in sinks.iter_mut() {
+                if let Err(err) = s.flush() {
+                    if !matches!(err, SinkError::Closed { .. }) {
+                        return (written, Some(err), latency);
+                    }
+                }
+            }
+            (written, None, latency)
+        })?;
+        let mut chains = Vec::new();
+        let mut streams = Vec::new();
+        let shared = chain::Shared {
+            cfg: &self.cfg,
+            encoders: &self.encoders,
+            ontology: self.ontology.as_ref(),
+            learned: self.learned.as_ref(),
+            window_tap: self.window_tap.as_ref(),
+        };
+        for src in self.cfg.sources.clone() {
+            let (chain, probe) = chain::start(&shared, src, ev_tx.clone(), &mut edges)?;
+            chains.push(chain);
+            streams.push(probe);
+        }
+        drop(ev_tx);
+        let _ = live.set(
+            streams
+                .iter()
+                .filter(|p: &&StreamProbe| p.live)
+                .map(|p| (p.name.clone(), p.source.clone()))
+                .collect(),
+        );
+        Ok(Running {
+            started,
+            chains,
+            streams,
+            edges,
+            sink,
+        })
+    }
+
+    /// Runs to completion with the configured sinks.
+    pub fn run(self) -> Result<RunReport, Error> {
+        let sinks = self.configured_sinks()?;
+        self.start(sinks)?.wait()
+    }
+}
+
+impl Running {
+    /// The streams, to watch progress.
+    pub fn streams(&self) -> &[StreamProbe] {
+        &self.streams
+    }
+
+    /// Edge counters now.
+    pub fn edge_stats(&self) -> Vec<EdgeStats> {
+        self.edges.iter().map(EdgeProbe::stats).collect()
+    }
+
+    /// Asks every source to stop (end of stream): open events close, the report follows.
+    pub fn stop(&self) {
+        for s in &self.streams {
+            s.source.stop();
+        }
+    }
+
+    /// Whether every stage has finished.
+    pub fn is_finished(&self) -> bool {
+        self.sink.is_finished()
+    }
+
+    /// Waits for every stage and returns the report.
+    pub fn wait(self) -> Result<RunReport, Error> {
+        let mut reports: Vec<StreamReport> = Vec::new();
+        for c in self.chains {
+            let join_err = |stage: &str| {
+                Error::Thread(format!("stream {}: the {stage} stage panicked", c.name))
+            };
+            let src = c.source.join().map_err(|_| join_err("source"))?;
+            let mut error = src.result.as_ref().err().map(|e| e.to_string());
+            for (stage, h) in [("video encoder", c.video), ("audio encoder", c.audio)] {
+                if let Some(h) = h {
+                    match h.join() {
+                        Ok(Ok(())) => {}
+                        // The encoder's error is the root cause of the source's flow error.
+                        Ok(Err(e)) => error = Some(e.to_string()),
+                        Err(_) => error = Some(join_err(stage).to_string()),
+                    }
+                }
+            }
+            let align = c.align.join().map_err(|_| join_err("aligner"))?;
+            if let Some(h) = c.av_encode {
+                h.join().map_err(|_| join_err("av_encode"))?;
+            }
+            let events = c.events.join().map_err(|_| join_err("event"))?;
+            reports.push(StreamReport {
+                name: c.name,
+                frames: src.frames,
+                audio_seconds: src.audio_samples as f64 / crate::source::AUDIO_RATE as f64,
+                modalities: src.modalities,
+                declared_duration: src.declared_duration,
+                media_seconds: src.media_end,
+                align,
+                events,
+                latency: None,
+                frame_latency: c.frame_latency.lock().ok().and_then(|l| l.0.stats()),
+                detect_latency: c.frame_latency.lock().ok().and_then(|l| l.1.stats()),
+                faces: c.counters.lock().ok().and_then(|c| {
+                    c.get::<Arc<Mutex<FaceStats>>>()
+                        .and_then(|f| f.lock().ok().map(|s| *s))
+                }),
+                error,
+                live: src.live,
+            });
+        }
+        let (written, sink_err, latency) = self
+            .sink
+            .join()
+            .map_err(|_| Error::Thread("the sink stage panicked".into()))?;
+        for r in reports.iter_mut() {
+            r.latency = latency.get(&r.name).and_then(|l| l.stats());
+        }
+        Ok(RunReport {
+            streams: reports,
+            edges: self.edges.iter().map(EdgeProbe::stats).collect(),
+            events_written: written,
+            wall_seconds: self.started.elapsed().as_secs_f64(),
+            sink_error: sink_err.map(|e| e.to_string()),
+        })
+    }
+}

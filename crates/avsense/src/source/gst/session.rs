@@ -1,0 +1,215 @@
+//! One GStreamer pipeline from start to end of stream, error, stall or stop: the bus loop.
+
+use super::build::file_uri;
+use super::{GstSource, SessionEnd};
+use crate::source::state::{clock_now, Slot};
+use crate::source::{AudioChunk, Frame, Modality, SourceError, SourceKind};
+use gstreamer as gst;
+use gstreamer::prelude::*;
+use std::path::Path;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+
+impl GstSource {
+    /// One GStreamer pipeline from start to end of stream, error, stall or stop.
+    /// `on_data` is called once, when the session's first buffer has arrived.
+    pub(super) fn run_session(
+        &self,
+        video_slot: &Slot<Frame>,
+        audio_slot: &Slot<AudioChunk>,
+        modalities: &mut Vec<Modality>,
+        declared: &mut Option<f64>,
+        on_data: &mut dyn FnMut(),
+    ) -> Result<SessionEnd, SourceError> {
+        let stream = self.cfg.name.clone();
+        let build_err = |reason: String| SourceError::Build {
+            stream: stream.clone(),
+            reason,
+        };
+        self.shared.new_session();
+        let pipeline = gst::Pipeline::with_name(&format!("avsense-{}", self.cfg.name));
+        let linked = Arc::new(Mutex::new(Vec::<Modality>::new()));
+
+        match self.cfg.kind {
+            SourceKind::File | SourceKind::Uri | SourceKind::Rtsp => {
+                let uri = match self.cfg.kind {
+                    SourceKind::File => {
+                        let path = self.cfg.path.as_deref().unwrap_or(Path::new(""));
+                        file_uri(&stream, path)?
+                    }
+                    _ => self.cfg.uri.clone().unwrap_or_default(),
+                };
+                let decode = gst::ElementFactory::make("uridecodebin")
+                    .property("uri", &uri)
+                    .build()
+                    .map_err(|e| {
+                        build_err(format!(
+                            "uridecodebin: {e} (install gstreamer1.0-plugins-base)"
+                        ))
+                    })?;
+                if self.cfg.kind == SourceKind::Rtsp {
+                    self.configure_rtsp(&decode);
+                }
+                pipeline
+                    .add(&decode)
+                    .map_err(|e| build_err(e.to_string()))?;
+                self.connect_decoder(&decode, &pipeline, video_slot, audio_slot, &linked);
+            }
+            SourceKind::V4l2 => {
+                let decode = self.build_v4l2(&pipeline).map_err(build_err)?;
+                self.connect_decoder(&decode, &pipeline, video_slot, audio_slot, &linked);
+            }
+            SourceKind::Microphone => return Ok(SessionEnd::Stopped),
+            SourceKind::Test => {
+                self.build_test(&pipeline, video_slot, audio_slot, &linked)
+                    .map_err(|e| build_err(format!("test source: {e}")))?;
+            }
+            SourceKind::Gst => {
+                self.build_launch(&pipeline, video_slot, audio_slot, &linked)
+                    .map_err(build_err)?;
+            }
+        }
+
+        let bus = pipeline
+            .bus()
+            .ok_or_else(|| build_err("the pipeline has no bus".into()))?;
+        if let Err(e) = pipeline.set_state(gst::State::Playing) {
+            // The bus usually holds the real reason (e.g. a missing file or plugin).
+            let reason =
+                bus.pop_filtered(&[gst::MessageType::Error])
+                    .and_then(|m| match m.view() {
+                        gst::MessageView::Error(err) => Some(self.stream_error(err)),
+                        _ => None,
+                    });
+            let _ = pipeline.set_state(gst::State::Null);
+            return Err(reason.unwrap_or_else(|| build_err(format!("cannot start: {e}"))));
+        }
+
+        let input = self.input_name();
+        let mut result = Ok(());
+        let mut eos_sent = false;
+        let mut data_seen = false;
+        let mut got_eos = false;
+        let session_start = clock_now();
+        let stall_ns = (self.cfg.stall_timeout * 1e9) as u64;
+        loop {
+            if !data_seen && self.shared.session_buffers.load(Ordering::Relaxed) > 0 {
+                data_seen = true;
+                on_data();
+            }
+            if self.cfg.kind == SourceKind::Rtsp && !eos_sent {
+                // A network stream that stops delivering is lost even if no element says so
+                // (a server that hangs, a cable pulled without a TCP reset).
+                let since = if data_seen {
+                    self.shared.last_arrival.load(Ordering::Relaxed)
+                } else {
+                    session_start + stall_ns // connecting may take one stall period more
+                };
+                let now = clock_now();
+                if now > since && now - since > stall_ns {
+                    result = Err(SourceError::Stalled {
+                        stream: stream.clone(),
+                        input: input.clone(),
+                        seconds: (now - since) as f64 / 1e9,
+                    });
+                    break;
+                }
+            }
+            if self.shared.stop.load(Ordering::Relaxed) && !eos_sent {
+                // A stop is an end of stream: every element flushes, open events close.
+                pipeline.send_event(gst::event::Eos::new());
+                eos_sent = true;
+            }
+            if let Some(e) = self.shared.error.lock().ok().and_then(|mut g| g.take()) {
+                result = Err(SourceError::Stream {
+                    stream: stream.clone(),
+                    input: input.clone(),
+                    element: "appsink".into(),
+                    message: e,
+                    debug: String::new(),
+                });
+                break;
+            }
+            let Some(msg) = bus.timed_pop(gst::ClockTime::from_mseconds(100)) else {
+                continue;
+            };
+            match msg.view() {
+                gst::MessageView::Eos(_) => {
+                    got_eos = true;
+                    break;
+                }
+                gst::MessageView::Error(err) => {
+                    result = Err(self.stream_error(err));
+                    break;
+                }
+                gst::MessageView::Warning(w) => {
+                    tracing::warn!(stream = %stream, "GStreamer warning: {} ({:?})", w.error(), w.debug());
+                }
+                gst::MessageView::DurationChanged(_) | gst::MessageView::AsyncDone(_) => {
+                    self.update_duration(&pipeline);
+                }
+                _ => {}
+            }
+        }
+        self.update_duration(&pipeline);
+        let _ = pipeline.set_state(gst::State::Null);
+
+        if let Ok(l) = linked.lock() {
+            modalities.extend(l.iter().copied());
+        }
+        let dur = self.shared.duration_ns.load(Ordering::Relaxed);
+        *declared = (dur > 0).then(|| dur as f64 / 1e9);
+        if result.is_ok() && modalities.is_empty() && !eos_sent {
+            result = Err(SourceError::NoStreams {
+                stream: stream.clone(),
+                input: input.clone(),
+            });
+        }
+        if result.is_ok() && !eos_sent && !self.cfg.is_live() {
+            if let Some(declared) = *declared {
+                let ended_at = self.shared.times.position().as_secs_f64();
+                let slack = (0.02 * declared).max(1.0);
+                if ended_at + slack < declared {
+                    result = Err(SourceError::Truncated {
+                        stream,
+                        input,
+                        ended_at,
+                        declared,
+                    });
+                }
+            }
+        }
+        let _ = got_eos;
+        result.map(|()| {
+            if eos_sent {
+                SessionEnd::Stopped
+            } else {
+                SessionEnd::Eos
+            }
+        })
+    }
+
+    /// rtspsrc settings (transport, jitter-buffer latency, timeouts), applied when
+    /// uridecodebin creates it.
+    pub(super) fn update_duration(&self, pipeline: &gst::Pipeline) {
+        if let Some(d) = pipeline.query_duration::<gst::ClockTime>() {
+            self.shared
+                .duration_ns
+                .store(d.nseconds(), Ordering::Relaxed);
+        }
+    }
+
+    pub(super) fn stream_error(&self, err: &gst::message::Error) -> SourceError {
+        SourceError::Stream {
+            stream: self.cfg.name.clone(),
+            input: self.input_name(),
+            element: err
+                .src()
+                .map(|s| s.name().to_string())
+                .unwrap_or_else(|| "?".into()),
+            message: err.error().to_string(),
+            debug: err.debug().map(|d| d.to_string()).unwrap_or_default(),
+        }
+    }
+
+}
