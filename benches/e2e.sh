@@ -5,6 +5,7 @@
 #     bash benches/e2e.sh            # RUNS=3 by default; the table shows medians
 #     RUNS=1 bash benches/e2e.sh     # quicker
 #     ENCODERS=all bash benches/e2e.sh   # every encoder whose model is fetched (detector too)
+#     BIN=path/to/avsense bash benches/e2e.sh   # another build (e.g. target/compare/<rev>/…)
 #
 # ENCODERS=cheap (default) runs the pipeline the runtime issue's target is about: motion,
 # log-mel/level/onset with `sound` events and Silero VAD; the object detector, YAMNet and
@@ -22,7 +23,7 @@ BENCH_DIR=target/bench
 CLIP=$BENCH_DIR/e2e_1080p30_60s.mp4
 FRAMES=1800 # 60 s at 30 fps
 SECONDS_OF_MEDIA=60
-BIN=target/release/avsense
+BIN=${BIN:-target/release/avsense}
 ENCODERS=${ENCODERS:-cheap}
 
 die() { echo "e2e: $*" >&2; exit 1; }
@@ -32,9 +33,11 @@ command -v gst-launch-1.0 >/dev/null || die "gst-launch-1.0 not found"
 command -v python3 >/dev/null || die "python3 not found"
 [ -x /usr/bin/time ] || die "GNU time not found at /usr/bin/time (apt-get install -y time)"
 
-# (a) Build.
-echo "== cargo build --release" >&2
-cargo build --release >&2
+# (a) Build (unless BIN names another binary, e.g. an older build to compare with).
+if [ "$BIN" = target/release/avsense ]; then
+    echo "== cargo build --release" >&2
+    cargo build --release --locked >&2
+fi
 
 # (b) The clip, generated once. A moving SMPTE pattern (horizontal-speed) so that motion
 # has work and the encoder produces P-frames with real content; I420 so that decoding is

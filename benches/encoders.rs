@@ -3,9 +3,9 @@
 //! (320×180). Run with `cargo bench --bench encoders`; see BENCHMARKS.md.
 
 use avsense::core::clock::{Duration, Timestamp};
+use avsense::core::media::{AudioChunk, Frame, PixelFormat};
 use avsense::encode::video::motion::MotionConfig;
 use avsense::encode::{audio::logmel::LogMelFrontEnd, video::motion::MotionEncoder};
-use avsense::core::media::{AudioChunk, Frame, PixelFormat};
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use std::sync::Arc;
 

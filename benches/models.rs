@@ -31,13 +31,13 @@
 //! read by `models.sh`.
 
 use avsense::core::clock::Timestamp;
+use avsense::core::media::AudioChunk;
+use avsense::encode::audio::logmel::LogMelFrontEnd;
 use avsense_nn::models::nanodet::{NanoDet, NanoDetConfig, Resize, RgbImage, INPUT_SIZE};
 use avsense_nn::models::silero::{SileroVad, CHUNK_SAMPLES};
 use avsense_nn::models::yamnet::{
     Yamnet, MEL_BANDS, PATCH_FRAMES, PATCH_HOP_SAMPLES, PATCH_SAMPLES,
 };
-use avsense::encode::audio::logmel::LogMelFrontEnd;
-use avsense::core::media::AudioChunk;
 use candle_core::Device;
 use std::hint::black_box;
 use std::path::{Path, PathBuf};

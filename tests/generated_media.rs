@@ -1,7 +1,10 @@
 //! Media generated with GStreamer test sources, with known truth.
 mod common;
 
-use avsense::{PipelineConfig, source::{SourceConfig, SourceKind}};
+use avsense::{
+    source::{SourceConfig, SourceKind},
+    PipelineConfig,
+};
 use common::*;
 use std::path::PathBuf;
 

@@ -649,11 +649,7 @@ fn blazeface_fits_frames_and_rejects_bad_input() {
     // resolution, in the same frame pixels.
     let beside: Vec<u8> = px
         .chunks(3 * w)
-        .flat_map(|row| {
-            row.iter()
-                .copied()
-                .chain(std::iter::repeat(0u8).take(3 * w))
-        })
+        .flat_map(|row| row.iter().copied().chain(std::iter::repeat_n(0u8, 3 * w)))
         .collect();
     let letterboxed = det
         .detect(&[RgbImage::packed(2 * w, h, &beside)])

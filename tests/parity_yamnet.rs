@@ -39,12 +39,14 @@
 mod common;
 
 use avsense::core::clock::Timestamp;
-use avsense::encode::audio::logmel::{tf_mel_weight_matrix, LogMelFrontEnd, HOP, MEL_BINS, N_FFT, WINDOW};
+use avsense::core::media::AudioChunk;
+use avsense::encode::audio::logmel::{
+    tf_mel_weight_matrix, LogMelFrontEnd, HOP, MEL_BINS, N_FFT, WINDOW,
+};
 use avsense_nn::formats::tflite::{BuiltinOp, TfliteModel};
 use avsense_nn::models::yamnet::{
     load_class_names, patch_starts, Yamnet, EMBEDDING_DIM, NUM_CLASSES, PATCH_FRAMES,
 };
-use avsense::core::media::AudioChunk;
 use candle_core::{Device, Tensor};
 use sha2::{Digest, Sha256};
 use std::path::Path;

@@ -7,7 +7,8 @@ use avsense::encode::video::objects::Tracks;
 
 /// The object encoder's result on a frame (every frame has one when the detector runs).
 fn tracks(f: &VisionFeatures) -> &Tracks {
-    f.get::<Tracks>().expect("the object encoder ran on every frame")
+    f.get::<Tracks>()
+        .expect("the object encoder ran on every frame")
 }
 use common::*;
 use serde_json::Value;
@@ -48,7 +49,8 @@ fn person_sounds_dev_people_are_tracked_per_visit_and_sounds_are_named() {
         .map(|iv| (iv[0].as_f64().unwrap(), iv[1].as_f64().unwrap()))
         .collect();
     let frames = frames_of(&out);
-    let detected: Vec<&Arc<VisionFeatures>> = frames.iter().filter(|f| tracks(f).detected).collect();
+    let detected: Vec<&Arc<VisionFeatures>> =
+        frames.iter().filter(|f| tracks(f).detected).collect();
     assert!(
         detected.len() >= 250,
         "the detector ran on {} frames of a 60 s clip at 5 fps",

@@ -7,8 +7,8 @@
 
 mod common;
 
-use avsense_cli::eval::speaker::{evaluate, SpeakerLabels, SpeakerReport};
 use avsense::PipelineConfig;
+use avsense_cli::eval::speaker::{evaluate, SpeakerLabels, SpeakerReport};
 use std::path::Path;
 
 /// The models the active speaker needs are fetched (skip otherwise; a failure under

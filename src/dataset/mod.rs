@@ -31,17 +31,17 @@
 //! training clips), so a missed person makes a speech label off-screen: the labels are as
 //! good as the vision encoders.
 
-use avsense_nn::models::fusion::batch::GraphParts;
-use avsense::fusion::av::graph::{GraphBuilder, GraphConfig, NodeKind};
-use avsense::fusion::av::ontology::Ontology;
 use avsense::align::{AlignConfig, Aligner};
-use avsense::core::features::Feature;
-use avsense::core::window::Window;
 use avsense::core::clock::Duration;
+use avsense::core::features::Feature;
 use avsense::core::features::{AudioFeatures, VisionFeatures};
 use avsense::core::media::Modality;
+use avsense::core::window::Window;
 use avsense::encode::video::objects::Tracks;
+use avsense::fusion::av::graph::{GraphBuilder, GraphConfig, NodeKind};
+use avsense::fusion::av::ontology::Ontology;
 use avsense::{Pipeline, PipelineConfig};
+use avsense_nn::models::fusion::batch::GraphParts;
 use gstreamer as gst;
 use gstreamer::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -713,7 +713,11 @@ impl Labeller<'_> {
             .any(|(t, c)| self.compatible(p, *c) && Self::visible(w, *t, s, e) >= 0.5)
     }
 
-    fn label(&self, w: &Window, g: &avsense::fusion::av::graph::SceneGraph) -> (Vec<i8>, Vec<i8>, i8) {
+    fn label(
+        &self,
+        w: &Window,
+        g: &avsense::fusion::av::graph::SceneGraph,
+    ) -> (Vec<i8>, Vec<i8>, i8) {
         let mut assoc = vec![0i8; g.cross.len()];
         let mut off = vec![-1i8; g.segments.len()];
         for (si, s_node) in g.segments.iter().enumerate() {
@@ -778,12 +782,11 @@ pub fn build(opts: &DatasetOptions, log: &dyn Fn(&str)) -> Result<DatasetSummary
         .clone()
         .unwrap_or_else(avsense::model_files::default_dir);
     let csv = models.join("yamnet/yamnet_class_map.csv");
-    let names = avsense_nn::models::yamnet::load_class_names(&csv).map_err(|e| {
-        DatasetError::Missing {
+    let names =
+        avsense_nn::models::yamnet::load_class_names(&csv).map_err(|e| DatasetError::Missing {
             what: format!("YAMNet's class map ({e})"),
             hint: "run `avsense models fetch`".into(),
-        }
-    })?;
+        })?;
     let ontology = match &opts.base.fusion.ontology {
         Some(p) => Ontology::load(p, &names),
         None => Ontology::builtin(&names),

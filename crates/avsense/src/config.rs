@@ -131,14 +131,24 @@ impl PipelineSection {
     /// Checks the keys of `[pipeline]` (named without the section).
     pub fn validate(&self) -> Result<(), Invalid> {
         let p = self;
-        check(in_range(p.window, f64::MIN_POSITIVE, 3600.0), "window", p.window, "seconds, > 0 and ≤ 3600")?;
+        check(
+            in_range(p.window, f64::MIN_POSITIVE, 3600.0),
+            "window",
+            p.window,
+            "seconds, > 0 and ≤ 3600",
+        )?;
         check(
             p.hop.is_finite() && p.hop > 0.0 && p.hop <= p.window,
             "hop",
             p.hop,
             "seconds, > 0 and ≤ pipeline.window",
         )?;
-        check(p.lateness.is_finite() && p.lateness >= 0.0, "lateness", p.lateness, "seconds ≥ 0")
+        check(
+            p.lateness.is_finite() && p.lateness >= 0.0,
+            "lateness",
+            p.lateness,
+            "seconds ≥ 0",
+        )
     }
 }
 
@@ -240,7 +250,11 @@ impl PipelineConfig {
         };
         self.pipeline.validate().map_err(at("pipeline"))?;
         if self.sources.is_empty() {
-            return Err(at("source")(Invalid::new("", "(none)", "at least one [[source]] table")));
+            return Err(at("source")(Invalid::new(
+                "",
+                "(none)",
+                "at least one [[source]] table",
+            )));
         }
         for (i, s) in self.sources.iter().enumerate() {
             let key = format!("source[{i}]");

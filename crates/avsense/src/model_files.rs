@@ -68,7 +68,12 @@ impl ModelsConfig {
     /// Resolves an encoder's model file `rel` (under the model directory) under its
     /// toggle: `Some(path)` to load, `None` to skip (`off`, or `auto` with the file missing,
     /// which is logged).
-    pub fn file(&self, toggle: Toggle, encoder: &'static str, rel: &str) -> Result<Option<PathBuf>, ModelFileError> {
+    pub fn file(
+        &self,
+        toggle: Toggle,
+        encoder: &'static str,
+        rel: &str,
+    ) -> Result<Option<PathBuf>, ModelFileError> {
         if toggle == Toggle::Off {
             return Ok(None);
         }

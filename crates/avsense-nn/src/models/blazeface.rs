@@ -148,7 +148,7 @@ pub fn anchor_centres() -> Vec<[f32; 2]> {
         let (g, s) = (level.grid(), level.stride as f32);
         for cell in 0..g * g {
             let centre = [((cell % g) as f32 + 0.5) * s, ((cell / g) as f32 + 0.5) * s];
-            out.extend(std::iter::repeat(centre).take(level.per_cell));
+            out.extend(std::iter::repeat_n(centre, level.per_cell));
         }
     }
     out

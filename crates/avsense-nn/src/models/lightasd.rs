@@ -863,7 +863,6 @@ pub mod testing {
             .collect();
         Tensor::from_vec(v, (1, t * MFCC_PER_FRAME, MFCC_DIM), &Device::Cpu).unwrap()
     }
-
 }
 
 #[cfg(test)]

@@ -415,7 +415,7 @@ impl Yamnet {
     /// batch; returns one [`PatchOutput`] per patch.
     pub fn infer(&self, patches: &[f32]) -> Result<Vec<PatchOutput>, YamnetError> {
         let per = PATCH_FRAMES * MEL_BANDS;
-        if patches.is_empty() || patches.len() % per != 0 {
+        if patches.is_empty() || !patches.len().is_multiple_of(per) {
             return Err(YamnetError::Input(format!(
                 "{} values is not a whole number of {PATCH_FRAMES}×{MEL_BANDS} patches",
                 patches.len()

@@ -20,10 +20,10 @@
 //! A tick's logit is final once every duration's chunk that holds it has run; the delay is
 //! the longest duration (plus one embedding block while a face is still in view).
 
+use crate::encode::audio::mfcc::MfccRun;
 use avsense_nn::models::lightasd::{
     LightAsd, LightAsdError, AUDIO_CONTEXT, CROP, EMBED, MFCC_DIM, MFCC_PER_FRAME, VISUAL_CONTEXT,
 };
-use crate::encode::audio::mfcc::MfccRun;
 use candle_core::Tensor;
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -571,7 +571,7 @@ impl AsdRunner {
                 for t in lo..hi {
                     match self.segments[i].crops.get(t) {
                         Some(c) => pixels.extend(c.iter().map(|&p| f32::from(p))),
-                        None => pixels.extend(std::iter::repeat(0.0).take(CROP * CROP)),
+                        None => pixels.extend(std::iter::repeat_n(0.0, CROP * CROP)),
                     }
                 }
             }

@@ -15,15 +15,15 @@
 pub mod asd;
 
 use crate::core::edge::{EdgeReceiver, EdgeSender};
-use crate::core::settings::Toggle;
-use crate::encode::EncodeError;
-use crate::model_files::ModelsConfig;
-use avsense_nn::models::blazeface::{BlazeFace, BlazeFaceConfig};
 use crate::core::features::{AudioFeatures, VisionFeatures};
+use crate::core::settings::Toggle;
 use crate::core::window::{ReadCursor, Window};
 use crate::encode::audio::mfcc::MfccRun;
 use crate::encode::video::faces::{Faces, TICK_NS};
+use crate::encode::EncodeError;
+use crate::model_files::ModelsConfig;
 use asd::{AsdConfig, AsdRunner, AsdStats, FaceInput, FaceTick};
+use avsense_nn::models::blazeface::{BlazeFace, BlazeFaceConfig};
 use avsense_nn::models::lightasd::{LightAsd, LightAsdError};
 use std::sync::Arc;
 
@@ -55,7 +55,8 @@ impl SpeakerModels {
             return Ok(None);
         };
         let device = models.device()?;
-        let faces = BlazeFace::load_with(&face, &device, faces).map_err(|e| EncodeError::load("blazeface", e))?;
+        let faces = BlazeFace::load_with(&face, &device, faces)
+            .map_err(|e| EncodeError::load("blazeface", e))?;
         let asd = LightAsd::load(&asd, &device).map_err(|e| EncodeError::load("light-asd", e))?;
         Ok(Some(Self { faces, asd }))
     }
@@ -160,13 +161,11 @@ impl AsdStage {
             self.failed(&e);
         }
         self.runner.video_absent_before(tick);
-        let frontier = self.runner.settled();
-        self.poll(Some(frontier))
+        self.poll(false)
     }
 
-    /// Scores what is ready; `frontier`: the tick before which everything is final, `None`
-    /// at the end of the stream (everything is).
-    fn poll(&mut self, frontier: Option<u64>) -> AsdScores {
+    /// Scores what is ready; `end`: the stream has ended (everything is final).
+    fn poll(&mut self, end: bool) -> AsdScores {
         let (ticks, ended) = match self.runner.poll() {
             Ok(r) => r,
             Err(e) => {
@@ -177,7 +176,8 @@ impl AsdStage {
         AsdScores {
             ticks,
             ended,
-            frontier: frontier.unwrap_or(u64::MAX),
+            // What the scores made final is known after the poll.
+            frontier: if end { u64::MAX } else { self.runner.settled() },
             stats: self.runner.stats(),
             failures: self.failures,
         }
@@ -189,7 +189,7 @@ impl AsdStage {
         if let Err(e) = self.runner.end_audio() {
             self.failed(&e);
         }
-        self.poll(None)
+        self.poll(true)
     }
 }
 

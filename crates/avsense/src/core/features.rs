@@ -218,13 +218,19 @@ mod tests {
         x.insert(A(1));
         x.insert(B("b"));
         x.insert(A(2));
-        assert_eq!((x.len(), x.get::<A>(), x.get::<B>()), (2, Some(&A(2)), Some(&B("b"))));
+        assert_eq!(
+            (x.len(), x.get::<A>(), x.get::<B>()),
+            (2, Some(&A(2)), Some(&B("b")))
+        );
         if let Some(a) = x.get_mut::<A>() {
             a.0 = 3;
         }
         assert_eq!(x.get::<A>(), Some(&A(3)));
         let y = x.clone();
-        assert!(x.get_mut::<A>().is_none(), "a value shared with a clone is read-only");
+        assert!(
+            x.get_mut::<A>().is_none(),
+            "a value shared with a clone is read-only"
+        );
         assert_eq!(y.get::<A>(), Some(&A(3)));
         assert!(format!("{x:?}").contains("B"));
     }

@@ -101,7 +101,7 @@ pub fn rfc3339(at: f64) -> String {
 
 /// Fills `latency_ms` and `wall_time` of a live stream's event whose stream times start
 /// at clock time `origin_ns`; returns the latency in ms.
-pub fn stamp(e: &mut crate::Event, origin_ns: u64) -> f64 {
+pub fn stamp(e: &mut crate::core::event::Event, origin_ns: u64) -> f64 {
     let now_clock = clock_now_ns() as f64 / 1e9;
     let now_wall = SystemTime::now()
         .duration_since(UNIX_EPOCH)

@@ -44,7 +44,11 @@ pub struct Invalid {
 
 impl Invalid {
     /// An error for `key` holding `value`.
-    pub fn new(key: impl Into<String>, value: impl std::fmt::Display, expected: impl Into<String>) -> Self {
+    pub fn new(
+        key: impl Into<String>,
+        value: impl std::fmt::Display,
+        expected: impl Into<String>,
+    ) -> Self {
         Self {
             key: key.into(),
             value: value.to_string(),
@@ -64,7 +68,12 @@ impl Invalid {
 }
 
 /// `Ok` when `ok`, else an [`Invalid`] for `key`.
-pub fn check(ok: bool, key: &str, value: impl std::fmt::Display, expected: &str) -> Result<(), Invalid> {
+pub fn check(
+    ok: bool,
+    key: &str,
+    value: impl std::fmt::Display,
+    expected: &str,
+) -> Result<(), Invalid> {
     if ok {
         Ok(())
     } else {

@@ -60,7 +60,10 @@ pub struct NewAudio<'a> {
 impl ReadCursor {
     /// The frames and audio runs of `w` not taken from earlier windows, in order; marks them
     /// taken. Empty audio runs are skipped.
-    pub fn advance<'a>(&mut self, w: &'a Window) -> (Vec<&'a Arc<VisionFeatures>>, Vec<NewAudio<'a>>) {
+    pub fn advance<'a>(
+        &mut self,
+        w: &'a Window,
+    ) -> (Vec<&'a Arc<VisionFeatures>>, Vec<NewAudio<'a>>) {
         let mut vision = Vec::new();
         for v in &w.vision {
             if self.vision.is_some_and(|r| v.pts <= r) {

@@ -75,10 +75,12 @@ pub trait AudioEncoder: Send {
     fn encode(&mut self, chunk: &AudioChunk, feats: &mut AudioFeatures) -> Result<(), EncodeError>;
 }
 
-
 impl EncodeError {
     /// A model of `encoder` that failed to load.
-    pub fn load(encoder: &'static str, cause: impl std::error::Error + Send + Sync + 'static) -> Self {
+    pub fn load(
+        encoder: &'static str,
+        cause: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
         Self::Load {
             encoder,
             cause: Box::new(cause),
@@ -111,7 +113,10 @@ pub trait VideoEncoderKind: Send + Sync {
     /// video encoders: see [`negotiate`]).
     fn input_spec(&self) -> VideoSpec;
     /// The encoder for one stream, or `None` when it does not run on it.
-    fn for_stream(&self, stream: &StreamInfo<'_>) -> Result<Option<Box<dyn VideoEncoder>>, EncodeError>;
+    fn for_stream(
+        &self,
+        stream: &StreamInfo<'_>,
+    ) -> Result<Option<Box<dyn VideoEncoder>>, EncodeError>;
 }
 
 /// An audio encoder as the pipeline registers it (see [`VideoEncoderKind`]).
@@ -119,7 +124,10 @@ pub trait AudioEncoderKind: Send + Sync {
     /// Its name.
     fn name(&self) -> &'static str;
     /// The encoder for one stream, or `None` when it does not run on it.
-    fn for_stream(&self, stream: &StreamInfo<'_>) -> Result<Option<Box<dyn AudioEncoder>>, EncodeError>;
+    fn for_stream(
+        &self,
+        stream: &StreamInfo<'_>,
+    ) -> Result<Option<Box<dyn AudioEncoder>>, EncodeError>;
 }
 
 /// One frame format for all of a stream's video encoders: RGB when any of them wants RGB
@@ -143,7 +151,11 @@ mod tests {
     use crate::core::media::PixelFormat;
 
     fn spec(width: u32, height: Option<u32>, format: PixelFormat) -> VideoSpec {
-        VideoSpec { width, height, format }
+        VideoSpec {
+            width,
+            height,
+            format,
+        }
     }
 
     #[test]

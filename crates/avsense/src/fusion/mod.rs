@@ -25,7 +25,10 @@ use crate::encode::audio::tagger::TagPatches;
 use crate::encode::video::motion::MotionConfig;
 use crate::encode::video::objects::Tracks;
 use decoders::objects::object_event;
-use decoders::{MotionDetector, SoundConfig, SoundDetector, SpeechConfig, SpeechDetector, TagTracker, TaggerConfig};
+use decoders::{
+    MotionDetector, SoundConfig, SoundDetector, SpeechConfig, SpeechDetector, TagTracker,
+    TaggerConfig,
+};
 
 /// The per-stream event stage.
 pub struct EventStage {

@@ -113,7 +113,11 @@ pub(super) fn start(
         }));
     }
 
-    let (feat_tx, feat_rx, p) = edge(format!("{name}/features"), INNER_CAPACITY, EdgePolicy::Block);
+    let (feat_tx, feat_rx, p) = edge(
+        format!("{name}/features"),
+        INNER_CAPACITY,
+        EdgePolicy::Block,
+    );
     edges.push(p);
     let mut outputs = SourceOutputs {
         video: None,
@@ -183,7 +187,12 @@ pub(super) fn start(
             let (tx, rx, p) = edge(format!("{name}/scored"), INNER_CAPACITY, EdgePolicy::Block);
             edges.push(p);
             let (last_tx, last_rx) = crossbeam_channel::bounded(1);
-            let stage = AsdStage::new(&name, model.clone(), cfg.speaker.duration_ticks(), want_audio);
+            let stage = AsdStage::new(
+                &name,
+                model.clone(),
+                cfg.speaker.duration_ticks(),
+                want_audio,
+            );
             let h = spawn(format!("{name}-av-encode"), move || {
                 run_av_encode_stage(stage, win_rx, tx, last_tx)
             })?;
@@ -207,7 +216,11 @@ pub(super) fn start(
         stage = stage.with_fusion(cfg.fusion.clone(), Arc::clone(o), sh.learned.cloned());
     }
     if let Some(last) = last_scores {
-        stage = stage.with_speaker(SpeakerStage::new(&cfg.speaker, sh.encoders.has_vad, Some(last)));
+        stage = stage.with_speaker(SpeakerStage::new(
+            &cfg.speaker,
+            sh.encoders.has_vad,
+            Some(last),
+        ));
     }
     let tap = sh.window_tap.cloned();
     let events = spawn(format!("{name}-events"), move || {

@@ -49,14 +49,23 @@ pub fn register(cfg: &PipelineConfig) -> Result<Registry, EncodeError> {
     if audio {
         let vad = SpeechKind::load(cfg.vad.mode, &cfg.models)?;
         r.has_vad = vad.is_some();
-        add(&mut r.audio, vad.map(|k| Box::new(k) as Box<dyn AudioEncoderKind>));
+        add(
+            &mut r.audio,
+            vad.map(|k| Box::new(k) as Box<dyn AudioEncoderKind>),
+        );
         let tagger = TaggerKind::load(cfg.tagger.mode, &cfg.models)?;
         r.tagger_names = tagger.as_ref().map(|t| Arc::clone(t.class_names()));
-        add(&mut r.audio, tagger.map(|k| Box::new(k) as Box<dyn AudioEncoderKind>));
+        add(
+            &mut r.audio,
+            tagger.map(|k| Box::new(k) as Box<dyn AudioEncoderKind>),
+        );
     }
     if video {
         let det = NanoDetKind::load(&cfg.detector, &cfg.tracker, &cfg.models)?;
-        add(&mut r.video, det.map(|k| Box::new(k) as Box<dyn VideoEncoderKind>));
+        add(
+            &mut r.video,
+            det.map(|k| Box::new(k) as Box<dyn VideoEncoderKind>),
+        );
     }
     if av && cfg.speaker.mode != crate::core::settings::Toggle::Off {
         let faces = BlazeFaceConfig {
@@ -64,7 +73,12 @@ pub fn register(cfg: &PipelineConfig) -> Result<Registry, EncodeError> {
             max_faces: cfg.speaker.max_faces.max(1) * 2,
             ..Default::default()
         };
-        let sp = SpeakerModels::load(cfg.speaker.mode, cfg.speaker.weights.file(), faces, &cfg.models)?;
+        let sp = SpeakerModels::load(
+            cfg.speaker.mode,
+            cfg.speaker.weights.file(),
+            faces,
+            &cfg.models,
+        )?;
         if let Some(sp) = sp {
             let kind = FacesKind::new(sp.faces, cfg.speaker.face_config(), cfg.speaker.width);
             r.video.push(Box::new(kind));
@@ -73,7 +87,10 @@ pub fn register(cfg: &PipelineConfig) -> Result<Registry, EncodeError> {
         }
     }
     if video {
-        add(&mut r.video, MotionKind::new(&cfg.motion).map(|k| Box::new(k) as Box<dyn VideoEncoderKind>));
+        add(
+            &mut r.video,
+            MotionKind::new(&cfg.motion).map(|k| Box::new(k) as Box<dyn VideoEncoderKind>),
+        );
     }
     Ok(r)
 }

@@ -1,11 +1,14 @@
-//! The runtime: wires sources, encoders, aligner, event stage and sinks with bounded edges,
-//! one thread per stage, and reports what happened.
+//! The runtime: wires sources, encoders, aligner, the audio-visual encoder stage, the event
+//! stage and the sinks with bounded edges, one thread per stage, and reports what happened.
 //!
 //! ```text
 //! source ──frames──▶ video encoders ─┐
-//!        ──audio───▶ audio encoders ─┴─features─▶ aligner ─windows─▶ events ─┐
-//! (one chain per [[source]])                                                  ├─events─▶ sinks
+//!        ──audio───▶ audio encoders ─┴─features─▶ aligner ─windows─▶ [av_encode] ─▶ events ─┐
+//! (one chain per [[source]]: `chain.rs`)                                                      ├─events─▶ sinks
 //! ```
+//!
+//! [`encoders`] is the registry of the encoders a pipeline runs (one line each); [`report`]
+//! what a run did.
 //!
 //! A source that fails is reported (an error in its [`StreamReport`] and a `source_error`
 //! event); the other sources keep running. Shutdown is a closed channel: when a source
@@ -145,8 +148,10 @@ impl Pipeline {
         let live_sink = Arc::clone(&live);
         let sink = spawn("avsense-sink".into(), move || {
             let mut written = 0u64;
-            let mut latency: std::collections::HashMap<String, crate::core::latency::LatencyRecorder> =
-                std::collections::HashMap::new();
+            let mut latency: std::collections::HashMap<
+                String,
+                crate::core::latency::LatencyRecorder,
+            > = std::collections::HashMap::new();
             while let Some(mut e) = ev_rx.recv() {
                 let origin = live_sink.get().and_then(|l| {
                     l.iter()

@@ -97,4 +97,3 @@ pub struct StreamProbe {
     /// Its source's counters.
     pub source: SourceProbe,
 }
-

@@ -6,8 +6,8 @@
 
 use super::state::{Shared, StreamTimes};
 use super::{AudioChunk, AUDIO_RATE};
-use crate::core::edge::EdgeSender;
 use crate::core::clock::Timestamp;
+use crate::core::edge::EdgeSender;
 use gstreamer as gst;
 use gstreamer::prelude::*;
 use gstreamer_app as gst_app;

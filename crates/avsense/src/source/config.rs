@@ -257,7 +257,12 @@ impl SourceConfig {
     /// Checks this source's keys (named relative to the source, e.g. `uri`).
     pub fn validate(&self) -> Result<(), Invalid> {
         let s = self;
-        check(!s.name.trim().is_empty(), "name", "\"\"", "a non-empty stream name")?;
+        check(
+            !s.name.trim().is_empty(),
+            "name",
+            "\"\"",
+            "a non-empty stream name",
+        )?;
         match s.kind {
             SourceKind::File => {
                 check(s.path.is_some(), "path", "(missing)", "a file path for kind = \"file\"")?;
@@ -298,7 +303,7 @@ impl SourceConfig {
             }
             SourceKind::V4l2 => {
                 for (k, v, hi) in [("width", s.width, 16384), ("height", s.height, 16384), ("fps", s.fps, 1000)] {
-                    check(!v.is_some_and(|v| v == 0 || v > hi), k, format!("{v:?}"), &format!("1 to {hi}"))?;
+                    check(v.is_none_or(|v| (1..=hi).contains(&v)), k, format!("{v:?}"), &format!("1 to {hi}"))?;
                 }
             }
             SourceKind::Microphone => {
@@ -315,8 +320,10 @@ impl SourceConfig {
             )?,
         }
         let mic_ok = s.microphone.is_none()
-            || matches!(s.kind, SourceKind::V4l2 | SourceKind::Rtsp | SourceKind::Gst | SourceKind::Test)
-                && s.is_live();
+            || matches!(
+                s.kind,
+                SourceKind::V4l2 | SourceKind::Rtsp | SourceKind::Gst | SourceKind::Test
+            ) && s.is_live();
         check(
             mic_ok,
             "microphone",
@@ -332,13 +339,13 @@ impl SourceConfig {
             )?;
         }
         check(
-            !s.mic_rate.is_some_and(|r| !(8_000..=384_000).contains(&r)),
+            s.mic_rate.is_none_or(|r| (8_000..=384_000).contains(&r)),
             "mic_rate",
             format!("{:?}", s.mic_rate),
             "8000 to 384000 Hz",
         )?;
         check(
-            !s.mic_channels.is_some_and(|c| c == 0 || c > 64),
+            s.mic_channels.is_none_or(|c| (1..=64).contains(&c)),
             "mic_channels",
             format!("{:?}", s.mic_channels),
             "1 to 64",

@@ -13,11 +13,11 @@
 //! * a device that delivers faster than real time (ALSA's `file`/`null` plugins, virtual
 //!   devices) is paced to the clock: no real microphone can deliver audio from the future.
 
-use super::state::{Shared, StreamTimes};
 use super::resample::Resampler;
+use super::state::{Shared, StreamTimes};
 use super::{AudioChunk, AUDIO_RATE};
-use crate::core::edge::EdgeSender;
 use crate::core::clock::Timestamp;
+use crate::core::edge::EdgeSender;
 use cpal::traits::{DeviceTrait, HostTrait, StreamTrait};
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
@@ -144,7 +144,7 @@ pub fn find_device(wanted: Option<&str>) -> Result<(cpal::Device, String), MicEr
             .unwrap_or_else(|_| "(unnamed)".into())
     };
     let want = wanted.map(str::trim).filter(|w| !w.is_empty());
-    if want.map_or(true, |w| w.eq_ignore_ascii_case("default")) {
+    if want.is_none_or(|w| w.eq_ignore_ascii_case("default")) {
         return host
             .default_input_device()
             .map(|d| {
@@ -273,10 +273,10 @@ fn choose_config(
         .map_err(|e| dev_err("listing its configurations", e.to_string()))?
         .collect();
     let pick = configs.iter().find(|c| {
-        cfg.channels.map_or(true, |ch| c.channels() == ch)
+        cfg.channels.is_none_or(|ch| c.channels() == ch)
             && cfg
                 .format
-                .map_or(true, |f| format_name(c.sample_format()) == f)
+                .is_none_or(|f| format_name(c.sample_format()) == f)
             && (c.min_sample_rate()..=c.max_sample_rate()).contains(&rate)
     });
     match pick {

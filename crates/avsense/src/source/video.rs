@@ -5,8 +5,8 @@
 
 use super::state::{Shared, StreamTimes};
 use super::{Frame, PixelFormat, VideoSpec};
-use crate::core::edge::EdgeSender;
 use crate::core::clock::{Duration, Timestamp};
+use crate::core::edge::EdgeSender;
 use gstreamer as gst;
 use gstreamer::prelude::*;
 use gstreamer_app as gst_app;

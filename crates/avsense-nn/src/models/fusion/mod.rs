@@ -21,9 +21,9 @@ pub mod weights;
 pub use weights::{load_weights, Loaded};
 
 use batch::GraphBatch;
-use gatv2::{scatter_sum, segment_max, GatV2, GatV2Config};
 use candle_core::{DType, Device, Module, Result as CResult, Tensor, D};
 use candle_nn::{Linear, VarBuilder};
+use gatv2::{scatter_sum, segment_max, GatV2, GatV2Config};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -198,15 +198,10 @@ impl ModelSpec {
                 spec.net.event_classes
             )));
         }
-        if spec.net.node_dim != NODE_DIM
-            || spec.net.edge_dim != EDGE_DIM
-        {
+        if spec.net.node_dim != NODE_DIM || spec.net.edge_dim != EDGE_DIM {
             return Err(bad(format!(
                 "node/edge feature sizes {}/{}, but the scene graph has {}/{}",
-                spec.net.node_dim,
-                spec.net.edge_dim,
-                NODE_DIM,
-                EDGE_DIM
+                spec.net.node_dim, spec.net.edge_dim, NODE_DIM, EDGE_DIM
             )));
         }
         if !(spec.threshold > 0.0 && spec.threshold < 1.0) {
@@ -608,8 +603,8 @@ impl ConcatNet {
 #[cfg(test)]
 mod tests {
     use super::batch::GraphParts;
-    use super::{EDGE_DIM, NODE_DIM};
     use super::*;
+    use super::{EDGE_DIM, NODE_DIM};
     use candle_nn::VarMap;
 
     fn small() -> FusionNetConfig {

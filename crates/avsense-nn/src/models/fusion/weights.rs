@@ -90,4 +90,3 @@ fn builtin(
     let model = LearnedModel::from_tensors(tensors, &path, &spec, device)?;
     Ok((spec, model))
 }
-

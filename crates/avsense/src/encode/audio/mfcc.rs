@@ -23,7 +23,6 @@ pub struct MfccRun {
     pub frames: Vec<[f32; 13]>,
 }
 
-
 /// The MFCC hop, nanoseconds.
 const HOP_NS: u64 = 10_000_000;
 
@@ -104,8 +103,12 @@ impl AudioEncoderKind for MfccKind {
     }
 
     /// Runs on streams with video and audio (the active speaker's streams).
-    fn for_stream(&self, stream: &StreamInfo<'_>) -> Result<Option<Box<dyn AudioEncoder>>, EncodeError> {
-        Ok((stream.video && stream.audio).then(|| Box::new(MfccEncoder::new()) as Box<dyn AudioEncoder>))
+    fn for_stream(
+        &self,
+        stream: &StreamInfo<'_>,
+    ) -> Result<Option<Box<dyn AudioEncoder>>, EncodeError> {
+        Ok((stream.video && stream.audio)
+            .then(|| Box::new(MfccEncoder::new()) as Box<dyn AudioEncoder>))
     }
 }
 
@@ -169,7 +172,10 @@ mod tests {
             .chain(&g.get::<MfccRun>().unwrap().frames)
             .copied()
             .collect();
-        assert_eq!(h.get::<MfccRun>().unwrap().frames[..joined.len()], joined[..]);
+        assert_eq!(
+            h.get::<MfccRun>().unwrap().frames[..joined.len()],
+            joined[..]
+        );
         // A discontinuity restarts on the grid.
         let mut d = feats();
         enc.encode(&chunk(1_000_000_000, 800, true), &mut d)

@@ -104,7 +104,8 @@ impl SpeechKind {
             return Ok(None);
         };
         let device = models.device()?;
-        let vad = SileroVad::load_jit(&path, &device).map_err(|e| EncodeError::load("silero-vad", e))?;
+        let vad =
+            SileroVad::load_jit(&path, &device).map_err(|e| EncodeError::load("silero-vad", e))?;
         Ok(Some(Self { vad }))
     }
 }
@@ -114,11 +115,17 @@ impl AudioEncoderKind for SpeechKind {
         "silero-vad"
     }
 
-    fn for_stream(&self, stream: &StreamInfo<'_>) -> Result<Option<Box<dyn AudioEncoder>>, EncodeError> {
+    fn for_stream(
+        &self,
+        stream: &StreamInfo<'_>,
+    ) -> Result<Option<Box<dyn AudioEncoder>>, EncodeError> {
         if !stream.audio {
             return Ok(None);
         }
-        let vad = self.vad.new_stream().map_err(|e| EncodeError::load("silero-vad", e))?;
+        let vad = self
+            .vad
+            .new_stream()
+            .map_err(|e| EncodeError::load("silero-vad", e))?;
         Ok(Some(Box::new(SpeechEncoder::new(vad))))
     }
 }

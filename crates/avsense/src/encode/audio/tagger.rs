@@ -133,9 +133,12 @@ impl TaggerKind {
             return Ok(None);
         };
         let device = models.device()?;
-        let model = Yamnet::from_tflite(&path, &device).map_err(|e| EncodeError::load("yamnet", e))?;
-        let names = avsense_nn::models::yamnet::load_class_names(&path.with_file_name("yamnet_class_map.csv"))
-            .map_err(|e| EncodeError::load("yamnet", e))?;
+        let model =
+            Yamnet::from_tflite(&path, &device).map_err(|e| EncodeError::load("yamnet", e))?;
+        let names = avsense_nn::models::yamnet::load_class_names(
+            &path.with_file_name("yamnet_class_map.csv"),
+        )
+        .map_err(|e| EncodeError::load("yamnet", e))?;
         Ok(Some(Self {
             model,
             names: Arc::new(names),
@@ -153,9 +156,15 @@ impl AudioEncoderKind for TaggerKind {
         "yamnet"
     }
 
-    fn for_stream(&self, stream: &StreamInfo<'_>) -> Result<Option<Box<dyn AudioEncoder>>, EncodeError> {
+    fn for_stream(
+        &self,
+        stream: &StreamInfo<'_>,
+    ) -> Result<Option<Box<dyn AudioEncoder>>, EncodeError> {
         Ok(stream.audio.then(|| {
-            Box::new(TaggerEncoder::new(self.model.clone(), Arc::clone(&self.names))) as Box<dyn AudioEncoder>
+            Box::new(TaggerEncoder::new(
+                self.model.clone(),
+                Arc::clone(&self.names),
+            )) as Box<dyn AudioEncoder>
         }))
     }
 }

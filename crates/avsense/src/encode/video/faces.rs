@@ -586,20 +586,19 @@ impl FaceDetector for BlazeFace {
                 data: f.data(),
             })
             .collect();
-        let found =
-            BlazeFace::detect(self, &images).map_err(|e| {
-                let index = match &e {
-                    avsense_nn::models::blazeface::BlazeFaceError::Input { index, .. } => *index,
-                    _ => 0,
-                };
-                let f = frames.get(index).or(frames.first());
-                EncodeError::BadInput {
-                    encoder: "blazeface",
-                    stream: f.map(|f| f.stream.to_string()).unwrap_or_default(),
-                    pts: f.map(|f| f.pts).unwrap_or_default(),
-                    reason: e.to_string(),
-                }
-            })?;
+        let found = BlazeFace::detect(self, &images).map_err(|e| {
+            let index = match &e {
+                avsense_nn::models::blazeface::BlazeFaceError::Input { index, .. } => *index,
+                _ => 0,
+            };
+            let f = frames.get(index).or(frames.first());
+            EncodeError::BadInput {
+                encoder: "blazeface",
+                stream: f.map(|f| f.stream.to_string()).unwrap_or_default(),
+                pts: f.map(|f| f.pts).unwrap_or_default(),
+                reason: e.to_string(),
+            }
+        })?;
         Ok(found
             .into_iter()
             .map(|faces| {
@@ -646,7 +645,10 @@ impl VideoEncoderKind for FacesKind {
     }
 
     /// Runs on streams with video and audio (a face speaks only where it is heard).
-    fn for_stream(&self, stream: &StreamInfo<'_>) -> Result<Option<Box<dyn VideoEncoder>>, EncodeError> {
+    fn for_stream(
+        &self,
+        stream: &StreamInfo<'_>,
+    ) -> Result<Option<Box<dyn VideoEncoder>>, EncodeError> {
         if !(stream.video && stream.audio) {
             return Ok(None);
         }
@@ -868,10 +870,18 @@ mod tests {
             ids
         );
         // The left face is person 7's, the right one nobody's.
-        let left = faces_of(&feats[10]).iter().find(|f| f.bbox[0] < 0.5).unwrap();
-        let right = faces_of(&feats[10]).iter().find(|f| f.bbox[0] > 0.5).unwrap();
+        let left = faces_of(&feats[10])
+            .iter()
+            .find(|f| f.bbox[0] < 0.5)
+            .unwrap();
+        let right = faces_of(&feats[10])
+            .iter()
+            .find(|f| f.bbox[0] > 0.5)
+            .unwrap();
         assert_eq!((left.person, right.person), (Some(7), None));
-        assert!(feats.iter().all(|f| ticks_of(f).end - ticks_of(f).start == 1));
+        assert!(feats
+            .iter()
+            .all(|f| ticks_of(f).end - ticks_of(f).start == 1));
         let s = *enc.stats().lock().unwrap();
         assert_eq!(s.detected_frames, 40);
         assert_eq!(s.detections, 2 * (40 - 9));

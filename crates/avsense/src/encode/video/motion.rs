@@ -63,10 +63,25 @@ impl Default for MotionConfig {
 }
 
 impl MotionConfig {
+    /// The frames motion asks for: grayscale, `width` wide (it reads the luma of RGB frames
+    /// too, when another encoder asks for those).
+    pub fn input_spec(&self) -> VideoSpec {
+        VideoSpec {
+            width: self.width,
+            height: None,
+            format: PixelFormat::Gray8,
+        }
+    }
+
     /// Checks the keys of `[motion]` (named without the section).
     pub fn validate(&self) -> Result<(), Invalid> {
         let m = self;
-        check((16..=3840).contains(&m.width), "width", m.width, "16 to 3840 pixels")?;
+        check(
+            (16..=3840).contains(&m.width),
+            "width",
+            m.width,
+            "16 to 3840 pixels",
+        )?;
         check(
             m.grid[0] != 0 && m.grid[1] != 0 && m.grid[0] <= 64 && m.grid[1] <= 64,
             "grid",
@@ -79,7 +94,10 @@ impl MotionConfig {
             m.background_alpha,
             "0 < alpha ≤ 1",
         )?;
-        for (k, v) in [("cell_threshold", m.cell_threshold), ("global_change", m.global_change)] {
+        for (k, v) in [
+            ("cell_threshold", m.cell_threshold),
+            ("global_change", m.global_change),
+        ] {
             check(v > 0.0 && v <= 1.0, k, v, "a fraction, 0 < x ≤ 1")?;
         }
         check(
@@ -280,11 +298,7 @@ impl VideoEncoder for MotionEncoder {
     }
 
     fn input_spec(&self) -> VideoSpec {
-        VideoSpec {
-            width: self.cfg.width,
-            height: None,
-            format: PixelFormat::Gray8,
-        }
+        self.cfg.input_spec()
     }
 
     fn encode(&mut self, frames: &[Frame], out: &mut [VisionFeatures]) -> Result<(), EncodeError> {
@@ -313,14 +327,13 @@ impl VideoEncoderKind for MotionKind {
     }
 
     fn input_spec(&self) -> VideoSpec {
-        VideoSpec {
-            width: self.cfg.width,
-            height: None,
-            format: PixelFormat::Gray8,
-        }
+        self.cfg.input_spec()
     }
 
-    fn for_stream(&self, stream: &StreamInfo<'_>) -> Result<Option<Box<dyn VideoEncoder>>, EncodeError> {
+    fn for_stream(
+        &self,
+        stream: &StreamInfo<'_>,
+    ) -> Result<Option<Box<dyn VideoEncoder>>, EncodeError> {
         Ok(stream
             .video
             .then(|| Box::new(MotionEncoder::new(self.cfg.clone())) as Box<dyn VideoEncoder>))

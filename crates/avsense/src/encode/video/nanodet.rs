@@ -5,7 +5,9 @@ use super::tracker::{Detection, TrackerConfig};
 use crate::core::media::{Frame, PixelFormat, VideoSpec};
 use crate::encode::{EncodeError, StreamInfo, VideoEncoder, VideoEncoderKind};
 use crate::model_files::ModelsConfig;
-use avsense_nn::models::nanodet::{self, NanoDet, NanoDetConfig, NanoDetError, Resize, RgbImage, INPUT_SIZE};
+use avsense_nn::models::nanodet::{
+    self, NanoDet, NanoDetConfig, NanoDetError, Resize, RgbImage, INPUT_SIZE,
+};
 
 /// The object encoder with NanoDet, as the pipeline registers it: the model loaded once,
 /// shared by every stream's [`ObjectEncoder`].
@@ -33,7 +35,8 @@ impl NanoDetKind {
             resize: detector.resize,
             ..Default::default()
         };
-        let model = NanoDet::load_with(&path, &device, cfg).map_err(|e| EncodeError::load("nanodet", e))?;
+        let model =
+            NanoDet::load_with(&path, &device, cfg).map_err(|e| EncodeError::load("nanodet", e))?;
         Ok(Some(Self {
             model,
             detector: detector.clone(),
@@ -51,7 +54,10 @@ impl VideoEncoderKind for NanoDetKind {
         Detector::input_spec(&self.model)
     }
 
-    fn for_stream(&self, stream: &StreamInfo<'_>) -> Result<Option<Box<dyn VideoEncoder>>, EncodeError> {
+    fn for_stream(
+        &self,
+        stream: &StreamInfo<'_>,
+    ) -> Result<Option<Box<dyn VideoEncoder>>, EncodeError> {
         if !stream.video {
             return Ok(None);
         }
@@ -97,8 +103,7 @@ impl Detector for NanoDet {
     fn detect(
         &mut self,
         frames: &[&Frame],
-    ) -> std::result::Result<Vec<Vec<Detection>>, EncodeError>
-    {
+    ) -> std::result::Result<Vec<Vec<Detection>>, EncodeError> {
         let bad = |f: &Frame, reason: String| EncodeError::BadInput {
             encoder: "nanodet",
             stream: f.stream.to_string(),

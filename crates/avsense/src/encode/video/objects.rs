@@ -85,8 +85,16 @@ impl DetectorConfig {
             d.fps,
             "detections per second, 0 (every frame) to 240",
         )?;
-        for (k, v) in [("score_threshold", d.score_threshold), ("iou_threshold", d.iou_threshold)] {
-            check(in_range(f64::from(v), 0.0, 1.0), k, v, "a value from 0 to 1")?;
+        for (k, v) in [
+            ("score_threshold", d.score_threshold),
+            ("iou_threshold", d.iou_threshold),
+        ] {
+            check(
+                in_range(f64::from(v), 0.0, 1.0),
+                k,
+                v,
+                "a value from 0 to 1",
+            )?;
         }
         for (i, c) in d.classes.iter().enumerate() {
             check(

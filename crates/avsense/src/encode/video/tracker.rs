@@ -76,9 +76,19 @@ impl TrackerConfig {
             ("match_iou", t.match_iou),
             ("low_match_iou", t.low_match_iou),
         ] {
-            check(in_range(f64::from(v), 0.0, 1.0), k, v, "a value from 0 to 1")?;
+            check(
+                in_range(f64::from(v), 0.0, 1.0),
+                k,
+                v,
+                "a value from 0 to 1",
+            )?;
         }
-        check(t.low_score <= t.high_score, "low_score", t.low_score, "≤ tracker.high_score")?;
+        check(
+            t.low_score <= t.high_score,
+            "low_score",
+            t.low_score,
+            "≤ tracker.high_score",
+        )?;
         check(
             (1..=100).contains(&t.min_hits),
             "min_hits",

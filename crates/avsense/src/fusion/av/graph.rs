@@ -17,11 +17,11 @@
 //! * scene node ↔ the nodes of its modality; a self-loop on every node.
 
 use super::ontology::Ontology;
+use crate::core::window::Window;
 use crate::encode::audio::speech::SpeechProbs;
 use crate::encode::audio::tagger::TagPatches;
 use crate::encode::video::motion::MotionFeatures;
 use crate::encode::video::objects::Tracks;
-use crate::core::window::Window;
 use std::collections::VecDeque;
 use std::sync::Arc;
 
@@ -539,9 +539,9 @@ pub fn node_features(role: NodeRole) -> [f32; NODE_DIM] {
 mod tests {
     use super::*;
     use crate::core::clock::{Duration, Timestamp};
-    use crate::encode::video::tracker::TrackedObject;
     use crate::core::features::{AudioFeatures, VisionFeatures};
     use crate::encode::audio::tagger::TagPatch;
+    use crate::encode::video::tracker::TrackedObject;
     use std::path::Path;
 
     fn ontology() -> Arc<Ontology> {
@@ -576,36 +576,42 @@ mod tests {
                 if i < 5 {
                     objects.push(obj(2, "dog"));
                 }
-                Arc::new(VisionFeatures {
-                    stream: Arc::from("s"),
-                    pts: Timestamp::from_secs_f64(t0 + i as f64 * 0.1),
-                    duration: Duration(100_000_000),
-                    index: i,
-                    ext: Default::default(),
-                }.with(crate::encode::video::objects::Tracks {
-                    detected: true,
-                    objects,
-                    events: Vec::new(),
-                }))
+                Arc::new(
+                    VisionFeatures {
+                        stream: Arc::from("s"),
+                        pts: Timestamp::from_secs_f64(t0 + i as f64 * 0.1),
+                        duration: Duration(100_000_000),
+                        index: i,
+                        ext: Default::default(),
+                    }
+                    .with(crate::encode::video::objects::Tracks {
+                        detected: true,
+                        objects,
+                        events: Vec::new(),
+                    }),
+                )
             })
             .collect();
         let names = Arc::new(vec!["Speech".to_string(), "Bark".to_string()]);
-        let audio = Arc::new(AudioFeatures {
-            stream: Arc::from("s"),
-            pts: Timestamp::from_secs_f64(t0),
-            hop: Duration(10_000_000),
-            window: Duration(25_000_000),
-            log_mel: vec![0.0; 100 * 64],
-            level_db: vec![-20.0; 100],
-            onset: vec![0.0; 100],
-            ext: Default::default(),
-        }.with(crate::encode::audio::tagger::TagPatches(vec![TagPatch {
+        let audio = Arc::new(
+            AudioFeatures {
+                stream: Arc::from("s"),
+                pts: Timestamp::from_secs_f64(t0),
+                hop: Duration(10_000_000),
+                window: Duration(25_000_000),
+                log_mel: vec![0.0; 100 * 64],
+                level_db: vec![-20.0; 100],
+                onset: vec![0.0; 100],
+                ext: Default::default(),
+            }
+            .with(crate::encode::audio::tagger::TagPatches(vec![TagPatch {
                 start: Timestamp::from_secs_f64(t0 + 0.02),
                 end: Timestamp::from_secs_f64(t0 + 0.98),
                 scores: Arc::new(vec![0.9, 0.1]),
                 names,
                 embedding: Arc::new(vec![0.0; 4]),
-            }])));
+            }])),
+        );
         Window {
             stream: Arc::from("s"),
             index: k,

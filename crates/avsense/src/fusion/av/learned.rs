@@ -11,11 +11,11 @@
 //! Windows without an audio segment are not run through the model (nothing to associate;
 //! their class is `background`), which keeps the cost near zero on silent stretches.
 
-use avsense_nn::models::fusion::batch::GraphBatch;
 use super::graph::{GraphBuilder, GraphConfig};
 use super::ontology::Ontology;
-use crate::core::window::Window;
 use crate::core::event::{Event, EventKind, Label};
+use crate::core::window::Window;
+use avsense_nn::models::fusion::batch::GraphBatch;
 use candle_core::D;
 use std::collections::VecDeque;
 use std::sync::Arc;

@@ -67,10 +67,30 @@ impl FusionConfig {
     /// Checks the keys of `[fusion]` (named without the section).
     pub fn validate(&self) -> Result<(), Invalid> {
         let f = self;
-        check(in_range(f64::from(f.min_score), 0.0, 1.0), "min_score", f.min_score, "0 to 1")?;
-        check(in_range(f.history, 1.0, 600.0), "history", f.history, "seconds, 1 to 600")?;
-        check((1..=1024).contains(&f.max_tracks), "max_tracks", f.max_tracks, "1 to 1024")?;
-        check((1..=256).contains(&f.max_segments), "max_segments", f.max_segments, "1 to 256")?;
+        check(
+            in_range(f64::from(f.min_score), 0.0, 1.0),
+            "min_score",
+            f.min_score,
+            "0 to 1",
+        )?;
+        check(
+            in_range(f.history, 1.0, 600.0),
+            "history",
+            f.history,
+            "seconds, 1 to 600",
+        )?;
+        check(
+            (1..=1024).contains(&f.max_tracks),
+            "max_tracks",
+            f.max_tracks,
+            "1 to 1024",
+        )?;
+        check(
+            (1..=256).contains(&f.max_segments),
+            "max_segments",
+            f.max_segments,
+            "1 to 256",
+        )?;
         check(f.context <= 16, "context", f.context, "0 to 16 windows")?;
         check(
             f.event_off > 0.0 && f.event_off <= f.event_on && f.event_on < 1.0,
@@ -249,7 +269,12 @@ impl AvFusion {
     }
 
     /// A new window (learned strategies score it; `av_event`s go to `out`).
-    pub fn push_window(&mut self, stream: &str, w: &crate::core::window::Window, out: &mut Vec<Event>) {
+    pub fn push_window(
+        &mut self,
+        stream: &str,
+        w: &crate::core::window::Window,
+        out: &mut Vec<Event>,
+    ) {
         if let Some(l) = &mut self.learned {
             l.push_window(stream, w, out);
         }
@@ -553,7 +578,10 @@ mod tests {
             duration: Duration(100_000_000),
             index: (t * 10.0) as u64,
             ext: Default::default(),
-        }.with(crate::encode::video::objects::Tracks { detected: true, objects: people
+        }
+        .with(crate::encode::video::objects::Tracks {
+            detected: true,
+            objects: people
                 .iter()
                 .map(|id| TrackedObject {
                     track_id: *id,
@@ -562,7 +590,9 @@ mod tests {
                     bbox: [0.1, 0.1, 0.4, 0.9],
                     embedding: None,
                 })
-                .collect(), events: Vec::new() })
+                .collect(),
+            events: Vec::new(),
+        })
     }
 
     fn sound(start: f64, end: f64) -> Event {

@@ -236,8 +236,8 @@ mod tests {
     /// The shipped map names only classes YAMNet and the detector have.
     #[test]
     fn builtin_map_is_valid_against_yamnet_names() {
-        let csv =
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/cache/yamnet/yamnet_class_map.csv");
+        let csv = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../models/cache/yamnet/yamnet_class_map.csv");
         let Ok(text) = std::fs::read_to_string(&csv) else {
             if std::env::var("CI").is_ok_and(|v| v == "true") {
                 panic!("{} missing under CI=true", csv.display());

@@ -32,7 +32,9 @@ impl MotionDetector {
 
     /// Takes one frame's features (in time order); appends finished events to `out`.
     pub fn push(&mut self, f: &VisionFeatures, out: &mut Vec<Event>) {
-        let Some(m) = f.get::<MotionFeatures>() else { return };
+        let Some(m) = f.get::<MotionFeatures>() else {
+            return;
+        };
         let t = f.pts.as_secs_f64();
         let t_end = f.end().as_secs_f64();
         let active: Vec<usize> = if m.reset {
@@ -115,19 +117,22 @@ mod tests {
             ..MotionConfig::default()
         });
         let mut out = Vec::new();
-        let frame = |i: u64, active: bool| VisionFeatures {
-            stream: Arc::from("s"),
-            pts: Timestamp(i * 100_000_000),
-            duration: Duration(100_000_000),
-            index: i,
-            ext: Default::default(),
-        }.with(MotionFeatures {
+        let frame = |i: u64, active: bool| {
+            VisionFeatures {
+                stream: Arc::from("s"),
+                pts: Timestamp(i * 100_000_000),
+                duration: Duration(100_000_000),
+                index: i,
+                ext: Default::default(),
+            }
+            .with(MotionFeatures {
                 grid: [2, 1],
                 cells: vec![if active { 0.5 } else { 0.0 }, 0.0],
                 changed: if active { 0.25 } else { 0.0 },
                 energy: 0.0,
                 reset: false,
-            });
+            })
+        };
         // Active 10–19, gap of 3 frames (< hangover), active 23–25, then quiet.
         for i in 0..40 {
             d.push(

@@ -14,6 +14,7 @@
 //! so plain noise then read +6 dB "above the floor" and a sound never ended (measured on
 //! generated pink noise: two beeps 1.2 s apart merged into one event in 6 of 8 runs).
 
+use super::INPUT_GAP_S;
 use crate::core::event::{AudioSummary, Event, EventKind};
 use crate::core::features::AudioFeatures;
 use crate::core::settings::{check, in_range, Invalid};
@@ -68,7 +69,12 @@ impl SoundConfig {
         ] {
             check(in_range(v, 0.0, 600.0), k, v, "seconds, 0 to 600")?;
         }
-        check(snd.on_db.is_finite() && snd.on_db > 0.0, "on_db", snd.on_db, "dB > 0")?;
+        check(
+            snd.on_db.is_finite() && snd.on_db > 0.0,
+            "on_db",
+            snd.on_db,
+            "dB > 0",
+        )?;
         check(
             snd.off_db.is_finite() && snd.off_db >= 0.0 && snd.off_db <= snd.on_db,
             "off_db",
@@ -110,9 +116,6 @@ struct OpenSound {
     peak_onset: f32,
     active_frames: u32,
 }
-
-/// A jump in audio time larger than this (seconds) is a gap in the input.
-pub(super) const INPUT_GAP_S: f64 = 0.25;
 
 /// Turns per-frame audio level into `sound` events (see the module doc).
 pub struct SoundDetector {
@@ -452,5 +455,4 @@ mod tests {
         d.finish("s", &mut out);
         assert!(out.is_empty());
     }
-
 }

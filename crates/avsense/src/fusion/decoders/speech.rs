@@ -1,7 +1,7 @@
 //! `speech` events from the voice-activity detector's per-chunk probabilities.
 
+use super::INPUT_GAP_S;
 use crate::core::event::{Event, EventKind};
-use super::sound::INPUT_GAP_S;
 use crate::core::settings::{check, in_range, Invalid};
 
 /// Settings of `speech` events from per-chunk speech probability (Silero VAD's defaults).
@@ -33,10 +33,18 @@ impl SpeechConfig {
     /// Checks the keys of `[speech]` (named without the section).
     pub fn validate(&self) -> Result<(), Invalid> {
         for (k, v) in [("on", self.on), ("off", self.off)] {
-            check(in_range(f64::from(v), 0.0, 1.0), k, v, "a probability from 0 to 1")?;
+            check(
+                in_range(f64::from(v), 0.0, 1.0),
+                k,
+                v,
+                "a probability from 0 to 1",
+            )?;
         }
         check(self.off <= self.on, "off", self.off, "≤ speech.on")?;
-        for (k, v) in [("min_silence", self.min_silence), ("min_duration", self.min_duration)] {
+        for (k, v) in [
+            ("min_silence", self.min_silence),
+            ("min_duration", self.min_duration),
+        ] {
             check(in_range(v, 0.0, 600.0), k, v, "seconds, 0 to 600")?;
         }
         Ok(())

@@ -58,8 +58,17 @@ impl Default for TaggerConfig {
 impl TaggerConfig {
     /// Checks the keys of `[tagger]` (named without the section).
     pub fn validate(&self) -> Result<(), Invalid> {
-        for (k, v) in [("on", self.on), ("off", self.off), ("smoothing", self.smoothing)] {
-            check(in_range(f64::from(v), 0.0, 1.0), k, v, "a value from 0 to 1")?;
+        for (k, v) in [
+            ("on", self.on),
+            ("off", self.off),
+            ("smoothing", self.smoothing),
+        ] {
+            check(
+                in_range(f64::from(v), 0.0, 1.0),
+                k,
+                v,
+                "a value from 0 to 1",
+            )?;
         }
         check(self.off <= self.on, "off", self.off, "≤ tagger.on")?;
         check(

@@ -184,9 +184,19 @@ impl SpeakerConfig {
     /// Checks the keys of `[speaker]` (named without the section).
     pub fn validate(&self) -> Result<(), Invalid> {
         let sp = self;
-        check((64..=4096).contains(&sp.width), "width", sp.width, "pixels, 64 to 4096")?;
+        check(
+            (64..=4096).contains(&sp.width),
+            "width",
+            sp.width,
+            "pixels, 64 to 4096",
+        )?;
         for (k, v) in [("face_fps", sp.face_fps), ("idle_fps", sp.idle_fps)] {
-            check(in_range(v, 0.0, 240.0), k, v, "detections per second, 0 (every frame) to 240")?;
+            check(
+                in_range(v, 0.0, 240.0),
+                k,
+                v,
+                "detections per second, 0 (every frame) to 240",
+            )?;
         }
         for (k, v) in [
             ("face_score", sp.face_score),
@@ -195,19 +205,43 @@ impl SpeakerConfig {
             ("on", sp.on),
             ("off", sp.off),
         ] {
-            check(in_range(f64::from(v), 0.0, 1.0), k, v, "a value from 0 to 1")?;
+            check(
+                in_range(f64::from(v), 0.0, 1.0),
+                k,
+                v,
+                "a value from 0 to 1",
+            )?;
         }
         check(sp.off <= sp.on, "off", sp.off, "≤ speaker.on")?;
-        check((1..=32).contains(&sp.max_faces), "max_faces", sp.max_faces, "1 to 32 faces")?;
-        check((1..=32).contains(&sp.max_speakers), "max_speakers", sp.max_speakers, "1 to 32 faces")?;
-        check(in_range(f64::from(sp.box_scale), 0.25, 4.0), "box_scale", sp.box_scale, "0.25 to 4")?;
+        check(
+            (1..=32).contains(&sp.max_faces),
+            "max_faces",
+            sp.max_faces,
+            "1 to 32 faces",
+        )?;
+        check(
+            (1..=32).contains(&sp.max_speakers),
+            "max_speakers",
+            sp.max_speakers,
+            "1 to 32 faces",
+        )?;
+        check(
+            in_range(f64::from(sp.box_scale), 0.25, 4.0),
+            "box_scale",
+            sp.box_scale,
+            "0.25 to 4",
+        )?;
         check(
             in_range(f64::from(sp.crop_scale), 0.0, 2.0),
             "crop_scale",
             sp.crop_scale,
             "0 to 2 (upstream: 0.4)",
         )?;
-        for (k, v) in [("hold", sp.hold), ("min_gap", sp.min_gap), ("min_duration", sp.min_duration)] {
+        for (k, v) in [
+            ("hold", sp.hold),
+            ("min_gap", sp.min_gap),
+            ("min_duration", sp.min_duration),
+        ] {
             check(in_range(v, 0.0, 60.0), k, v, "seconds, 0 to 60")?;
         }
         for (k, v) in [
@@ -217,7 +251,12 @@ impl SpeakerConfig {
             ("sync_weight", sp.sync_weight),
             ("sync_offset", sp.sync_offset),
         ] {
-            check(in_range(f64::from(v), 0.0, 100.0), k, v, "a weight from 0 to 100")?;
+            check(
+                in_range(f64::from(v), 0.0, 100.0),
+                k,
+                v,
+                "a weight from 0 to 100",
+            )?;
         }
         check(
             !sp.durations.is_empty() && sp.durations.len() <= 8,

@@ -11,6 +11,8 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 impl GstSource {
+    /// rtspsrc settings (transport, jitter-buffer latency, timeouts), applied when
+    /// uridecodebin creates it.
     pub(super) fn configure_rtsp(&self, decode: &gst::Element) {
         let transport = match self.cfg.transport {
             RtspTransport::Tcp => "tcp",
@@ -42,14 +44,8 @@ impl GstSource {
     pub(super) fn build_v4l2(&self, pipeline: &gst::Pipeline) -> Result<gst::Element, String> {
         let device = self.v4l2_device();
         let mut structures = Vec::new();
-        let raw = matches!(
-            self.cfg.format,
-            CameraFormat::Any | CameraFormat::Yuyv
-        );
-        let jpeg = matches!(
-            self.cfg.format,
-            CameraFormat::Any | CameraFormat::Mjpeg
-        );
+        let raw = matches!(self.cfg.format, CameraFormat::Any | CameraFormat::Yuyv);
+        let jpeg = matches!(self.cfg.format, CameraFormat::Any | CameraFormat::Mjpeg);
         let fill = |mut b: gst::structure::Builder| {
             if let Some(w) = self.cfg.width {
                 b = b.field("width", w as i32);
@@ -291,7 +287,6 @@ impl GstSource {
         self.cfg.audio && self.cfg.microphone.is_none()
     }
 
-
     /// `kind = "gst"`: the launch description as a bin whose unlinked source pads are
     /// ghosted; each pad is linked by its caps to the video or the audio branch (the first of
     /// each; a modality the config disables, or a second pad of one, goes to a fakesink).
@@ -403,7 +398,6 @@ impl GstSource {
         Ok(())
     }
 }
-
 
 pub(super) fn fakesink(pipeline: &gst::Pipeline) -> Option<gst::Element> {
     let sink = gst::ElementFactory::make("fakesink")

@@ -2,11 +2,11 @@
 //! audio, on the same clock.
 
 use super::GstSource;
+use crate::core::edge::EdgeSender;
 use crate::core::event::{Event, EventKind};
 use crate::source::mic::{self, MicEnd, MicError, MicStats};
 use crate::source::state::{Slot, StreamTimes};
 use crate::source::{AudioChunk, SourceError, SourceKind};
-use crate::core::edge::EdgeSender;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -90,5 +90,4 @@ impl GstSource {
                 reason: format!("cannot start the microphone thread: {e}"),
             })
     }
-
 }

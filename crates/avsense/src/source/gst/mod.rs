@@ -11,13 +11,15 @@ mod session;
 
 use super::config::{SourceConfig, SourceKind};
 use super::state::{Shared, Slot};
+use super::{AudioChunk, Frame, Modality, SourceError, VideoSpec};
 use crate::core::edge::EdgeSender;
 use crate::core::event::Event;
-use super::{AudioChunk, Frame, Modality, SourceError, VideoSpec};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-pub use super::state::{init, LiveStats, MicReport, SourceOutputs, SourceProbe, SourceReport, StreamTimes};
+pub use super::state::{
+    init, LiveStats, MicReport, SourceOutputs, SourceProbe, SourceReport, StreamTimes,
+};
 
 /// How a session ended without an error.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -192,5 +194,4 @@ impl GstSource {
         }
         result
     }
-
 }

@@ -105,5 +105,4 @@ impl GstSource {
             delay = (delay * 2.0).min(self.cfg.reconnect_max_delay);
         }
     }
-
 }

@@ -189,8 +189,7 @@ impl GstSource {
         })
     }
 
-    /// rtspsrc settings (transport, jitter-buffer latency, timeouts), applied when
-    /// uridecodebin creates it.
+    /// Notes the container's duration, once the pipeline knows it.
     pub(super) fn update_duration(&self, pipeline: &gst::Pipeline) {
         if let Some(d) = pipeline.query_duration::<gst::ClockTime>() {
             self.shared
@@ -199,6 +198,7 @@ impl GstSource {
         }
     }
 
+    /// The source's error for an element's error message.
     pub(super) fn stream_error(&self, err: &gst::message::Error) -> SourceError {
         SourceError::Stream {
             stream: self.cfg.name.clone(),
@@ -211,5 +211,4 @@ impl GstSource {
             debug: err.debug().map(|d| d.to_string()).unwrap_or_default(),
         }
     }
-
 }
