@@ -15,12 +15,7 @@ fn live_test_source_events_carry_latency_and_wall_time() {
     )
     .expect("config");
     assert_eq!(cfg.sources[0].effective_policy(), EdgePolicy::DropOldest);
-    let out = run(cfg);
-    assert!(
-        out.report.first_error().is_none(),
-        "{:?}",
-        out.report.first_error()
-    );
+    let out = run_ok(cfg, Path::new("live.toml"));
     let s = &out.report.streams[0];
     // Real-time pacing: 4 s of media, 30 fps.
     assert!(
@@ -91,12 +86,7 @@ live = true
 launch = "videotestsrc is-live=true num-buffers=60 pattern=ball ! capsfilter caps=video/x-raw,format=I420,width=320,height=240,framerate=30/1 audiotestsrc is-live=true num-buffers=20 samplesperbuffer=4800 wave=ticks ! capsfilter caps=audio/x-raw,rate=48000,channels=1"
 "#;
     let cfg = PipelineConfig::parse(toml, Path::new("gst.toml")).expect("config");
-    let out = run(cfg);
-    assert!(
-        out.report.first_error().is_none(),
-        "{:?}",
-        out.report.first_error()
-    );
+    let out = run_ok(cfg, Path::new("gst.toml"));
     let s = &out.report.streams[0];
     assert_eq!(s.frames, 60);
     assert!(
@@ -147,12 +137,7 @@ fn live_video_two_minutes_with_every_encoder_stays_bounded() {
         Path::new("live-2min.toml"),
     )
     .expect("config");
-    let out = run(cfg);
-    assert!(
-        out.report.first_error().is_none(),
-        "{:?}",
-        out.report.first_error()
-    );
+    let out = run_ok(cfg, Path::new("live-2min.toml"));
     let s = &out.report.streams[0];
     assert!(
         (s.media_seconds - 120.0).abs() < 0.5,

@@ -724,21 +724,9 @@ fn blazeface_latency() {
         let images: Vec<RgbImage> = (0..batch)
             .map(|_| RgbImage::packed(INPUT_SIZE, INPUT_SIZE, &bytes))
             .collect();
-        det.detect(&images).expect("warm-up");
-        let runs = 20;
-        let (c0, t0) = (common::cpu_seconds(), std::time::Instant::now());
-        for _ in 0..runs {
+        common::print_time_per_item(&format!("blazeface batch {batch}"), 20, batch, || {
             det.detect(&images).expect("detect");
-        }
-        let n = (runs * batch) as f64;
-        eprintln!(
-            "blazeface batch {batch}: {:.2} ms wall, {:.2} ms CPU per frame ({} threads available)",
-            t0.elapsed().as_secs_f64() * 1e3 / n,
-            (common::cpu_seconds() - c0) * 1e3 / n,
-            std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(1)
-        );
+        });
         let input = det.prepare(&images).expect("prepare");
         let (name, fetch) = det.io_names();
         let (_, prof) = det

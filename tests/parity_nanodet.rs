@@ -402,21 +402,9 @@ fn nanodet_latency() {
         let images: Vec<RgbImage> = (0..batch)
             .map(|_| RgbImage::packed(INPUT_SIZE, INPUT_SIZE, &bytes))
             .collect();
-        det.detect(&images).expect("warm-up");
-        let runs = 5;
-        let (c0, t0) = (common::cpu_seconds(), std::time::Instant::now());
-        for _ in 0..runs {
+        common::print_time_per_item(&format!("nanodet batch {batch}"), 5, batch, || {
             det.detect(&images).expect("detect");
-        }
-        let n = (runs * batch) as f64;
-        eprintln!(
-            "nanodet batch {batch}: {:.0} ms wall, {:.0} ms CPU per frame ({} threads available)",
-            t0.elapsed().as_secs_f64() * 1e3 / n,
-            (common::cpu_seconds() - c0) * 1e3 / n,
-            std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(1)
-        );
+        });
         let input = det.prepare(&images).expect("prepare");
         let (_, prof) = det
             .graph()

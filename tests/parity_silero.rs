@@ -31,38 +31,7 @@ const INPUTS: [(&str, &str); 2] = [
 ];
 
 fn reference(stem: &str) -> serde_json::Value {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/reference/data")
-        .join(format!("silero_{stem}.json"));
-    let text = std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// Decodes like the reference script: `ffmpeg … -vn -ac 1 -ar 16000 -f f32le -`.
-/// Returns the samples and the sha256 of their bytes.
-fn decode(path: &Path) -> (Vec<f32>, String) {
-    let out = std::process::Command::new("ffmpeg")
-        .args(["-nostdin", "-v", "error", "-i"])
-        .arg(path)
-        .args(["-vn", "-ac", "1", "-ar", "16000", "-f", "f32le", "-"])
-        .output()
-        .expect("ffmpeg (Debian package ffmpeg) is needed for this test");
-    assert!(
-        out.status.success(),
-        "ffmpeg failed on {}: {}",
-        path.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let samples = out
-        .stdout
-        .chunks_exact(4)
-        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-        .collect();
-    (samples, hex(&Sha256::digest(&out.stdout)))
+    common::reference_json(&format!("silero_{stem}.json"))
 }
 
 /// sha256 over the f32 little-endian bytes of every weight, in the order of WEIGHTS
@@ -82,7 +51,7 @@ fn weights_digest(tensors: &HashMap<String, Tensor>) -> String {
             h.update(x.to_le_bytes());
         }
     }
-    hex(&h.finalize())
+    common::hex(&h.finalize())
 }
 
 /// The reference run made with these weights.
@@ -126,7 +95,7 @@ fn check(vad: &mut SileroVad, digest: &str, what: &str) {
             continue;
         };
         let doc = reference(stem);
-        let (samples, sha) = decode(&media);
+        let (samples, sha) = common::decode_mono_16k(&media);
         assert_eq!(
             samples.len() as u64,
             doc["input"]["samples"].as_u64().expect("samples"),

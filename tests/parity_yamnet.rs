@@ -48,8 +48,6 @@ use avsense_nn::models::yamnet::{
     load_class_names, patch_starts, Yamnet, EMBEDDING_DIM, NUM_CLASSES, PATCH_FRAMES,
 };
 use candle_core::{Device, Tensor};
-use sha2::{Digest, Sha256};
-use std::path::Path;
 use std::sync::Arc;
 
 const INPUTS: [&str; 5] = [
@@ -85,64 +83,11 @@ const NET_VS_LITERT_TIE: f32 = 0.02;
 const PIPELINE_VS_FLOAT: f32 = 1e-3;
 
 fn reference(stem: &str) -> serde_json::Value {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/reference/data")
-        .join(format!("yamnet_{stem}.json"));
-    let text = std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// Decodes like the reference script: `ffmpeg … -vn -ac 1 -ar 16000 -f f32le -`.
-fn decode(path: &Path) -> (Vec<f32>, String) {
-    let out = std::process::Command::new("ffmpeg")
-        .args(["-nostdin", "-v", "error", "-i"])
-        .arg(path)
-        .args(["-vn", "-ac", "1", "-ar", "16000", "-f", "f32le", "-"])
-        .output()
-        .expect("ffmpeg (Debian package ffmpeg) is needed for this test");
-    assert!(out.status.success(), "ffmpeg failed on {}", path.display());
-    let samples = out
-        .stdout
-        .chunks_exact(4)
-        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-        .collect();
-    (samples, hex(&Sha256::digest(&out.stdout)))
-}
-
-/// Standard base64 (with padding) → bytes.
-fn base64(s: &str) -> Vec<u8> {
-    let val = |c: u8| -> u32 {
-        match c {
-            b'A'..=b'Z' => u32::from(c - b'A'),
-            b'a'..=b'z' => u32::from(c - b'a') + 26,
-            b'0'..=b'9' => u32::from(c - b'0') + 52,
-            b'+' => 62,
-            b'/' => 63,
-            _ => panic!("bad base64 byte {c}"),
-        }
-    };
-    let s = s.trim_end_matches('=').as_bytes();
-    let mut out = Vec::with_capacity(s.len() * 3 / 4);
-    for chunk in s.chunks(4) {
-        let mut acc = 0u32;
-        for (i, &c) in chunk.iter().enumerate() {
-            acc |= val(c) << (18 - 6 * i);
-        }
-        let bytes = acc.to_be_bytes();
-        out.extend_from_slice(&bytes[1..chunk.len()]);
-    }
-    out
+    common::reference_json(&format!("yamnet_{stem}.json"))
 }
 
 fn f32s_b64(v: &serde_json::Value) -> Vec<f32> {
-    base64(v.as_str().expect("base64 string"))
-        .chunks_exact(4)
-        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-        .collect()
+    common::f32_le(&base64::decode(v.as_str().expect("base64 string")).expect("base64"))
 }
 
 fn scores(v: &serde_json::Value) -> Vec<Vec<f32>> {
@@ -232,7 +177,7 @@ fn segments(stem: &str) -> Option<(String, Vec<Segment>)> {
     let doc = reference(stem);
     let rel = doc["input"].as_str().expect("input");
     let media = common::shared_media(rel)?;
-    let (samples, sha) = decode(&media);
+    let (samples, sha) = common::decode_mono_16k(&media);
     assert_eq!(
         sha,
         doc["pcm_sha256"].as_str().expect("pcm_sha256"),

@@ -148,69 +148,32 @@ pub fn run_input(path: &Path) -> Outcome {
 
 /// ffprobe's frame count of the first video stream (decoding every frame).
 pub fn ffprobe_frames(path: &Path) -> u64 {
-    let out = std::process::Command::new("ffprobe")
-        .args([
-            "-v",
-            "error",
-            "-count_frames",
-            "-select_streams",
-            "v:0",
-            "-show_entries",
-            "stream=nb_read_frames",
-            "-of",
-            "csv=p=0",
-        ])
-        .arg(path)
-        .output()
-        .expect("ffprobe (Debian package ffmpeg) is needed for this test");
-    String::from_utf8_lossy(&out.stdout)
-        .trim()
-        .parse()
-        .expect("ffprobe frame count")
+    ffprobe_value(path, &["-count_frames", "-select_streams", "v:0"], "stream=nb_read_frames")
 }
 
 /// ffprobe's duration of the first audio stream, seconds.
 pub fn ffprobe_audio_seconds(path: &Path) -> f64 {
-    let out = std::process::Command::new("ffprobe")
-        .args([
-            "-v",
-            "error",
-            "-select_streams",
-            "a:0",
-            "-show_entries",
-            "stream=duration",
-            "-of",
-            "csv=p=0",
-        ])
-        .arg(path)
-        .output()
-        .expect("ffprobe (Debian package ffmpeg) is needed for this test");
-    String::from_utf8_lossy(&out.stdout)
-        .trim()
-        .parse()
-        .expect("ffprobe audio duration")
+    ffprobe_value(path, &["-select_streams", "a:0"], "stream=duration")
 }
 
 /// ffprobe's sample rate of the first audio stream, Hz.
 pub fn ffprobe_audio_rate(path: &Path) -> f64 {
+    ffprobe_value(path, &["-select_streams", "a:0"], "stream=sample_rate")
+}
+
+/// One value that ffprobe prints for `entry` (e.g. `stream=duration`), parsed.
+fn ffprobe_value<T: std::str::FromStr>(path: &Path, select: &[&str], entry: &str) -> T {
     let out = std::process::Command::new("ffprobe")
-        .args([
-            "-v",
-            "error",
-            "-select_streams",
-            "a:0",
-            "-show_entries",
-            "stream=sample_rate",
-            "-of",
-            "csv=p=0",
-        ])
+        .args(["-v", "error"])
+        .args(select)
+        .args(["-show_entries", entry, "-of", "csv=p=0"])
         .arg(path)
         .output()
         .expect("ffprobe (Debian package ffmpeg) is needed for this test");
-    String::from_utf8_lossy(&out.stdout)
-        .trim()
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.trim()
         .parse()
-        .expect("ffprobe sample rate")
+        .unwrap_or_else(|_| panic!("ffprobe {entry} of {}: {text:?}", path.display()))
 }
 
 /// A fetched model file, `<models dir>/<rel>` (models dir: $AVSENSE_MODELS or models/cache).
@@ -264,7 +227,7 @@ pub fn ffmpeg_recorded(spec: &serde_json::Value) -> Vec<u8> {
         .collect();
     let bytes = ffmpeg(&args);
     assert_eq!(
-        format!("{:x}", Sha256::digest(&bytes)),
+        hex(&Sha256::digest(&bytes)),
         spec["sha256"].as_str().expect("sha256"),
         "ffmpeg {args:?} decoded other bytes than the reference's (another ffmpeg build?): \
          regenerate the reference with its script in tests/reference"
@@ -292,4 +255,56 @@ pub fn cpu_seconds() -> f64 {
         .collect();
     let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
     (ticks(11) + ticks(12)) / 100.0
+}
+
+/// Runs `f` once to warm up, then `runs` times, and prints the wall and CPU
+/// milliseconds per item (`items` per call) under `label`. Latency helpers only:
+/// prints, asserts nothing on time.
+pub fn print_time_per_item(label: &str, runs: usize, items: usize, mut f: impl FnMut()) {
+    f();
+    let (c0, t0) = (cpu_seconds(), std::time::Instant::now());
+    for _ in 0..runs {
+        f();
+    }
+    let n = (runs * items.max(1)) as f64;
+    eprintln!(
+        "{label}: {:.2} ms wall, {:.2} ms CPU per item ({} threads available)",
+        t0.elapsed().as_secs_f64() * 1e3 / n,
+        (cpu_seconds() - c0) * 1e3 / n,
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    );
+}
+
+/// Lower-case hex of `bytes`.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Decodes like the audio reference scripts: `ffmpeg … -vn -ac 1 -ar 16000 -f f32le -`.
+/// Returns the samples and the sha256 of their bytes.
+pub fn decode_mono_16k(path: &Path) -> (Vec<f32>, String) {
+    use sha2::Digest;
+    let out = std::process::Command::new("ffmpeg")
+        .args(["-nostdin", "-v", "error", "-i"])
+        .arg(path)
+        .args(["-vn", "-ac", "1", "-ar", "16000", "-f", "f32le", "-"])
+        .output()
+        .expect("ffmpeg (Debian package ffmpeg) is needed for this test");
+    assert!(
+        out.status.success(),
+        "ffmpeg failed on {}: {}",
+        path.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (f32_le(&out.stdout), hex(&sha2::Sha256::digest(&out.stdout)))
+}
+
+/// Little-endian f32 values of `bytes` (a trailing partial value is ignored).
+pub fn f32_le(bytes: &[u8]) -> Vec<f32> {
+    bytes
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect()
 }
