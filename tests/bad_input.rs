@@ -64,7 +64,7 @@ fn unknown_config_key_and_zero_window() {
     )
     .unwrap();
     let o = avsense(&["run", zero.to_str().unwrap(), "-q"]);
-    assert_clean_failure(&o, &["zero_window.toml", "pipeline.window", "> 0"]);
+    assert_clean_failure(&o, &["zero_window.toml", "pipeline.window", "0.01 to 60"]);
 
     let o = avsense(&["run", "/nonexistent/pipeline.toml", "-q"]);
     assert_clean_failure(&o, &["/nonexistent/pipeline.toml", "cannot read"]);

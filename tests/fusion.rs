@@ -56,10 +56,13 @@ fn rules_fusion_gets_every_scored_source_on_the_dev_clip() {
     for e in out.of_kind("sound_source") {
         let a = e.evidence.association.as_ref().expect("evidence");
         assert_eq!(e.objects, vec![a.track]);
+        // `rules` explains its score: compatibility × co-presence, from evidence of its own.
+        assert_eq!(a.strategy, "rules");
         assert!(
-            a.score >= 0.3 && a.compatibility > 0.0 && a.co_presence > 0.0,
-            "{a:?}"
+            (a.score - a.compatibility * a.co_presence).abs() < 1e-5,
+            "score is not compatibility × co-presence: {a:?}"
         );
+        assert!(a.candidates >= 1 && a.co_presence <= 1.0, "{a:?}");
     }
 
     let mut off = cfg;

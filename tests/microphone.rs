@@ -180,7 +180,13 @@ fn a_microphone_that_stops_is_reported_and_the_video_goes_on() {
     .expect("config");
     let (status, ev, stderr) = run_avsense(&home, &cfg);
     let _ = writer.join();
-    assert!(status.success(), "{stderr}");
+    assert!(
+        status.success(),
+        "avsense ended with {} (exit code {:?}, signal {:?}); stderr: {stderr}",
+        status,
+        status.code(),
+        std::os::unix::process::ExitStatusExt::signal(&status)
+    );
     let errors = kind(&ev, "source_error");
     assert_eq!(errors.len(), 1, "{ev:#?}");
     let why = errors[0]["evidence"]["error"].as_str().unwrap_or_default();

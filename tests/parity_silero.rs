@@ -19,7 +19,6 @@ use avsense_nn::models::silero::{read_jit_weights, SileroVad, CHUNK_SAMPLES, WEI
 use candle_core::{Device, Tensor};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
 
 const TOLERANCE: f32 = 1e-3;
 /// Samples handed to the model per call (not a multiple of 512 on purpose).
@@ -148,25 +147,13 @@ fn silero_safetensors_matches_onnxruntime() {
     check(&mut vad, &digest, "safetensors");
 }
 
-/// The models directory, as common::model_file reads it.
-fn models_dir() -> PathBuf {
-    std::env::var_os("AVSENSE_MODELS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("models/cache"))
-}
-
-/// The official v6.2 weights, read from the package's TorchScript archive when it is in
-/// the models directory (the fetch command need not install it: skipped when absent).
+/// The official v6.2 weights (the default that `avsense models fetch` installs), read from
+/// the package's TorchScript archive.
 #[test]
 fn silero_jit_weights_match_onnxruntime() {
-    let path = models_dir().join("silero-vad/silero_vad.jit");
-    if !path.exists() {
-        eprintln!(
-            "SKIP: {} not found (optional: silero_vad/data/silero_vad.jit of the silero-vad 6.2.3 wheel)",
-            path.display()
-        );
+    let Some(path) = common::model_file("silero-vad/silero_vad.jit") else {
         return;
-    }
+    };
     let tensors = read_jit_weights(&path, &Device::Cpu).expect("read jit");
     let digest = weights_digest(&tensors);
     let doc = reference(INPUTS[0].0);

@@ -27,7 +27,8 @@
 //!   is asserted at LITERT_LOG_MEL_BOUND only as a regression guard.
 //! * Network alone, fed the reference's own log-mel (front-end and network errors apart):
 //!   "float" log-mel → vs "float" scores max |Δ| ≤ 1e-4 [2.3e-6]; "litert" log-mel → vs
-//!   "litert" scores max |Δ| ≤ 0.05 [0.042; ≤ 0.02 on 27 of 30 patches], top-1 and top-5
+//!   "litert" scores max |Δ| ≤ 0.075 [0.042; ≤ 0.02 on 27 of 30 patches; a regression guard
+//!   that allows for XNNPACK's CPU-dependent int8 kernels, ±0.013], top-1 and top-5
 //!   the same up to near-ties within 0.02 [top-1 same on 29/30, top-5 on 27/30]. The rest is
 //!   LiteRT's int8 activations in the 1×1 convolutions and the classifier, which we do not
 //!   reproduce (f32 activations here).
@@ -78,7 +79,13 @@ const NET_VS_FLOAT: f32 = 1e-4;
 /// agrees everywhere and the top-5 on 27 of 30 patches, the 3 others swap a 5th/6th class
 /// whose scores are within 0.02 of each other. (LiteRT's own builtin and XNNPACK kernels
 /// differ from each other by up to 0.40 on the same inputs.)
-const NET_VS_LITERT: f32 = 0.05;
+///
+/// The parity claim rests on the "float" reference (NET_VS_FLOAT, PIPELINE_VS_FLOAT): LiteRT
+/// runs that graph with plain f32 kernels, which give the same numbers on every x86 CPU. The
+/// "litert" scores are not that stable — XNNPACK picks different int8 kernels on AMD and
+/// Intel CPUs, and they move by up to 0.013 between the two — so this bound is a regression
+/// guard with room for that: 0.042 measured + 2 × 0.013 + headroom.
+const NET_VS_LITERT: f32 = 0.075;
 const NET_VS_LITERT_TIE: f32 = 0.02;
 const PIPELINE_VS_FLOAT: f32 = 1e-3;
 

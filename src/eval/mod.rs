@@ -23,7 +23,7 @@ pub const START_TOLERANCE_S: f64 = 0.5;
 #[derive(Debug, thiserror::Error)]
 pub enum LabelsError {
     /// The file could not be read.
-    #[error("labels {path}: cannot read: {source}")]
+    #[error("labels {path}: cannot read")]
     Read {
         /// The file.
         path: PathBuf,
@@ -159,6 +159,11 @@ pub struct EvalReport {
     pub class_correct: [usize; 2],
     /// Source right / scored.
     pub source_correct: [usize; 2],
+    /// Precision: `sound` events that overlap a labelled sound (±0.5 s) / all `sound`
+    /// events. The others are false positives (or sounds the labels leave out).
+    pub precision: [usize; 2],
+    /// The `sound` events that overlap no labelled sound, as (start, end).
+    pub extra: Vec<(f64, f64)>,
 }
 
 /// Scores `events` (one stream's) against `labels`.
@@ -218,7 +223,18 @@ pub fn evaluate(events: &[Event], labels: &Labels) -> EvalReport {
     }
     let n = out.len();
     let scored = out.iter().filter(|r| r.source_correct.is_some()).count();
+    let extra: Vec<(f64, f64)> = sounds
+        .iter()
+        .filter(|e| {
+            !labels.sounds.iter().any(|l| {
+                e.start <= l.end + START_TOLERANCE_S && e.end >= l.start - START_TOLERANCE_S
+            })
+        })
+        .map(|e| (e.start, e.end))
+        .collect();
     EvalReport {
+        precision: [sounds.len() - extra.len(), sounds.len()],
+        extra,
         detected: [out.iter().filter(|r| r.detected).count(), n],
         class_correct: [out.iter().filter(|r| r.class_correct).count(), n],
         source_correct: [
@@ -269,6 +285,16 @@ impl EvalReport {
             self.source_correct[0],
             self.source_correct[1]
         ));
+        s.push_str(&format!(
+            "\nprecision: {}/{} sound events overlap a labelled sound; extra: {}\n",
+            self.precision[0],
+            self.precision[1],
+            self.extra
+                .iter()
+                .map(|(a, b)| format!("{a:.2}–{b:.2}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
         s
     }
 }
@@ -317,9 +343,12 @@ mod tests {
             src,
             sound(20.9, 21.5, "Music"), // 0.9 s late: not detected
             sound(30.1, 30.5, "Camera"),
+            sound(40.0, 41.0, "Dog"), // nothing labelled there: a false positive
         ];
         let r = evaluate(&events, &labels());
         assert_eq!(r.detected, [2, 3]);
+        assert_eq!(r.precision, [3, 4]);
+        assert_eq!(r.extra, vec![(40.0, 41.0)]);
         assert_eq!(r.class_correct, [2, 3]);
         assert_eq!(r.source_correct, [1, 2]);
         assert_eq!(r.sounds[0].predicted_source.as_deref(), Some("person"));

@@ -63,6 +63,46 @@ pub fn gst_launch(desc: &str) {
     pipeline.set_state(gst::State::Null).expect("stop");
 }
 
+/// Makes `path` once with `make` (which writes the file it is given): under a lock, into
+/// a `.part` file renamed at the end, so tests running in parallel never read a half-written
+/// fixture.
+pub fn generate_once(path: &Path, make: impl FnOnce(&Path)) -> PathBuf {
+    static LOCK: Mutex<()> = Mutex::new(());
+    let _guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    if !path.exists() {
+        let part = path.with_extension("part");
+        make(&part);
+        std::fs::rename(&part, path)
+            .unwrap_or_else(|e| panic!("rename {} → {}: {e}", part.display(), path.display()));
+    }
+    path.to_path_buf()
+}
+
+/// A generated clip: `seconds` of a moving ball (H.264, `width`×`height` at `fps`) and
+/// `audio_seconds` of ticks (AAC, 48 kHz mono), muxed into MP4 under target/test-media.
+pub fn ball_and_ticks(
+    name: &str,
+    seconds: u32,
+    audio_seconds: f64,
+    width: u32,
+    height: u32,
+    fps: u32,
+) -> PathBuf {
+    let path = scratch("generated").join(name);
+    generate_once(&path, |out| {
+        let samples = (audio_seconds * 48_000.0).round() as u64;
+        gst_launch(&format!(
+            "videotestsrc pattern=ball num-buffers={frames} ! video/x-raw,format=I420,width={width},height={height},framerate={fps}/1 \
+             ! x264enc speed-preset=ultrafast bframes=0 key-int-max={fps} ! h264parse ! queue ! mp4mux name=mux ! filesink location={out} \
+             audiotestsrc wave=ticks samplesperbuffer=4800 num-buffers={bufs} ! audio/x-raw,format=S16LE,rate=48000,channels=1 \
+             ! audioconvert ! avenc_aac ! aacparse ! queue ! mux.",
+            frames = seconds * fps,
+            bufs = samples / 4800,
+            out = out.display(),
+        ));
+    })
+}
+
 /// What a run produced.
 pub struct Outcome {
     pub events: Vec<Event>,
@@ -148,7 +188,11 @@ pub fn run_input(path: &Path) -> Outcome {
 
 /// ffprobe's frame count of the first video stream (decoding every frame).
 pub fn ffprobe_frames(path: &Path) -> u64 {
-    ffprobe_value(path, &["-count_frames", "-select_streams", "v:0"], "stream=nb_read_frames")
+    ffprobe_value(
+        path,
+        &["-count_frames", "-select_streams", "v:0"],
+        "stream=nb_read_frames",
+    )
 }
 
 /// ffprobe's duration of the first audio stream, seconds.

@@ -25,7 +25,7 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// The file could not be read.
-    #[error("config {path}: cannot read: {source}")]
+    #[error("config {path}: cannot read")]
     Read {
         /// The config file.
         path: PathBuf,
@@ -108,9 +108,9 @@ pub struct PipelineConfig {
 pub struct PipelineSection {
     /// A name for logs and the summary.
     pub name: String,
-    /// Window length in seconds (> 0).
+    /// Window length in seconds (0.01 to 60).
     pub window: f64,
-    /// Hop between window starts in seconds (0 < hop ≤ window).
+    /// Hop between window starts in seconds (0.01 ≤ hop ≤ window, window / hop ≤ 100).
     pub hop: f64,
     /// How far (seconds) one modality may lag the other before windows close without it.
     pub lateness: f64,
@@ -127,27 +127,35 @@ impl Default for PipelineSection {
     }
 }
 
+/// Shortest hop (and window) between analysis windows, seconds.
+pub const MIN_HOP_S: f64 = 0.01;
+/// Most windows that may overlap one instant (`window / hop`).
+pub const MAX_OVERLAP: f64 = 100.0;
+
 impl PipelineSection {
     /// Checks the keys of `[pipeline]` (named without the section).
     pub fn validate(&self) -> Result<(), Invalid> {
         let p = self;
+        // Every window holds its features and is decoded on its own: the hop sets how many
+        // windows a second of media makes, the window how much each holds. Bounds keep both
+        // sane (a hop of 1e-9 s would make a billion windows per second).
         check(
-            in_range(p.window, f64::MIN_POSITIVE, 3600.0),
+            in_range(p.window, MIN_HOP_S, 60.0),
             "window",
             p.window,
-            "seconds, > 0 and ≤ 3600",
+            "seconds, 0.01 to 60",
         )?;
         check(
-            p.hop.is_finite() && p.hop > 0.0 && p.hop <= p.window,
+            in_range(p.hop, MIN_HOP_S, p.window) && p.window / p.hop <= MAX_OVERLAP,
             "hop",
             p.hop,
-            "seconds, > 0 and ≤ pipeline.window",
+            "seconds, ≥ 0.01, ≤ pipeline.window and ≥ window / 100",
         )?;
         check(
-            p.lateness.is_finite() && p.lateness >= 0.0,
+            in_range(p.lateness, 0.0, 60.0),
             "lateness",
             p.lateness,
-            "seconds ≥ 0",
+            "seconds, 0 to 60",
         )
     }
 }
@@ -206,10 +214,12 @@ impl PipelineConfig {
             Some(path) => vec![SinkConfig {
                 kind: SinkKind::Jsonl,
                 path: Some(path),
+                force: false,
             }],
             None => vec![SinkConfig {
                 kind: SinkKind::Stdout,
                 path: None,
+                force: false,
             }],
         };
         let cfg = PipelineConfig {
@@ -277,6 +287,19 @@ impl PipelineConfig {
         self.speaker.validate().map_err(at("speaker"))?;
         for (i, s) in self.sinks.iter().enumerate() {
             s.validate().map_err(at(&format!("sink[{i}]")))?;
+            // A sink must never write over what a source reads.
+            if let Some(src) = self.sources.iter().find(|src| {
+                src.path
+                    .as_deref()
+                    .zip(s.path.as_deref())
+                    .is_some_and(|(a, b)| crate::sink::same_file(a, b))
+            }) {
+                return Err(at(&format!("sink[{i}]"))(Invalid::new(
+                    "path",
+                    format!("{:?}", s.path.as_deref().unwrap_or(Path::new(""))),
+                    format!("a file other than source {:?}'s input", src.name),
+                )));
+            }
         }
         Ok(())
     }
@@ -345,7 +368,7 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(
-            e.contains("w.toml") && e.contains("pipeline.window") && e.contains("> 0"),
+            e.contains("w.toml") && e.contains("pipeline.window") && e.contains("0.01 to 60"),
             "{e}"
         );
     }

@@ -93,7 +93,7 @@ pub enum LightAsdError {
     #[error("light-asd: bad input: {0}")]
     Input(String),
     /// A tensor operation failed.
-    #[error("light-asd {stage}: {source}")]
+    #[error("light-asd {stage}")]
     Tensor {
         /// Where.
         stage: &'static str,

@@ -138,7 +138,7 @@ pub enum SileroError {
         value: f32,
     },
     /// A tensor operation failed (device out of memory, backend error).
-    #[error("silero forward ({stage}): {source}")]
+    #[error("silero forward ({stage})")]
     Forward {
         /// Which step.
         stage: &'static str,

@@ -15,6 +15,7 @@ use crate::core::clock::{Duration, Timestamp};
 use crate::core::edge::{EdgeReceiver, EdgeSender};
 use crate::core::features::{AudioFeatures, Feature, VisionFeatures};
 use crate::core::media::Modality;
+use crate::core::stop::StopFlag;
 use crate::core::window::Window;
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -142,14 +143,54 @@ impl Aligner {
             Feature::End(Modality::Video) => self.video.ended = true,
             Feature::End(Modality::Audio) => self.audio.ended = true,
         }
-        self.close_ready(out, false);
+        self.close_ready(out, false, None);
     }
 
     /// Closes every remaining window that holds data (end of input).
     pub fn finish(&mut self, out: &mut Vec<Window>) {
         self.video.ended = true;
         self.audio.ended = true;
-        self.close_ready(out, true);
+        self.close_ready(out, true, None);
+    }
+
+    /// Closes the remaining windows that every expected modality has reached (a stopped
+    /// run: what one modality decoded ahead of the other is not analysed alone).
+    pub fn finish_common(&mut self, out: &mut Vec<Window>) {
+        let common = [&self.video, &self.audio]
+            .into_iter()
+            .filter(|t| t.expected)
+            .map(|t| t.watermark.unwrap_or_default())
+            .min();
+        self.video.ended = true;
+        self.audio.ended = true;
+        self.close_ready(out, true, common);
+    }
+
+    /// Recorded input: the modality that lags the other by more than `window + lateness`
+    /// (both expected and running), which the stage then reads alone.
+    pub fn lagging(&self) -> Option<Modality> {
+        if self.cfg.live
+            || !(self.video.expected && self.audio.expected)
+            || self.video.ended
+            || self.audio.ended
+        {
+            return None;
+        }
+        let bound = self.cfg.window.0 + self.cfg.lateness.0;
+        let v = self.video.watermark.unwrap_or_default().0;
+        let a = self.audio.watermark.unwrap_or_default().0;
+        if a > v.saturating_add(bound) {
+            Some(Modality::Video)
+        } else if v > a.saturating_add(bound) {
+            Some(Modality::Audio)
+        } else {
+            None
+        }
+    }
+
+    /// Features buffered now (video, audio), for tests and metrics.
+    pub fn buffered(&self) -> (usize, usize) {
+        (self.vision_buf.len(), self.audio_buf.len())
     }
 
     fn leading(&self) -> Option<Timestamp> {
@@ -174,12 +215,15 @@ impl Aligner {
         }
     }
 
-    fn close_ready(&mut self, out: &mut Vec<Window>, flushing: bool) {
+    fn close_ready(&mut self, out: &mut Vec<Window>, flushing: bool, limit: Option<Timestamp>) {
         let Some(mut k) = self.next else { return };
         loop {
             let start = self.window_start(k);
             let end = start + self.cfg.window;
-            let leading = self.leading();
+            let leading = match (self.leading(), limit) {
+                (Some(l), Some(m)) => Some(l.min(m)),
+                (l, _) => l,
+            };
             if flushing {
                 // Only windows that start before the last data.
                 match leading {
@@ -245,22 +289,78 @@ impl Aligner {
     }
 }
 
-/// The aligner stage: features in, windows out, until every encoder has finished.
+/// How long the aligner waits for a lagging modality before it reads the leading one
+/// anyway: a GStreamer graph that feeds both branches from one thread without queues (a
+/// hand-written launch line) would otherwise deadlock on the bounded skew.
+const SKEW_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// The aligner stage: features in (video and audio on their own edges), windows out,
+/// until every encoder has finished.
+///
+/// Recorded input is read with a bounded skew: when one modality runs more than
+/// `window + lateness` ahead of the other, only the lagging one is read, so the leading
+/// one's edge fills and its back-pressure reaches GStreamer. What the aligner buffers is
+/// then O(window + lateness + edge capacity) whatever the file's length. After a stop
+/// (`stop`), the windows still open are closed only up to where every modality got.
 pub fn run_align_stage(
     mut aligner: Aligner,
-    rx: EdgeReceiver<Feature>,
+    video: Option<EdgeReceiver<Feature>>,
+    audio: Option<EdgeReceiver<Feature>>,
     tx: EdgeSender<Window>,
+    stop: StopFlag,
 ) -> AlignStats {
     let mut out = Vec::new();
-    while let Some(f) = rx.recv() {
-        aligner.push(f, &mut out);
+    let mut inputs = [video, audio];
+    let never = crossbeam_channel::never::<Feature>();
+    loop {
+        let (v, a) = (inputs[0].as_ref(), inputs[1].as_ref());
+        let rx = |r: Option<&EdgeReceiver<Feature>>| {
+            r.map(|r| r.inner().clone())
+                .unwrap_or_else(|| never.clone())
+        };
+        let (vr, ar) = (rx(v), rx(a));
+        if v.is_none() && a.is_none() {
+            break;
+        }
+        // Which input to read: the lagging one alone while the skew is too large.
+        let lagging = match aligner.lagging() {
+            Some(Modality::Video) if v.is_some() && a.is_some() => Some(0),
+            Some(Modality::Audio) if v.is_some() && a.is_some() => Some(1),
+            _ => None,
+        };
+        let got = match lagging {
+            Some(i) => {
+                let r = if i == 0 { &vr } else { &ar };
+                match r.recv_timeout(SKEW_WAIT) {
+                    Ok(f) => Some((i, Ok(f))),
+                    Err(crossbeam_channel::RecvTimeoutError::Disconnected) => Some((i, Err(()))),
+                    Err(crossbeam_channel::RecvTimeoutError::Timeout) => None,
+                }
+            }
+            None => None,
+        };
+        let (i, msg) = match got {
+            Some(g) => g,
+            None => crossbeam_channel::select! {
+                recv(vr) -> m => (0, m.map_err(|_| ())),
+                recv(ar) -> m => (1, m.map_err(|_| ())),
+            },
+        };
+        match msg {
+            Ok(f) => aligner.push(f, &mut out),
+            Err(()) => inputs[i] = None,
+        }
         for w in out.drain(..) {
             if tx.send(w).is_err() {
                 return aligner.stats();
             }
         }
     }
-    aligner.finish(&mut out);
+    if stop.is_set() {
+        aligner.finish_common(&mut out);
+    } else {
+        aligner.finish(&mut out);
+    }
     for w in out.drain(..) {
         if tx.send(w).is_err() {
             break;
@@ -387,5 +487,53 @@ mod tests {
         a.push(aud(100, 10), &mut out); // belongs to window 0, already closed
         assert_eq!(a.stats().late_dropped, 1);
         assert!(out.len() >= closed);
+    }
+
+    /// Recorded input whose audio runs far ahead of a slow video: the stage stops reading
+    /// audio once it leads by window + lateness, so the audio encoder is held back by the
+    /// full edge instead of the aligner buffering the whole file's audio.
+    #[test]
+    fn recorded_audio_far_ahead_of_video_is_held_back() {
+        use crate::core::edge::{edge, EdgePolicy};
+        let (vtx, vrx, _) = edge("v", 4, EdgePolicy::Block);
+        let (atx, arx, aprobe) = edge("a", 4, EdgePolicy::Block);
+        let (wtx, wrx, _) = edge("w", 1024, EdgePolicy::Block);
+        let stage = std::thread::spawn(move || {
+            let a = Aligner::new(
+                Arc::from("s"),
+                cfg(false),
+                &[Modality::Video, Modality::Audio],
+            );
+            run_align_stage(a, Some(vrx), Some(arx), wtx, StopFlag::new())
+        });
+        // 100 s of audio in 100 ms features, as fast as the edge takes them.
+        let audio = std::thread::spawn(move || {
+            for i in 0..1000u64 {
+                if atx.send(aud(i * 100, 10)).is_err() {
+                    break;
+                }
+            }
+            let _ = atx.send(Feature::End(Modality::Audio));
+        });
+        // Video up to 1 s, then nothing for a while (a slow detector).
+        for i in 0..10u64 {
+            vtx.send(vis(i * 100)).unwrap();
+        }
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        // Read: audio up to video (1 s) + window + lateness (3 s), plus the edge's 4 slots
+        // and the one item in flight.
+        let sent = aprobe.stats().sent;
+        assert!(sent <= 40 + 4 + 2, "audio ran ahead: {sent} features sent");
+        for i in 10..1000u64 {
+            vtx.send(vis(i * 100)).unwrap();
+        }
+        vtx.send(Feature::End(Modality::Video)).unwrap();
+        drop(vtx);
+        audio.join().unwrap();
+        let stats = stage.join().unwrap();
+        let windows: Vec<Window> = std::iter::from_fn(|| wrx.recv()).collect();
+        assert_eq!(stats.partial_windows, 0);
+        assert_eq!(windows.len() as u64, stats.windows);
+        assert!(windows.len() >= 198, "{}", windows.len());
     }
 }

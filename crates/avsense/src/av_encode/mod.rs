@@ -195,14 +195,19 @@ impl AsdStage {
 
 /// Runs the stage until the window edge closes: every window goes on with its
 /// [`AsdScores`]; the final scores go to `last` before the output edge closes, so the event
-/// stage finds them when it finishes.
+/// stage finds them when it finishes. After a stop (`stop`), queued windows are dropped
+/// instead of scored.
 pub fn run_av_encode_stage(
     mut stage: AsdStage,
     rx: EdgeReceiver<Window>,
     tx: EdgeSender<Window>,
     last: crossbeam_channel::Sender<AsdScores>,
+    stop: crate::core::stop::StopFlag,
 ) {
     while let Some(mut w) = rx.recv() {
+        if stop.is_set() {
+            continue;
+        }
         let scores = stage.process(&w);
         w.ext.insert(scores);
         if tx.send(w).is_err() {

@@ -36,6 +36,31 @@ pub enum EventKind {
     /// A visible face is speaking (Light-ASD over the face graph): `objects` holds the
     /// person track the face belongs to (when one does), `evidence.speaker` the face.
     ActiveSpeaker,
+    /// Part of a recorded input did not decode (a gap inside a track, a track that ends
+    /// before the container's duration): `start`–`end` is what is missing,
+    /// `evidence.warning` says what. The run went on (`--strict` makes it fail).
+    SourceWarning,
+}
+
+/// Something incomplete about a source's media, found when it ended; the run went on.
+/// It becomes a `source_warning` event.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SourceWarning {
+    /// Where it starts on the stream's timeline, seconds.
+    pub start: f64,
+    /// Where it ends, seconds.
+    pub end: f64,
+    /// What happened, one line.
+    pub message: String,
+}
+
+/// How a source ended, as the event stage reports it after the stream's last events.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SourceVerdict {
+    /// Why it failed (a `source_error` event).
+    pub error: Option<String>,
+    /// What was incomplete (`source_warning` events).
+    pub warnings: Vec<SourceWarning>,
 }
 
 /// A label with its score (AudioSet or COCO names as the models give them).
@@ -93,6 +118,9 @@ pub struct Evidence {
     /// The error message (`source_error`; `stream_gap`: why the stream was lost).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// What was incomplete (`source_warning`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warning: Option<String>,
     /// `active_speaker`: the speaking face; `sound_source` decided by the active speaker:
     /// the face whose speech it is.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -3,19 +3,23 @@
 //! ```text
 //! clock     Timestamp, Duration (nanoseconds on the stream's timeline)
 //! edge      bounded channels with a policy (block / drop-oldest) and counters
+//! errors    an error and its sources as one line (reports, events)
 //! media     Frame, AudioChunk, Modality, VideoSpec — what sources deliver
 //! features  VisionFeatures, AudioFeatures (open, typed per-encoder results), Feature
 //! window    Window — what the aligner delivers
 //! event     Event — the public output
 //! settings  Toggle (auto/on/off), Invalid (a config value out of bounds)
 //! latency   capture → event latency recorder, wall-clock stamps
+//! stop      StopFlag — a stream's stop request, seen by every stage behind its source
 //! ```
 
 pub mod clock;
 pub mod edge;
+pub mod errors;
 pub mod event;
 pub mod features;
 pub mod latency;
 pub mod media;
 pub mod settings;
+pub mod stop;
 pub mod window;

@@ -21,7 +21,9 @@ use crate::core::clock::Timestamp;
 use crate::core::features::{AudioFeatures, VisionFeatures};
 use crate::core::media::{AudioChunk, Frame, VideoSpec};
 
-pub use stage::{run_audio_stage, run_video_stage, MAX_AUDIO_BATCH, MAX_VIDEO_BATCH};
+pub use stage::{
+    run_audio_stage, run_video_stage, Batching, FIXED_AUDIO_RUN, MAX_AUDIO_BATCH, MAX_VIDEO_BATCH,
+};
 
 /// Errors of an encoder; the message names the encoder, the stream and the input.
 #[derive(Debug, thiserror::Error)]

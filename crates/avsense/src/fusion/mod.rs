@@ -18,7 +18,7 @@ pub mod speaker;
 
 use crate::av_encode::AsdScores;
 use crate::core::edge::{EdgeReceiver, EdgeSender};
-use crate::core::event::{Event, EventKind};
+use crate::core::event::{Event, EventKind, SourceVerdict};
 use crate::core::window::{ReadCursor, Window, WindowTap};
 use crate::encode::audio::speech::SpeechProbs;
 use crate::encode::audio::tagger::TagPatches;
@@ -281,14 +281,15 @@ pub struct FusionStats {
     pub seconds: f64,
 }
 
-/// Runs the event stage until the window edge closes, then flushes open events; if the
-/// source failed (`failure` says why), a `source_error` event follows the last events.
+/// Runs the event stage until the window edge closes, then flushes open events; then the
+/// source's verdict: `source_warning` events for what was incomplete and, if the source
+/// failed, a `source_error` event, after the last events.
 pub fn run_event_stage(
     mut stage: EventStage,
     rx: EdgeReceiver<Window>,
     tx: EdgeSender<Event>,
     tap: Option<WindowTap>,
-    failure: impl Fn() -> Option<String>,
+    verdict: impl FnOnce() -> SourceVerdict,
 ) -> EventStats {
     let mut stats = EventStats::default();
     let mut out = Vec::new();
@@ -310,7 +311,13 @@ pub fn run_event_stage(
     stage.finish(&mut out);
     stats.fusion = stage.fusion_stats();
     stats.speaker = stage.speaker_stats();
-    if let Some(msg) = failure() {
+    let verdict = verdict();
+    for w in verdict.warnings {
+        let mut e = Event::new(EventKind::SourceWarning, &stage.stream, w.start, w.end, 1.0);
+        e.evidence.warning = Some(w.message);
+        out.push(e);
+    }
+    if let Some(msg) = verdict.error {
         let at = stage.position();
         let mut e = Event::new(EventKind::SourceError, &stage.stream, at, at, 1.0);
         e.evidence.error = Some(msg);

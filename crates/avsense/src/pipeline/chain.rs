@@ -9,20 +9,23 @@
 
 use super::encoders::Registry;
 use super::report::StreamProbe;
-use super::{spawn, INNER_CAPACITY};
+use super::{spawn, AUDIO_FEATURE_CAPACITY, VIDEO_FEATURE_CAPACITY, WINDOW_CAPACITY};
 use crate::align::{run_align_stage, AlignConfig, AlignStats, Aligner};
 use crate::av_encode::{run_av_encode_stage, AsdStage};
 use crate::config::PipelineConfig;
 use crate::core::clock::Duration;
 use crate::core::edge::{edge, EdgePolicy, EdgeProbe, EdgeSender};
-use crate::core::event::Event;
+use crate::core::errors::one_line;
+use crate::core::event::{Event, SourceVerdict};
 use crate::core::features::Extensions;
 use crate::core::latency::{clock_now_ns, LatencyRecorder};
 use crate::core::media::{Modality, PixelFormat, VideoSpec};
 use crate::core::window::WindowTap;
 use crate::encode::audio::logmel::LogMelFrontEnd;
 use crate::encode::video::objects::Tracks;
-use crate::encode::{negotiate, run_audio_stage, run_video_stage, EncodeError, StreamInfo};
+use crate::encode::{
+    negotiate, run_audio_stage, run_video_stage, Batching, EncodeError, StreamInfo,
+};
 use crate::fusion::av::learned::Loaded;
 use crate::fusion::av::ontology::Ontology;
 use crate::fusion::speaker::SpeakerStage;
@@ -113,31 +116,38 @@ pub(super) fn start(
         }));
     }
 
-    let (feat_tx, feat_rx, p) = edge(
-        format!("{name}/features"),
-        INNER_CAPACITY,
-        EdgePolicy::Block,
-    );
-    edges.push(p);
     let mut outputs = SourceOutputs {
         video: None,
         audio: None,
         events: Some(ev_tx.clone()),
     };
     let mut expect = Vec::new();
+    let (mut video_features, mut audio_features) = (None, None);
     let gst_source = GstSource::new(source_cfg, spec);
+    let stop = gst_source.probe().stop_flag();
+    let batching = Batching {
+        fixed: policy == EdgePolicy::Block,
+        stop: stop.clone(),
+    };
     let frame_latency: FrameLatency = Arc::default();
     let video = if want_video {
         let (tx, rx, p) = edge(format!("{name}/frames"), src.capacity, policy);
         edges.push(p);
         outputs.video = Some(tx);
         expect.push(Modality::Video);
-        let ftx = feat_tx.clone();
+        let (ftx, frx, p) = edge(
+            format!("{name}/video-features"),
+            VIDEO_FEATURE_CAPACITY,
+            EdgePolicy::Block,
+        );
+        edges.push(p);
+        video_features = Some(frx);
+        let batching = batching.clone();
         let lat = Arc::clone(&frame_latency);
         let probe = gst_source.probe();
         let live = src.is_live();
         Some(spawn(format!("{name}-video"), move || {
-            run_video_stage(video_encoders, rx, ftx, move |f| {
+            run_video_stage(video_encoders, rx, ftx, batching, move |f| {
                 // Live: capture (the frame's PTS on the pipeline clock) → features out.
                 let Some(origin) = probe.clock_origin().filter(|_| live) else {
                     return;
@@ -159,14 +169,19 @@ pub(super) fn start(
         edges.push(p);
         outputs.audio = Some(tx);
         expect.push(Modality::Audio);
-        let ftx = feat_tx.clone();
+        let (ftx, frx, p) = edge(
+            format!("{name}/audio-features"),
+            AUDIO_FEATURE_CAPACITY,
+            EdgePolicy::Block,
+        );
+        edges.push(p);
+        audio_features = Some(frx);
         Some(spawn(format!("{name}-audio"), move || {
-            run_audio_stage(LogMelFrontEnd::new(), audio_encoders, rx, ftx)
+            run_audio_stage(LogMelFrontEnd::new(), audio_encoders, rx, ftx, batching)
         })?)
     } else {
         None
     };
-    drop(feat_tx);
 
     let align_cfg = AlignConfig {
         window: Duration::from_secs_f64(cfg.pipeline.window),
@@ -175,16 +190,21 @@ pub(super) fn start(
         live: src.is_live(),
     };
     let aligner = Aligner::new(Arc::from(name.as_str()), align_cfg, &expect);
-    let (win_tx, win_rx, p) = edge(format!("{name}/windows"), INNER_CAPACITY, EdgePolicy::Block);
+    let (win_tx, win_rx, p) = edge(
+        format!("{name}/windows"),
+        WINDOW_CAPACITY,
+        EdgePolicy::Block,
+    );
     edges.push(p);
+    let align_stop = stop.clone();
     let align = spawn(format!("{name}-align"), move || {
-        run_align_stage(aligner, feat_rx, win_tx)
+        run_align_stage(aligner, video_features, audio_features, win_tx, align_stop)
     })?;
 
     // The active speaker's network stage between the aligner and the event stage.
     let (win_rx, av_encode, last_scores) = match speaker {
         Some(model) => {
-            let (tx, rx, p) = edge(format!("{name}/scored"), INNER_CAPACITY, EdgePolicy::Block);
+            let (tx, rx, p) = edge(format!("{name}/scored"), WINDOW_CAPACITY, EdgePolicy::Block);
             edges.push(p);
             let (last_tx, last_rx) = crossbeam_channel::bounded(1);
             let stage = AsdStage::new(
@@ -193,8 +213,9 @@ pub(super) fn start(
                 cfg.speaker.duration_ticks(),
                 want_audio,
             );
+            let stop_asd = stop.clone();
             let h = spawn(format!("{name}-av-encode"), move || {
-                run_av_encode_stage(stage, win_rx, tx, last_tx)
+                run_av_encode_stage(stage, win_rx, tx, last_tx, stop_asd)
             })?;
             (rx, Some(h), Some(last_rx))
         }
@@ -204,7 +225,7 @@ pub(super) fn start(
     // The source's verdict reaches the event stage after its last window, so a failure
     // is reported after the events that came before it (GStreamer may close the edges
     // on end-of-stream before the source has checked the stream for truncation).
-    let (verdict_tx, verdict_rx) = crossbeam_channel::bounded::<Option<String>>(1);
+    let (verdict_tx, verdict_rx) = crossbeam_channel::bounded::<SourceVerdict>(1);
     let mut stage = EventStage::new(
         &name,
         cfg.motion.enabled.then(|| cfg.motion.clone()),
@@ -225,7 +246,7 @@ pub(super) fn start(
     let tap = sh.window_tap.cloned();
     let events = spawn(format!("{name}-events"), move || {
         run_event_stage(stage, win_rx, ev_tx, tap, move || {
-            verdict_rx.recv().ok().flatten()
+            verdict_rx.recv().unwrap_or_default()
         })
     })?;
 
@@ -236,7 +257,10 @@ pub(super) fn start(
     };
     let source = spawn(format!("{name}-source"), move || {
         let report = gst_source.run(outputs);
-        let _ = verdict_tx.send(report.result.as_ref().err().map(|e| e.to_string()));
+        let _ = verdict_tx.send(SourceVerdict {
+            error: report.result.as_ref().err().map(|e| one_line(e)),
+            warnings: report.warnings.clone(),
+        });
         report
     })?;
     Ok((

@@ -17,24 +17,33 @@
 mod chain;
 pub mod encoders;
 pub mod report;
+pub mod sinks;
 
 use crate::config::PipelineConfig;
 use crate::core::edge::{edge, EdgePolicy, EdgeProbe, EdgeStats};
-use crate::core::event::{Event, EventKind};
+use crate::core::errors::one_line;
+use crate::core::event::Event;
 use crate::core::window::WindowTap;
 use crate::encode::video::faces::FaceStats;
 use crate::fusion::av::learned::Loaded;
 use crate::fusion::av::ontology::Ontology;
 use crate::fusion::av::FusionStrategy;
-use crate::sink::{EventSink, JsonlSink, SinkError};
+use crate::sink::{EventSink, JsonlSink};
 use crate::Error;
-pub use report::{RunReport, StreamProbe, StreamReport};
+pub use report::{RunReport, SinkReport, SinkState, StreamProbe, StreamReport};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
-/// Capacity of the edges downstream of the encoders (features, windows, events).
+/// Capacity of the event edge into the sinks.
 const INNER_CAPACITY: usize = 256;
+/// Capacity of a stream's video-feature edge (frames: 2 s at 30 fps).
+const VIDEO_FEATURE_CAPACITY: usize = 64;
+/// Capacity of a stream's audio-feature edge (items of up to 0.5 s on recorded input, so
+/// the aligner's skew bound is not undone by audio queued in front of it).
+const AUDIO_FEATURE_CAPACITY: usize = 8;
+/// Capacity of the window edges (aligner → active speaker → events: 16 s at the default hop).
+const WINDOW_CAPACITY: usize = 32;
 
 /// A configured pipeline, ready to start.
 pub struct Pipeline {
@@ -52,15 +61,8 @@ pub struct Running {
     chains: Vec<chain::Chain>,
     streams: Vec<StreamProbe>,
     edges: Vec<EdgeProbe>,
-    sink: JoinHandle<SinkOutcome>,
+    sink: JoinHandle<sinks::SinkOutcome>,
 }
-
-/// What the sink stage returns: events written, a failure, latency per live stream.
-type SinkOutcome = (
-    u64,
-    Option<SinkError>,
-    std::collections::HashMap<String, crate::core::latency::LatencyRecorder>,
-);
 
 fn spawn<T: Send + 'static>(
     name: String,
@@ -137,52 +139,17 @@ impl Pipeline {
     }
 
     /// Starts every stage; events go to `sinks`.
-    pub fn start(self, mut sinks: Vec<Box<dyn EventSink>>) -> Result<Running, Error> {
+    pub fn start(self, sinks: Vec<Box<dyn EventSink>>) -> Result<Running, Error> {
         let started = Instant::now();
         let (ev_tx, ev_rx, ev_probe) = edge::<Event>("events", INNER_CAPACITY, EdgePolicy::Block);
         let mut edges = vec![ev_probe];
         // The live streams' sources, to stamp their events with latency and wall time (set
         // once the chains exist; events wait on the edge until then).
-        let live: Arc<std::sync::OnceLock<Vec<(String, crate::source::gst::SourceProbe)>>> =
+        let all_streams: Arc<std::sync::OnceLock<Vec<StreamProbe>>> =
             Arc::new(std::sync::OnceLock::new());
-        let live_sink = Arc::clone(&live);
+        let sink_streams = Arc::clone(&all_streams);
         let sink = spawn("avsense-sink".into(), move || {
-            let mut written = 0u64;
-            let mut latency: std::collections::HashMap<
-                String,
-                crate::core::latency::LatencyRecorder,
-            > = std::collections::HashMap::new();
-            while let Some(mut e) = ev_rx.recv() {
-                let origin = live_sink.get().and_then(|l| {
-                    l.iter()
-                        .find(|(n, _)| *n == e.stream)
-                        .and_then(|(_, p)| p.clock_origin())
-                });
-                if let Some(origin) = origin {
-                    let ms = crate::core::latency::stamp(&mut e, origin);
-                    // Perception latency only: a source's own reports are not detections.
-                    if !matches!(e.kind, EventKind::SourceError | EventKind::StreamGap) {
-                        latency.entry(e.stream.clone()).or_default().record(ms);
-                    }
-                }
-                for s in sinks.iter_mut() {
-                    match s.write(&e) {
-                        Ok(()) => {}
-                        // The reader went away: stop writing, let the pipeline wind down.
-                        Err(SinkError::Closed { .. }) => return (written, None, latency),
-                        Err(err) => return (written, Some(err), latency),
-                    }
-                }
-                written += 1;
-            }
-            for s in sinks.iter_mut() {
-                if let Err(err) = s.flush() {
-                    if !matches!(err, SinkError::Closed { .. }) {
-                        return (written, Some(err), latency);
-                    }
-                }
-            }
-            (written, None, latency)
+            sinks::run_sink_stage(sinks, ev_rx, sink_streams)
         })?;
         let mut chains = Vec::new();
         let mut streams = Vec::new();
@@ -199,13 +166,7 @@ impl Pipeline {
             streams.push(probe);
         }
         drop(ev_tx);
-        let _ = live.set(
-            streams
-                .iter()
-                .filter(|p: &&StreamProbe| p.live)
-                .map(|p| (p.name.clone(), p.source.clone()))
-                .collect(),
-        );
+        let _ = all_streams.set(streams.clone());
         Ok(Running {
             started,
             chains,
@@ -253,13 +214,13 @@ impl Running {
                 Error::Thread(format!("stream {}: the {stage} stage panicked", c.name))
             };
             let src = c.source.join().map_err(|_| join_err("source"))?;
-            let mut error = src.result.as_ref().err().map(|e| e.to_string());
+            let mut error = src.result.as_ref().err().map(|e| one_line(e));
             for (stage, h) in [("video encoder", c.video), ("audio encoder", c.audio)] {
                 if let Some(h) = h {
                     match h.join() {
                         Ok(Ok(())) => {}
                         // The encoder's error is the root cause of the source's flow error.
-                        Ok(Err(e)) => error = Some(e.to_string()),
+                        Ok(Err(e)) => error = Some(one_line(&e)),
                         Err(_) => error = Some(join_err(stage).to_string()),
                     }
                 }
@@ -286,22 +247,28 @@ impl Running {
                         .and_then(|f| f.lock().ok().map(|s| *s))
                 }),
                 error,
+                warnings: src.warnings,
                 live: src.live,
             });
         }
-        let (written, sink_err, latency) = self
+        let out = self
             .sink
             .join()
             .map_err(|_| Error::Thread("the sink stage panicked".into()))?;
         for r in reports.iter_mut() {
-            r.latency = latency.get(&r.name).and_then(|l| l.stats());
+            r.latency = out.latency.get(&r.name).and_then(|l| l.stats());
         }
+        let sink_error = out.sinks.iter().find_map(|s| match &s.state {
+            SinkState::Failed(e) => Some(e.clone()),
+            _ => None,
+        });
         Ok(RunReport {
             streams: reports,
             edges: self.edges.iter().map(EdgeProbe::stats).collect(),
-            events_written: written,
+            events_written: out.written,
             wall_seconds: self.started.elapsed().as_secs_f64(),
-            sink_error: sink_err.map(|e| e.to_string()),
+            sink_error,
+            sinks: out.sinks,
         })
     }
 }

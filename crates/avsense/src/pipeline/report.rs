@@ -39,6 +39,8 @@ pub struct StreamReport {
     pub faces: Option<FaceStats>,
     /// Why the stream failed, if it did.
     pub error: Option<String>,
+    /// What was incomplete though the stream did not fail (gaps, a track ending early).
+    pub warnings: Vec<crate::core::event::SourceWarning>,
     /// Live sources: outages, reconnects, the microphone's clock.
     pub live: LiveStats,
 }
@@ -54,8 +56,10 @@ pub struct RunReport {
     pub events_written: u64,
     /// Wall-clock seconds from start to the last event flushed.
     pub wall_seconds: f64,
-    /// A sink failure, if any (a closed stdout pipe is not one).
+    /// The first sink failure, if any (a closed stdout pipe is not one).
     pub sink_error: Option<String>,
+    /// Per sink: events taken and how it ended.
+    pub sinks: Vec<SinkReport>,
 }
 
 impl RunReport {
@@ -81,6 +85,18 @@ impl RunReport {
             .or_else(|| self.sink_error.clone())
     }
 
+    /// Every stream's warnings, as `stream: message` lines.
+    pub fn warnings(&self) -> Vec<String> {
+        self.streams
+            .iter()
+            .flat_map(|s| {
+                s.warnings
+                    .iter()
+                    .map(move |w| format!("{}: {}", s.name, w.message))
+            })
+            .collect()
+    }
+
     /// Items dropped on all edges.
     pub fn dropped(&self) -> u64 {
         self.edges.iter().map(|e| e.dropped).sum()
@@ -96,4 +112,27 @@ pub struct StreamProbe {
     pub live: bool,
     /// Its source's counters.
     pub source: SourceProbe,
+}
+
+/// How a sink ended.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SinkState {
+    /// It received every event.
+    Open,
+    /// Its reader went away (a closed pipe): it stopped receiving, which is not a failure.
+    Closed,
+    /// It could not write; the error, one line.
+    Failed(String),
+}
+
+/// What one sink did.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SinkReport {
+    /// The sink's target (`stdout`, a path, `callback`).
+    pub target: String,
+    /// Events it took.
+    pub written: u64,
+    /// How it ended.
+    pub state: SinkState,
 }

@@ -56,6 +56,10 @@ impl JsonlSink {
 }
 
 impl EventSink for JsonlSink {
+    fn target(&self) -> String {
+        self.target.clone()
+    }
+
     fn write(&mut self, event: &Event) -> Result<(), SinkError> {
         let line = event.to_json_line();
         let r = writeln!(self.out, "{line}").and_then(|_| self.out.flush());

@@ -84,6 +84,11 @@ pub(crate) fn add_branch(
                 };
                 let discont = buffer.flags().contains(gst::BufferFlags::DISCONT)
                     || expected.is_some_and(|e| e.0.abs_diff(pts.0) > DISCONT_TOLERANCE_NS);
+                if let (true, Some(e)) = (discont, expected) {
+                    if let Ok(mut g) = shared.gaps.lock() {
+                        g.note(StreamTimes::AUDIO, e, pts, crate::core::clock::Duration(0));
+                    }
+                }
                 // Follow the sample count, not the buffer PTS, while the stream is
                 // continuous: PTS rounding would otherwise jitter the timeline.
                 let pts = match (discont, expected) {
@@ -120,12 +125,7 @@ pub(crate) fn add_branch(
                     samples,
                     discont,
                 };
-                let guard = tx.lock().map_err(|_| gst::FlowError::Error)?;
-                match guard.as_ref() {
-                    Some(tx) => tx.send(chunk).map_err(|_| gst::FlowError::Flushing)?,
-                    None => return Err(gst::FlowError::Eos),
-                }
-                Ok(gst::FlowSuccess::Ok)
+                shared.deliver(StreamTimes::AUDIO, &tx, chunk)
             })
             .eos(move |_| {
                 // A reconnecting source keeps its edges across sessions.

@@ -421,7 +421,16 @@ fn run_inner(
     // The callback may be waiting on the channel: drop the receiver first so it returns,
     // then the stream (cpal joins its capture thread).
     drop(rx);
-    drop(stream);
+    if matches!(&end, MicEnd::Failed(_)) {
+        // A device that stopped delivering may hold cpal's capture thread in a blocking
+        // read for ever (a hung USB device, a FIFO whose writer went quiet): joining it
+        // would hang the whole source. The stream is left to that thread, which sees the
+        // closed channel once the read returns, and is reclaimed when the process ends.
+        tracing::warn!(stream = %cfg.stream, device = %name, "abandoning the failed device's capture thread");
+        std::mem::forget(stream);
+    } else {
+        drop(stream);
+    }
     stats.dropped_samples = dropped.load(Ordering::Relaxed);
     Ok(end)
 }
@@ -443,7 +452,7 @@ fn forward(
     let stall = StdDuration::from_secs_f64(cfg.stall_timeout.max(0.1));
     let limit_ns = cfg.duration.map(|d| (d * 1e9) as i128);
     loop {
-        if shared.stop.load(Ordering::Relaxed) || cfg.stop.load(Ordering::Relaxed) {
+        if shared.stop.is_set() || cfg.stop.load(Ordering::Relaxed) {
             return MicEnd::Stopped;
         }
         if let Some(e) = error.lock().ok().and_then(|mut g| g.take()) {

@@ -6,6 +6,7 @@
 //! Rust is already in the format the encoders asked for ([`VideoSpec`], [`AUDIO_RATE`]).
 
 pub mod audio;
+pub mod completeness;
 pub mod config;
 pub mod devices;
 pub mod gst;

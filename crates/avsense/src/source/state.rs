@@ -7,7 +7,7 @@ use crate::core::edge::EdgeSender;
 use crate::core::event::Event;
 use gstreamer as gst;
 use gstreamer::prelude::*;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// Now on GStreamer's system clock (monotonic ns), the clock live pipelines run on.
@@ -37,6 +37,21 @@ impl StreamTimes {
     pub(crate) fn end(&self, which: usize) {
         self.ended[which].store(true, Ordering::Relaxed);
     }
+    /// How far the slowest modality has got: the least end time among the modalities that
+    /// have delivered and not ended (the furthest one once all have ended). This is the
+    /// progress of the run: nothing after it has been analysed with every modality.
+    pub fn slowest(&self) -> Timestamp {
+        let running = (0..2)
+            .filter(|&i| !self.ended[i].load(Ordering::Relaxed))
+            .map(|i| self.ends[i].load(Ordering::Relaxed))
+            .filter(|&e| e > 0)
+            .min();
+        running.map(Timestamp).unwrap_or_else(|| self.position())
+    }
+    /// Where modality `which` got (0 before its first buffer).
+    pub(crate) fn end_of(&self, which: usize) -> Timestamp {
+        Timestamp(self.ends[which].load(Ordering::Relaxed))
+    }
     /// The furthest media time any modality has reached.
     pub fn position(&self) -> Timestamp {
         Timestamp(
@@ -55,7 +70,7 @@ pub struct Shared {
     pub(crate) frames: AtomicU64,
     pub(crate) samples: AtomicU64,
     pub(crate) duration_ns: AtomicU64,
-    pub(crate) stop: AtomicBool,
+    pub(crate) stop: crate::core::stop::StopFlag,
     pub(crate) error: Mutex<Option<String>>,
     pub(crate) failure: Mutex<Option<String>>,
     /// Live sources: the pipeline's base time (ns on its clock), once a buffer arrived;
@@ -74,6 +89,14 @@ pub struct Shared {
     pub(crate) session_buffers: AtomicU64,
     /// When the last buffer arrived (ns on GStreamer's system clock).
     pub(crate) last_arrival: AtomicU64,
+    /// The modalities with an output edge (a bit per [`StreamTimes`] index).
+    pub(crate) outputs: AtomicU8,
+    /// The modalities whose downstream stage has stopped reading (same bits).
+    pub(crate) gone: AtomicU8,
+    /// Gaps inside the media (decoder skips, corrupt stretches), for the completeness check.
+    pub(crate) gaps: Mutex<super::completeness::Gaps>,
+    /// What the completeness check found once the input ended.
+    pub(crate) warnings: Mutex<Vec<super::completeness::SourceWarning>>,
 }
 
 impl Shared {
@@ -117,6 +140,38 @@ impl Shared {
         self.session_base.store(0, Ordering::Relaxed);
         self.session_buffers.store(0, Ordering::Relaxed);
     }
+    /// Whether every modality with an output edge has lost its downstream stage: nothing
+    /// the source decodes can go anywhere, so it stops.
+    pub(crate) fn downstream_gone(&self) -> bool {
+        let outputs = self.outputs.load(Ordering::Relaxed);
+        outputs != 0 && self.gone.load(Ordering::Relaxed) & outputs == outputs
+    }
+
+    /// Sends `item` on modality `which`'s edge in `slot`, from an appsink's streaming thread.
+    /// An edge that is closed (end of stream) or whose receiver has gone (the downstream
+    /// stage stopped: a failed encoder, every sink gone) ends this branch with `Eos` — never
+    /// `Flushing`, which pauses the whole GStreamer pipeline without a message on the bus and
+    /// so would leave the source waiting for ever. The other branches keep running.
+    pub(crate) fn deliver<T>(
+        &self,
+        which: usize,
+        slot: &Mutex<Option<EdgeSender<T>>>,
+        item: T,
+    ) -> Result<gst::FlowSuccess, gst::FlowError> {
+        let mut guard = slot.lock().map_err(|_| gst::FlowError::Error)?;
+        let Some(tx) = guard.as_ref() else {
+            return Err(gst::FlowError::Eos);
+        };
+        if tx.send(item).is_ok() {
+            return Ok(gst::FlowSuccess::Ok);
+        }
+        guard.take();
+        drop(guard);
+        self.gone.fetch_or(1 << which, Ordering::Relaxed);
+        self.times.end(which);
+        Err(gst::FlowError::Eos)
+    }
+
     pub(crate) fn note_error(&self, e: String) {
         if let Ok(mut g) = self.error.lock() {
             g.get_or_insert(e);
@@ -163,9 +218,23 @@ impl SourceProbe {
             b => Some(b),
         }
     }
-    /// Asks the source to stop: it sends end-of-stream so open events close normally.
+    /// How far the slowest modality has got (the run's progress; see
+    /// [`StreamTimes::slowest`]).
+    pub fn progress(&self) -> Timestamp {
+        self.shared.times.slowest()
+    }
+    /// Asks the source to stop: it sends end-of-stream so open events close normally, and
+    /// the stream's stages drop what is queued behind (see [`crate::core::stop::StopFlag`]).
     pub fn stop(&self) {
-        self.shared.stop.store(true, Ordering::Relaxed);
+        self.shared.stop.set();
+    }
+    /// Whether a stop was asked for.
+    pub fn stopping(&self) -> bool {
+        self.shared.stop.is_set()
+    }
+    /// The stream's stop flag, for the stages behind the source.
+    pub fn stop_flag(&self) -> crate::core::stop::StopFlag {
+        self.shared.stop.clone()
     }
 }
 
@@ -184,6 +253,8 @@ pub struct SourceReport {
     pub media_end: f64,
     /// `Err` when the source failed; everything before the failure was still delivered.
     pub result: Result<(), SourceError>,
+    /// What was incomplete (gaps, tracks ending early) though the source did not fail.
+    pub warnings: Vec<super::completeness::SourceWarning>,
     /// Live network sources: outages, reconnects and the microphone's clock.
     pub live: LiveStats,
 }

@@ -97,6 +97,12 @@ pub(crate) fn add_branch(
                     }
                 };
                 index += 1;
+                if let Some((p, d)) = last {
+                    // A jump past the expected next frame: frames the decoder skipped.
+                    if let Ok(mut g) = shared.gaps.lock() {
+                        g.note(StreamTimes::VIDEO, p + d, frame.pts, d);
+                    }
+                }
                 last = Some((frame.pts, frame.duration));
                 shared
                     .times
@@ -104,12 +110,7 @@ pub(crate) fn add_branch(
                 shared.count_frame();
                 // The lock guards only the Option; it is uncontended (this streaming thread
                 // and the EOS callback below run one after the other).
-                let guard = tx.lock().map_err(|_| gst::FlowError::Error)?;
-                match guard.as_ref() {
-                    Some(tx) => tx.send(frame).map_err(|_| gst::FlowError::Flushing)?,
-                    None => return Err(gst::FlowError::Eos),
-                }
-                Ok(gst::FlowSuccess::Ok)
+                shared.deliver(StreamTimes::VIDEO, &tx, frame)
             })
             .eos(move |_| {
                 // End of video: dropping the sender closes the edge, which is how the

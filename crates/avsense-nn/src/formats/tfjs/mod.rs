@@ -109,7 +109,7 @@ pub const SUPPORTED_OPS: &[&str] = &ops::op_names::<{ ops::OPS.len() }>(ops::OPS
 #[derive(Debug, thiserror::Error)]
 pub enum TfjsError {
     /// A file could not be read.
-    #[error("{path}: cannot read: {source}")]
+    #[error("{path}: cannot read")]
     Io {
         /// The file.
         path: PathBuf,

@@ -27,7 +27,7 @@ use std::path::Path;
 #[derive(Debug, thiserror::Error)]
 pub enum TfliteError {
     /// The file cannot be read.
-    #[error("tflite {origin}: cannot read: {source}")]
+    #[error("tflite {origin}: cannot read")]
     Io {
         /// The file.
         origin: String,

@@ -132,6 +132,7 @@ impl TaggerKind {
         let Some(path) = models.file(mode, "yamnet", "yamnet/yamnet.tflite")? else {
             return Ok(None);
         };
+        models.verified("yamnet", "yamnet/yamnet_class_map.csv")?;
         let device = models.device()?;
         let model =
             Yamnet::from_tflite(&path, &device).map_err(|e| EncodeError::load("yamnet", e))?;

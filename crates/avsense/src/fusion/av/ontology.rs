@@ -15,7 +15,7 @@ pub const DEFAULT_ONTOLOGY: &str = include_str!("../../../../../models/fusion/on
 #[derive(Debug, thiserror::Error)]
 pub enum OntologyError {
     /// The file could not be read.
-    #[error("ontology {path}: cannot read: {source}")]
+    #[error("ontology {path}: cannot read")]
     Read {
         /// The file.
         path: PathBuf,

@@ -3,6 +3,7 @@
 
 use super::GstSource;
 use crate::core::edge::EdgeSender;
+use crate::core::errors::one_line;
 use crate::core::event::{Event, EventKind};
 use crate::source::mic::{self, MicEnd, MicError, MicStats};
 use crate::source::state::{Slot, StreamTimes};
@@ -75,7 +76,7 @@ impl GstSource {
                     &slot,
                 );
                 match &end {
-                    Err(e) => report(&e.to_string()),
+                    Err(e) => report(&one_line(&e)),
                     Ok(_) => {
                         if let Ok(mut g) = slot.lock() {
                             g.take();

@@ -13,6 +13,7 @@ use super::config::{SourceConfig, SourceKind};
 use super::state::{Shared, Slot};
 use super::{AudioChunk, Frame, Modality, SourceError, VideoSpec};
 use crate::core::edge::EdgeSender;
+use crate::core::errors::one_line;
 use crate::core::event::Event;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -86,6 +87,9 @@ impl GstSource {
     /// Runs until the input ends, fails or is stopped. The output edges are closed when
     /// this returns, whatever happened.
     pub fn run(self, out: SourceOutputs) -> SourceReport {
+        let outputs = u8::from(out.video.is_some()) << StreamTimes::VIDEO
+            | u8::from(out.audio.is_some()) << StreamTimes::AUDIO;
+        self.shared.outputs.store(outputs, Ordering::Relaxed);
         let video_slot: Slot<Frame> = Arc::new(Mutex::new(out.video));
         let audio_slot: Slot<AudioChunk> = Arc::new(Mutex::new(out.audio));
         let mut modalities = Vec::new();
@@ -100,7 +104,7 @@ impl GstSource {
             &mut live,
         );
         if let (Err(e), Ok(mut f)) = (&result, self.shared.failure.lock()) {
-            *f = Some(e.to_string());
+            *f = Some(one_line(e));
         }
         // Whatever GStreamer still holds, the edges close now: downstream must not wait.
         if let Ok(mut g) = video_slot.lock() {
@@ -116,6 +120,12 @@ impl GstSource {
             declared_duration: declared,
             media_end: self.shared.times.position().as_secs_f64(),
             result,
+            warnings: self
+                .shared
+                .warnings
+                .lock()
+                .map(|mut w| std::mem::take(&mut *w))
+                .unwrap_or_default(),
             live,
         }
     }
@@ -174,7 +184,7 @@ impl GstSource {
             let failure = match end {
                 Ok(super::mic::MicEnd::Stopped) => None,
                 Ok(super::mic::MicEnd::Failed(why)) => Some(why),
-                Err(e) => Some(e.to_string()),
+                Err(e) => Some(one_line(&e)),
             };
             live.microphone = Some(MicReport {
                 device: stats.device,

@@ -6,7 +6,6 @@ use crate::core::edge::EdgeSender;
 use crate::core::event::{Event, EventKind};
 use crate::source::state::{LiveStats, Slot};
 use crate::source::{AudioChunk, Frame, Modality, SourceError};
-use std::sync::atomic::Ordering;
 
 impl GstSource {
     /// `kind = "rtsp"`: sessions one after another until stopped. A session that errors,
@@ -69,7 +68,7 @@ impl GstSource {
                 Ok(SessionEnd::Eos) => "the server ended the stream".to_string(),
                 Err(e) => e.to_string(),
             };
-            if self.shared.stop.load(Ordering::Relaxed) {
+            if self.shared.stop.is_set() {
                 return Ok(());
             }
             failures_in_a_row += 1;
@@ -97,7 +96,7 @@ impl GstSource {
             // Back off, watching for a stop.
             let until = std::time::Instant::now() + std::time::Duration::from_secs_f64(delay);
             while std::time::Instant::now() < until {
-                if self.shared.stop.load(Ordering::Relaxed) {
+                if self.shared.stop.is_set() {
                     return Ok(());
                 }
                 std::thread::sleep(std::time::Duration::from_millis(20));

@@ -2,7 +2,8 @@
 
 use super::build::file_uri;
 use super::{GstSource, SessionEnd};
-use crate::source::state::{clock_now, Slot};
+use crate::core::errors::fold;
+use crate::source::state::{clock_now, Slot, StreamTimes};
 use crate::source::{AudioChunk, Frame, Modality, SourceError, SourceKind};
 use gstreamer as gst;
 use gstreamer::prelude::*;
@@ -90,6 +91,7 @@ impl GstSource {
         let mut eos_sent = false;
         let mut data_seen = false;
         let mut got_eos = false;
+        let mut stopped_downstream = false;
         let session_start = clock_now();
         let stall_ns = (self.cfg.stall_timeout * 1e9) as u64;
         loop {
@@ -115,10 +117,16 @@ impl GstSource {
                     break;
                 }
             }
-            if self.shared.stop.load(Ordering::Relaxed) && !eos_sent {
+            if self.shared.stop.is_set() && !eos_sent {
                 // A stop is an end of stream: every element flushes, open events close.
                 pipeline.send_event(gst::event::Eos::new());
                 eos_sent = true;
+            }
+            if self.shared.downstream_gone() {
+                // Every stage behind the source has stopped (a failed encoder, every sink
+                // gone): nothing decoded from here on can go anywhere.
+                stopped_downstream = true;
+                break;
             }
             if let Some(e) = self.shared.error.lock().ok().and_then(|mut g| g.take()) {
                 result = Err(SourceError::Stream {
@@ -165,28 +173,64 @@ impl GstSource {
                 input: input.clone(),
             });
         }
-        if result.is_ok() && !eos_sent && !self.cfg.is_live() {
-            if let Some(declared) = *declared {
-                let ended_at = self.shared.times.position().as_secs_f64();
-                let slack = (0.02 * declared).max(1.0);
-                if ended_at + slack < declared {
-                    result = Err(SourceError::Truncated {
-                        stream,
-                        input,
-                        ended_at,
-                        declared,
-                    });
-                }
-            }
+        let stopped = eos_sent || stopped_downstream;
+        if !stopped && !self.cfg.is_live() {
+            self.check_completeness(&mut result, modalities, *declared, &stream, &input);
         }
         let _ = got_eos;
         result.map(|()| {
-            if eos_sent {
+            if stopped {
                 SessionEnd::Stopped
             } else {
                 SessionEnd::Eos
             }
         })
+    }
+
+    /// A recorded input that ran to its end: a file whose every track ends well before the
+    /// declared duration is truncated (an error); one track ending early, or gaps inside the
+    /// media, are warnings (see [`crate::source::completeness`]).
+    fn check_completeness(
+        &self,
+        result: &mut Result<(), SourceError>,
+        modalities: &[Modality],
+        declared: Option<f64>,
+        stream: &str,
+        input: &str,
+    ) {
+        let slack = declared.map(|d| (0.02 * d).max(1.0)).unwrap_or(1.0);
+        if let (Ok(()), Some(declared)) = (&result, declared) {
+            let ended_at = self.shared.times.position().as_secs_f64();
+            if ended_at + slack < declared {
+                *result = Err(SourceError::Truncated {
+                    stream: stream.to_string(),
+                    input: input.to_string(),
+                    ended_at,
+                    declared,
+                });
+            }
+        }
+        let tracks: Vec<(Modality, crate::core::clock::Timestamp)> = if result.is_ok() {
+            modalities
+                .iter()
+                .map(|&m| {
+                    let which = match m {
+                        Modality::Video => StreamTimes::VIDEO,
+                        Modality::Audio => StreamTimes::AUDIO,
+                    };
+                    (m, self.shared.times.end_of(which))
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let warnings = match self.shared.gaps.lock() {
+            Ok(g) => g.warnings(&tracks, declared, slack),
+            Err(_) => Vec::new(),
+        };
+        if let Ok(mut w) = self.shared.warnings.lock() {
+            w.extend(warnings);
+        }
     }
 
     /// Notes the container's duration, once the pipeline knows it.
@@ -200,6 +244,14 @@ impl GstSource {
 
     /// The source's error for an element's error message.
     pub(super) fn stream_error(&self, err: &gst::message::Error) -> SourceError {
+        let mut message = err.error().to_string();
+        // souphttpsrc reports a refused or unreachable server only as "Internal data
+        // stream error"; the socket's own error says what happened.
+        if self.cfg.kind == SourceKind::Uri && message.contains("Internal data stream error") {
+            if let Some(why) = self.cfg.uri.as_deref().and_then(http_unreachable) {
+                message = format!("{message} ({why})");
+            }
+        }
         SourceError::Stream {
             stream: self.cfg.name.clone(),
             input: self.input_name(),
@@ -207,8 +259,61 @@ impl GstSource {
                 .src()
                 .map(|s| s.name().to_string())
                 .unwrap_or_else(|| "?".into()),
-            message: err.error().to_string(),
-            debug: err.debug().map(|d| d.to_string()).unwrap_or_default(),
+            message,
+            debug: err.debug().map(|d| fold(&d)).unwrap_or_default(),
         }
+    }
+}
+
+/// For an `http://` or `https://` URI: why a TCP connection to its server fails, if it does
+/// (within 3 s); None when it connects or the URI is not HTTP.
+fn http_unreachable(uri: &str) -> Option<String> {
+    use std::net::{TcpStream, ToSocketAddrs};
+    let (scheme, rest) = uri.split_once("://")?;
+    let default_port = match scheme.to_ascii_lowercase().as_str() {
+        "http" => 80,
+        "https" => 443,
+        _ => return None,
+    };
+    let authority = rest.split(['/', '?', '#']).next()?;
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let (host, port) = match host_port.rsplit_once(':') {
+        Some((h, p)) => match p.parse::<u16>() {
+            Ok(port) => (h, port),
+            Err(_) => (host_port, default_port), // "[::1]" without a port
+        },
+        None => (host_port, default_port),
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let addrs = match (host, port).to_socket_addrs() {
+        Ok(a) => a.collect::<Vec<_>>(),
+        Err(e) => return Some(format!("cannot resolve {host}: {e}")),
+    };
+    let mut last = None;
+    for a in &addrs {
+        match TcpStream::connect_timeout(a, std::time::Duration::from_secs(3)) {
+            Ok(_) => return None,
+            Err(e) => last = Some(format!("connecting to {a}: {e}")),
+        }
+    }
+    last
+}
+
+#[cfg(test)]
+mod tests {
+    use super::http_unreachable;
+
+    #[test]
+    fn a_refused_http_server_is_named() {
+        // Port 9 (discard) has no listener here.
+        let why = http_unreachable("http://127.0.0.1:9/clip.mp4").expect("refused");
+        assert!(
+            why.contains("127.0.0.1:9") && why.to_lowercase().contains("refused"),
+            "{why}"
+        );
+        assert!(http_unreachable("rtsp://127.0.0.1:9/x").is_none());
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = l.local_addr().expect("addr").port();
+        assert!(http_unreachable(&format!("http://127.0.0.1:{port}/x")).is_none());
     }
 }

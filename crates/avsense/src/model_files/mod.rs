@@ -1,6 +1,9 @@
 //! Model files at run time: where they are (`[models] dir`, `$AVSENSE_MODELS`, or
 //! `models/cache`), which device runs them, and whether an encoder's file is there for its
-//! [`Toggle`]. Fetching them is the `avsense models fetch` command's job (the CLI crate).
+//! [`Toggle`], and that it is the file the manifest pins ([`verify`]). Fetching them is the
+//! `avsense models fetch` command's job (the CLI crate).
+
+pub mod verify;
 
 use crate::core::settings::Toggle;
 use serde::{Deserialize, Serialize};
@@ -23,7 +26,7 @@ pub enum DeviceChoice {
 }
 
 /// `[models]`: model directory and device.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct ModelsConfig {
     /// Model directory (default: $AVSENSE_MODELS or models/cache, relative to the working
@@ -31,6 +34,19 @@ pub struct ModelsConfig {
     pub dir: Option<PathBuf>,
     /// `auto`, `cpu` or `cuda`.
     pub device: DeviceChoice,
+    /// Check every model file against the sha256 the manifest pins before loading it
+    /// (default true; `false`, or `--allow-unverified-models`, for your own weights).
+    pub verify: bool,
+}
+
+impl Default for ModelsConfig {
+    fn default() -> Self {
+        Self {
+            dir: None,
+            device: DeviceChoice::Auto,
+            verify: true,
+        }
+    }
 }
 
 /// The model directory: `$AVSENSE_MODELS`, else [`DEFAULT_DIR`].
@@ -50,6 +66,38 @@ pub enum ModelFileError {
         encoder: &'static str,
         /// Where it was looked for.
         path: PathBuf,
+    },
+    /// The file is not the one the manifest pins (corrupt, truncated, or other weights).
+    #[error("encoder {encoder}: {} is not the pinned model file ({actual}; expected sha256 {expected}): fetch it again with `avsense models fetch --only {id}`, or pass --allow-unverified-models ([models] verify = false) to run your own weights", path.display())]
+    Mismatch {
+        /// The encoder.
+        encoder: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// Its model id in the manifest.
+        id: String,
+        /// The pinned sha256.
+        expected: String,
+        /// What the file is instead.
+        actual: String,
+    },
+    /// The manifest pins no such file, so it cannot be verified.
+    #[error("encoder {encoder}: {} is not pinned by models/manifest.toml, so it cannot be verified (pass --allow-unverified-models or set [models] verify = false to run it)", path.display())]
+    Unpinned {
+        /// The encoder.
+        encoder: &'static str,
+        /// The file.
+        path: PathBuf,
+    },
+    /// The file could not be read to verify it.
+    #[error("encoder {encoder}: cannot read {}", path.display())]
+    Read {
+        /// The encoder.
+        encoder: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
     },
     /// The device asked for is not available.
     #[error("encoder device: {reason}")]
@@ -79,6 +127,7 @@ impl ModelsConfig {
         }
         let path = self.dir().join(rel);
         if path.is_file() {
+            self.verified(encoder, rel)?;
             return Ok(Some(path));
         }
         match toggle {
@@ -91,6 +140,15 @@ impl ModelsConfig {
                 Ok(None)
             }
         }
+    }
+
+    /// Checks `rel` (and the files that go with it) against the manifest's pins, unless
+    /// `verify` is off.
+    pub fn verified(&self, encoder: &'static str, rel: &str) -> Result<(), ModelFileError> {
+        if !self.verify {
+            return Ok(());
+        }
+        verify::verify(&self.dir(), encoder, rel)
     }
 
     /// The candle device the config asks for.
