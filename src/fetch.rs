@@ -6,8 +6,6 @@
 //! and a model whose files are all present is not downloaded again.
 
 use serde::Deserialize;
-use sha2::{Digest, Sha256};
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -168,20 +166,8 @@ pub fn file_path(dir: &Path, id: &str, file: &str) -> PathBuf {
     dir.join(id).join(file)
 }
 
-/// sha256 (hex) of a file.
-pub fn sha256_file(path: &Path) -> std::io::Result<String> {
-    let mut f = std::fs::File::open(path)?;
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 1 << 16];
-    loop {
-        let n = f.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-    }
-    Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
-}
+/// sha256 (hex) of a file (the runtime's own check of model files).
+pub use avsense::model_files::verify::sha256_file;
 
 /// State of one file on disk.
 #[derive(Debug, Clone, PartialEq, Eq)]
