@@ -119,6 +119,81 @@ fn fuzz(name: &str, seed: &[u8], target: impl Fn(&[u8])) {
     );
 }
 
+/// Every JSON pointer in `v` (objects' members and arrays' items, depth first).
+fn pointers(v: &serde_json::Value, at: String, out: &mut Vec<String>) {
+    match v {
+        serde_json::Value::Object(m) => {
+            for (k, x) in m {
+                let p = format!("{at}/{}", k.replace('~', "~0").replace('/', "~1"));
+                out.push(p.clone());
+                pointers(x, p, out);
+            }
+        }
+        serde_json::Value::Array(a) => {
+            for (i, x) in a.iter().enumerate() {
+                let p = format!("{at}/{i}");
+                out.push(p.clone());
+                pointers(x, p, out);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Replaces 1 to 4 values of `doc` (chosen among `paths`) by awkward ones and hands the
+/// serialised result to `target`.
+fn fuzz_json_values(name: &str, doc: &serde_json::Value, paths: &[String], target: impl Fn(&[u8])) {
+    use serde_json::json;
+    let awkward = [
+        json!(null),
+        json!(0),
+        json!(-1),
+        json!(1e12),
+        json!(4294967297u64),
+        json!(""),
+        json!("float64"),
+        json!("int32"),
+        json!([]),
+        json!({}),
+        json!([0]),
+        json!([-1, 3]),
+        json!([1, 100000, 100000, 3]),
+        json!([1, 1, 1, 1, 1, 1, 1, 1, 1]),
+    ];
+    let cases = std::env::var("FUZZ_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(24u32);
+    let mut runner = TestRunner::new_with_rng(
+        Config {
+            cases,
+            failure_persistence: None,
+            ..Config::default()
+        },
+        TestRng::deterministic_rng(RngAlgorithm::ChaCha),
+    );
+    let picks = prop::collection::vec((0..paths.len(), 0..awkward.len()), 1..5);
+    let result = runner.run(&picks, |picks| {
+        let mut d = doc.clone();
+        for &(p, a) in &picks {
+            if let Some(slot) = d.pointer_mut(&paths[p]) {
+                *slot = awkward[a].clone();
+            }
+        }
+        let bytes = serde_json::to_vec(&d).expect("serialise");
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| target(&bytes)));
+        let what: Vec<(&str, &serde_json::Value)> = picks
+            .iter()
+            .map(|&(p, a)| (paths[p].as_str(), &awkward[a]))
+            .collect();
+        prop_assert!(r.is_ok(), "{name}: the reader panicked with {what:?}");
+        Ok(())
+    });
+    if let Err(e) = result {
+        panic!("{e}");
+    }
+}
+
 /// A scratch file for readers that take a path.
 fn scratch_file(name: &str) -> PathBuf {
     common::scratch("fuzz").join(name)
@@ -126,8 +201,9 @@ fn scratch_file(name: &str) -> PathBuf {
 
 #[test]
 fn fuzz_pipeline_config() {
-    let seed = std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("pipelines/av-fusion.toml"))
-        .expect("pipelines/av-fusion.toml");
+    let seed =
+        std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("pipelines/av-fusion.toml"))
+            .expect("pipelines/av-fusion.toml");
     fuzz("config", &seed, |b| {
         let text = String::from_utf8_lossy(b);
         let _ = avsense::PipelineConfig::parse(&text, Path::new("fuzz.toml"));
@@ -148,7 +224,8 @@ fn fuzz_labels() {
         fuzz(rel, &seed, |b| {
             if speaker {
                 let text = String::from_utf8_lossy(b);
-                let _ = avsense_cli::eval::speaker::SpeakerLabels::parse(&text, Path::new("fuzz.json"));
+                let _ =
+                    avsense_cli::eval::speaker::SpeakerLabels::parse(&text, Path::new("fuzz.json"));
             } else {
                 std::fs::write(&file, b).expect("write");
                 let _ = avsense_cli::eval::Labels::load(&file);
@@ -185,6 +262,17 @@ fn fuzz_tfjs_graph() {
         std::fs::write(&target, b).expect("write");
         let _ = avsense_nn::formats::tfjs::TfjsGraph::load(&target, &candle_core::Device::Cpu);
     });
+    // Structure-aware: valid JSON whose values (shapes, dtypes, names, weight offsets,
+    // attributes) are replaced, so the graph checks run, not just the JSON parser.
+    let doc: serde_json::Value = serde_json::from_slice(&seed).expect("json");
+    let mut paths = Vec::new();
+    pointers(&doc, String::new(), &mut paths);
+    let n = paths.len();
+    fuzz_json_values("tfjs graph values", &doc, &paths, |b| {
+        std::fs::write(&target, b).expect("write");
+        let _ = avsense_nn::formats::tfjs::TfjsGraph::load(&target, &candle_core::Device::Cpu);
+    });
+    eprintln!("tfjs graph values: {n} mutable values in the seed");
     // The weights file, with the graph intact.
     std::fs::write(&target, &seed).expect("restore json");
     let weights = std::fs::read(&bin).expect("bin");

@@ -109,10 +109,11 @@ impl Shared {
         self.note_arrival();
     }
     fn note_arrival(&self) {
-        self.session_buffers.fetch_add(1, Ordering::Relaxed);
+        // The time first: the bus loop's stall watchdog reads the count, then the time.
         if self.live {
-            self.last_arrival.store(clock_now(), Ordering::Relaxed);
+            self.last_arrival.store(clock_now(), Ordering::Release);
         }
+        self.session_buffers.fetch_add(1, Ordering::Release);
     }
     /// Records the pipeline's base time from an element of it (first buffer of a live
     /// source's session): buffer running time + base time = the clock time the buffer was

@@ -95,17 +95,18 @@ impl GstSource {
         let session_start = clock_now();
         let stall_ns = (self.cfg.stall_timeout * 1e9) as u64;
         loop {
-            if !data_seen && self.shared.session_buffers.load(Ordering::Relaxed) > 0 {
+            if !data_seen && self.shared.session_buffers.load(Ordering::Acquire) > 0 {
                 data_seen = true;
                 on_data();
             }
             if self.cfg.kind == SourceKind::Rtsp && !eos_sent {
                 // A network stream that stops delivering is lost even if no element says so
                 // (a server that hangs, a cable pulled without a TCP reset).
-                let since = if data_seen {
-                    self.shared.last_arrival.load(Ordering::Relaxed)
-                } else {
-                    session_start + stall_ns // connecting may take one stall period more
+                let since = match self.shared.last_arrival.load(Ordering::Acquire) {
+                    // Before this session's first buffer, connecting may take one stall
+                    // period more (a last arrival from an earlier session does not count).
+                    t if data_seen && t >= session_start => t,
+                    _ => session_start + stall_ns,
                 };
                 let now = clock_now();
                 if now > since && now - since > stall_ns {
