@@ -225,8 +225,15 @@ impl Aligner {
                 (l, _) => l,
             };
             if flushing {
-                // Only windows that start before the last data.
-                match leading {
+                // Only windows that start before the last data still buffered: a window
+                // with nothing left to hold is not built (a watermark far ahead of the
+                // buffered features must not make the flush build windows without end).
+                let buffered_end = self
+                    .vision_buf
+                    .back()
+                    .map(|v| v.end())
+                    .max(self.audio_buf.back().map(|a| a.end()));
+                match leading.zip(buffered_end).map(|(l, b)| l.min(b)) {
                     Some(lead) if start < lead => {}
                     _ => break,
                 }
