@@ -34,12 +34,23 @@ force = true
 TOML
 "$BIN" run -q --json-summary "$OUT/soak.toml" 2> "$OUT/stderr.txt" &
 PID=$!
-echo "t_s,rss_mb,threads" > "$OUT/samples.csv"
+echo "t_s,rss_mb,threads,cpu_s,events" > "$OUT/samples.csv"
+: > "$OUT/threads.log"
+TCK=$(getconf CLK_TCK)
 T0=$(date +%s)
 while kill -0 "$PID" 2>/dev/null; do
   if [ -r "/proc/$PID/status" ]; then
-    awk -v t="$(( $(date +%s) - T0 ))" '/^VmRSS:/{r=$2/1024} /^Threads:/{n=$2} END{if (r) printf "%d,%.1f,%d\n", t, r, n}' \
+    T=$(( $(date +%s) - T0 ))
+    CPU=$(awk -v k="$TCK" '{printf "%.1f", ($14+$15)/k}' "/proc/$PID/stat" 2>/dev/null || echo 0)
+    EV=$(wc -l < "$OUT/events.jsonl" 2>/dev/null || echo 0)
+    awk -v t="$T" -v c="$CPU" -v e="$EV" '/^VmRSS:/{r=$2/1024} /^Threads:/{n=$2} END{if (r) printf "%d,%.1f,%d,%s,%d\n", t, r, n, c, e}' \
       "/proc/$PID/status" >> "$OUT/samples.csv" || true
+    # Per-thread name, state and CPU ticks: a stalled stage shows as a thread whose
+    # ticks stop while the others go on (or one spinning alone).
+    for tdir in /proc/$PID/task/*; do
+      awk -v t="$T" '{s=$0; sub(/^[^(]*\(/, "", s); name=substr(s, 1, index(s, ")")-1); sub(/^[^)]*\) /, "", s); split(s, f, " ");
+        printf "%d %s %s %d\n", t, name, f[1], f[12]+f[13]}' "$tdir/stat" 2>/dev/null
+    done >> "$OUT/threads.log" || true
   fi
   sleep 10
 done

@@ -174,6 +174,7 @@ fn main() {
                 logit: (t as f32 * 0.3 + f as f32).sin(),
                 vad: Some(0.9),
                 sync: Some(1.0 - f as f32),
+                head: Some(0.3 + 0.4 * f as f32),
             })
         })
         .collect();

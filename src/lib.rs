@@ -10,6 +10,7 @@
 //! eval      scoring a run against labels (sounds and their sources; active speakers)
 //! dataset   labelled fusion graphs from real clips + real sounds (espeak-ng, freedesktop)
 //! train     fitting the fusion networks (gnn, attention, concat) on such a dataset
+//! sync_train  fitting the audio-visual sync head on real talking clips (train --model sync)
 //! ```
 //!
 //! `src/main.rs` is the command line on top of these and of the `avsense` library.
@@ -18,4 +19,5 @@ pub mod dataset;
 pub mod eval;
 pub mod example;
 pub mod fetch;
+pub mod sync_train;
 pub mod train;

@@ -79,17 +79,23 @@ enum Command {
         #[command(subcommand)]
         action: DatasetAction,
     },
-    /// Train a learned fusion model (gnn, attention, concat, or all) on a dataset.
+    /// Train a learned fusion model (gnn, attention, concat, or all) on a dataset, or the
+    /// audio-visual sync head (`--model sync`) on real talking clips.
     Train {
         /// The dataset directory (from `avsense dataset build`).
         #[arg(long, default_value = ".cache/fusion-dataset")]
         data: PathBuf,
-        /// Where to write `<model>.safetensors` + `<model>.json`.
-        #[arg(long, default_value = "models/fusion")]
-        out: PathBuf,
-        /// gnn, attention, concat or all.
+        /// Where to write `<model>.safetensors` + `<model>.json` (default `models/fusion`,
+        /// `models/sync` for the sync head).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// gnn, attention, concat, all, or sync.
         #[arg(long, default_value = "all")]
         model: String,
+        /// `--model sync`: a directory of real talking clips (`*.mp4`, one person speaking
+        /// with their own voice each; see README "Sync head").
+        #[arg(long, default_value = ".cache/sync-media")]
+        media: PathBuf,
         /// Passes over the training graphs.
         #[arg(long, default_value_t = 40)]
         epochs: usize,
@@ -367,13 +373,34 @@ fn real_main() -> Result<i32> {
         Command::Models { action } => models(action),
         Command::Dataset { action } => dataset(action),
         Command::Train {
+            out,
+            model,
+            media,
+            seed,
+            report,
+            ..
+        } if model == "sync" => train_sync(
+            media,
+            out.unwrap_or_else(|| PathBuf::from("models/sync")),
+            seed,
+            report,
+        ),
+        Command::Train {
             data,
             out,
             model,
             epochs,
             seed,
             report,
-        } => train(data, out, model, epochs, seed, report),
+            ..
+        } => train(
+            data,
+            out.unwrap_or_else(|| PathBuf::from("models/fusion")),
+            model,
+            epochs,
+            seed,
+            report,
+        ),
         Command::Devices { json } => {
             let mut all = avsense::source::devices::gstreamer_devices()?;
             all.extend(avsense::source::devices::cpal_inputs());
@@ -806,6 +833,58 @@ fn train(
     }
     if let Some(p) = report {
         std::fs::write(&p, serde_json::to_string_pretty(&reports)?)
+            .with_context(|| format!("writing {}", p.display()))?;
+    }
+    Ok(0)
+}
+
+fn train_sync(media: PathBuf, out: PathBuf, seed: u64, report: Option<PathBuf>) -> Result<i32> {
+    use avsense_cli::sync_train::{embed_clip_cached, save_sync, train_sync, SyncTrainOptions};
+    let mut clips: Vec<PathBuf> = std::fs::read_dir(&media)
+        .with_context(|| format!("--media {}", media.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "mp4"))
+        .collect();
+    clips.sort();
+    for c in &clips {
+        let s = c.to_string_lossy();
+        if s.contains("/av/") || s.contains("/talking/") {
+            bail!(
+                "train sync: {} is a test clip (av/ and talking/ never enter training)",
+                c.display()
+            );
+        }
+    }
+    let base = avsense::PipelineConfig::for_input(&media.to_string_lossy(), None)?;
+    let models = avsense::av_encode::SpeakerModels::load(
+        avsense::core::settings::Toggle::On,
+        base.speaker.weights.file(),
+        Default::default(),
+        &base.models,
+    )?
+    .context("train sync: Light-ASD and BlazeFace are needed (avsense models fetch)")?;
+    let mut data = Vec::new();
+    for c in &clips {
+        let e = embed_clip_cached(&base, &models.asd, c)?;
+        eprintln!(
+            "train sync: {}: {} face ticks, {} audio ticks, {} speaking",
+            e.name,
+            e.face.len(),
+            e.audio.len(),
+            e.speaking.len()
+        );
+        data.push(e);
+    }
+    let opts = SyncTrainOptions {
+        seed,
+        ..Default::default()
+    };
+
+    let (map, spec, held) = train_sync(&data, &opts, &|l: &str| eprintln!("train sync: {l}"))?;
+    save_sync(&out, &map, &spec)?;
+    eprintln!("train sync: → {}", out.join("sync.safetensors").display());
+    if let Some(p) = report {
+        std::fs::write(&p, serde_json::to_string_pretty(&held)?)
             .with_context(|| format!("writing {}", p.display()))?;
     }
     Ok(0)

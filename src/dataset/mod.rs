@@ -539,8 +539,9 @@ fn load_sounds(
     Ok(out)
 }
 
-/// Runs the pipeline on one input and returns the windows it aligned.
-fn run_windows(
+/// Runs the pipeline on one input and returns the windows it aligned (and scored, when
+/// the active speaker runs).
+pub fn run_windows(
     base: &PipelineConfig,
     path: &Path,
     video: bool,

@@ -6,4 +6,5 @@ pub mod fusion;
 pub mod lightasd;
 pub mod nanodet;
 pub mod silero;
+pub mod sync;
 pub mod yamnet;

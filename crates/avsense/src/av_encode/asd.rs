@@ -24,6 +24,7 @@ use crate::encode::audio::mfcc::MfccRun;
 use avsense_nn::models::lightasd::{
     LightAsd, LightAsdError, AUDIO_CONTEXT, CROP, EMBED, MFCC_DIM, MFCC_PER_FRAME, VISUAL_CONTEXT,
 };
+use avsense_nn::models::sync::{SyncHead, SyncInput};
 use candle_core::Tensor;
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -113,6 +114,8 @@ pub struct AsdStats {
     pub audio_seconds: f64,
     /// Seconds in the back end.
     pub backend_seconds: f64,
+    /// Seconds in the sync head.
+    pub sync_seconds: f64,
 }
 
 /// One face in one frame, as the runner takes it.
@@ -195,6 +198,10 @@ pub struct FaceTick {
     pub tick: u64,
     /// Light-ASD's logit (mean over the durations); None where there was no audio.
     pub logit: Option<f32>,
+    /// The sync head's probability that this face makes the sound heard around the tick
+    /// (Light-ASD's embeddings over ± the head's half window); None without a head, audio
+    /// or enough ticks.
+    pub av_sync: Option<f32>,
     /// Audio-visual synchrony of the face's mouth motion with the audio's log energy from
     /// [`SYNC_PAST`] ticks before to [`SYNC_FUTURE`] after, averaged over lags of
     /// ±[`SYNC_LAGS`] ticks; None where too little of either was there.
@@ -229,9 +236,21 @@ impl Segment {
     }
 }
 
+/// Light-ASD's embeddings as they were computed, for training the sync head
+/// ([`AsdRunner::capture`]).
+#[derive(Debug, Clone, Default)]
+pub struct Captured {
+    /// Per audio tick: its embedding.
+    pub audio: Vec<(u64, [f32; EMBED])>,
+    /// Per face tick: (segment, face track, tick, embedding).
+    pub visual: Vec<(u64, u64, u64, [f32; EMBED])>,
+}
+
 /// The per-stream runner (see the module doc).
 pub struct AsdRunner {
     model: LightAsd,
+    sync: Option<SyncHead>,
+    capture: Option<Captured>,
     cfg: AsdConfig,
     // Audio.
     partial: Vec<[f32; MFCC_DIM]>,
@@ -256,6 +275,8 @@ impl AsdRunner {
     pub fn new(model: LightAsd, cfg: AsdConfig) -> Self {
         Self {
             model,
+            sync: None,
+            capture: None,
             cfg,
             partial: Vec::new(),
             next_mfcc: None,
@@ -271,6 +292,34 @@ impl AsdRunner {
             video_ended: false,
             stats: AsdStats::default(),
         }
+    }
+
+    /// Scores every final tick with `head` too ([`FaceTick::av_sync`]); a tick is then
+    /// final once the head's window is embedded as well.
+    pub fn with_sync(mut self, head: SyncHead) -> Self {
+        self.sync = Some(head);
+        self
+    }
+
+    /// Keeps every embedding computed from now on (training data for the sync head; the
+    /// memory grows with the input, so only for clips).
+    pub fn capture(&mut self) {
+        self.capture = Some(Captured::default());
+    }
+
+    /// The embeddings captured so far (empty unless [`Self::capture`] was called).
+    pub fn take_captured(&mut self) -> Captured {
+        self.capture
+            .as_mut()
+            .map(std::mem::take)
+            .unwrap_or_default()
+    }
+
+    /// The sync head's half window and offset reach, ticks (0, 0 without a head).
+    fn sync_span(&self) -> (u64, u64) {
+        self.sync.as_ref().map_or((0, 0), |h| {
+            (h.spec().half_window as u64, h.spec().reach() as u64)
+        })
     }
 
     /// The counters so far.
@@ -404,7 +453,11 @@ impl AsdRunner {
                 self.audio_emb.push(None);
             }
             for t in a..b {
-                self.audio_emb.push(rows.get((t - lo) as usize).copied());
+                let row = rows.get((t - lo) as usize).copied();
+                if let (Some(c), Some(r)) = (self.capture.as_mut(), row) {
+                    c.audio.push((t, r));
+                }
+                self.audio_emb.push(row);
             }
             // MFCC before the next block's left context is no longer needed.
             self.mfcc
@@ -528,7 +581,7 @@ impl AsdRunner {
         self.embed_audio()?;
         self.embed_faces()?;
         self.score_chunks()?;
-        Ok(self.take_final())
+        self.take_final()
     }
 
     /// Visual embeddings of every segment whose context is complete, batched by shape.
@@ -594,6 +647,9 @@ impl AsdRunner {
                 )?;
                 let s = &mut self.segments[i];
                 for r in rows {
+                    if let Some(c) = self.capture.as_mut() {
+                        c.visual.push((s.id, s.track, s.emb.end(), r));
+                    }
                     s.emb.push(r);
                 }
 
@@ -711,9 +767,13 @@ impl AsdRunner {
     }
 
     /// Hands out the ticks every duration has scored; forgets what is no longer needed.
-    fn take_final(&mut self) -> (Vec<FaceTick>, Vec<u64>) {
+    fn take_final(&mut self) -> Result<(Vec<FaceTick>, Vec<u64>), LightAsdError> {
         let n_d = self.cfg.durations.len() as u16;
+        let (half, reach) = self.sync_span();
+        let scoring = self.sync.is_some();
         let mut out = Vec::new();
+        // Per tick handed out: its sync window's embeddings.
+        let mut windows: Vec<SyncInput> = Vec::new();
         let energy_known = if self.audio_ended {
             u64::MAX
         } else {
@@ -726,8 +786,17 @@ impl AsdRunner {
                 }
                 let t = seg.emitted;
                 // The synchrony needs its window: motion and energy up to t + half + lags.
-                let reach = t + SYNC_FUTURE + SYNC_LAGS as u64;
-                if !(seg.closed || seg.end() > reach) || energy_known <= reach {
+                let needed = t + SYNC_FUTURE + SYNC_LAGS as u64;
+                if !(seg.closed || seg.end() > needed) || energy_known <= needed {
+                    break;
+                }
+                // The sync head's window: visual embeddings to t + half (or the segment's
+                // end) and the audio known to t + half + reach.
+                let last = (t + half).min(seg.end().saturating_sub(1));
+                if scoring
+                    && (seg.emb.end() <= last
+                        || !(self.audio_ended || self.audio_emb.end() > t + half + reach))
+                {
                     break;
                 }
                 let logit = (n > 0).then(|| sum / f32::from(n));
@@ -737,19 +806,36 @@ impl AsdRunner {
                 } else {
                     self.stats.unheard_ticks += 1;
                 }
+                if scoring {
+                    let at =
+                        |s: Option<u64>| s.and_then(|s| self.audio_emb.get(s).copied().flatten());
+                    let visual = (0..=2 * half)
+                        .map(|k| {
+                            (t + k)
+                                .checked_sub(half)
+                                .and_then(|s| seg.emb.get(s).copied())
+                        })
+                        .collect();
+                    let audio = (0..=2 * (half + reach))
+                        .map(|k| at((t + k).checked_sub(half + reach)))
+                        .collect();
+                    windows.push(SyncInput { visual, audio });
+                }
                 out.push(FaceTick {
                     track: seg.track,
                     person: seg.person,
                     segment: seg.id,
                     tick: t,
                     logit,
+                    av_sync: None,
                     sync,
                     bbox: seg.boxes.get(t).copied().unwrap_or_default(),
                 });
                 seg.emitted += 1;
             }
             let oldest_chunk = seg.next_chunk.iter().copied().min().unwrap_or(seg.emitted);
-            seg.emb.forget_before(oldest_chunk);
+            seg.emb
+                .forget_before(oldest_chunk.min(seg.emitted.saturating_sub(half)));
             seg.acc.forget_before(seg.emitted);
             seg.boxes.forget_before(seg.emitted);
             let keep = seg.emitted.saturating_sub(SYNC_PAST + SYNC_LAGS as u64);
@@ -767,10 +853,17 @@ impl AsdRunner {
         let keep_audio = self
             .segments
             .iter()
-            .map(|s| s.next_chunk.iter().copied().min().unwrap_or(s.emitted))
+            .map(|s| {
+                s.next_chunk
+                    .iter()
+                    .copied()
+                    .min()
+                    .unwrap_or(s.emitted)
+                    .min(s.emitted.saturating_sub(half + reach))
+            })
             .min()
             .unwrap_or(self.video_progress)
-            .min(self.video_progress);
+            .min(self.video_progress.saturating_sub(half + reach));
         self.audio_emb.forget_before(keep_audio);
         let keep_energy = self
             .segments
@@ -781,7 +874,17 @@ impl AsdRunner {
             .min(self.video_progress)
             .saturating_sub(SYNC_PAST + SYNC_LAGS as u64);
         self.energy.forget_before(keep_energy);
-        (out, ended)
+        if let Some(head) = &self.sync {
+            let started = std::time::Instant::now();
+            let probs = head.score(&windows).map_err(|e| LightAsdError::Sync {
+                source: Box::new(e),
+            })?;
+            for (f, p) in out.iter_mut().zip(probs) {
+                f.av_sync = p;
+            }
+            self.stats.sync_seconds += started.elapsed().as_secs_f64();
+        }
+        Ok((out, ended))
     }
 }
 

@@ -108,6 +108,22 @@ impl AsdStage {
         }
     }
 
+    /// Scores every face tick with the sync head too ([`FaceTick::av_sync`]).
+    pub fn with_sync(mut self, head: avsense_nn::models::sync::SyncHead) -> Self {
+        self.runner = self.runner.with_sync(head);
+        self
+    }
+
+    /// Keeps Light-ASD's embeddings as they are computed (training the sync head).
+    pub fn capture(&mut self) {
+        self.runner.capture();
+    }
+
+    /// The embeddings kept so far.
+    pub fn take_captured(&mut self) -> asd::Captured {
+        self.runner.take_captured()
+    }
+
     fn failed(&mut self, e: &LightAsdError) {
         self.failures += 1;
         tracing::warn!("stream {}: active speaker: {e}", self.stream);

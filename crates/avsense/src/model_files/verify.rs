@@ -115,6 +115,14 @@ fn stat(path: &Path) -> std::io::Result<(u64, u128)> {
     Ok((m.len(), mtime))
 }
 
+/// sha256 of bytes, lower-case hex.
+pub fn sha256_bytes(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 /// sha256 of a file, lower-case hex.
 pub fn sha256_file(path: &Path) -> std::io::Result<String> {
     let mut f = std::fs::File::open(path)?;

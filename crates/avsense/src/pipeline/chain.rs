@@ -207,12 +207,15 @@ pub(super) fn start(
             let (tx, rx, p) = edge(format!("{name}/scored"), WINDOW_CAPACITY, EdgePolicy::Block);
             edges.push(p);
             let (last_tx, last_rx) = crossbeam_channel::bounded(1);
-            let stage = AsdStage::new(
+            let mut stage = AsdStage::new(
                 &name,
                 model.clone(),
                 cfg.speaker.duration_ticks(),
                 want_audio,
             );
+            if let Some(head) = &sh.encoders.sync {
+                stage = stage.with_sync(head.clone());
+            }
             let stop_asd = stop.clone();
             let h = spawn(format!("{name}-av-encode"), move || {
                 run_av_encode_stage(stage, win_rx, tx, last_tx, stop_asd)
@@ -237,8 +240,14 @@ pub(super) fn start(
         stage = stage.with_fusion(cfg.fusion.clone(), Arc::clone(o), sh.learned.cloned());
     }
     if let Some(last) = last_scores {
+        let mut speaker_cfg = cfg.speaker.clone();
+        if let Some(head) = &sh.encoders.sync {
+            speaker_cfg
+                .sync_head_threshold
+                .get_or_insert(head.spec().threshold);
+        }
         stage = stage.with_speaker(SpeakerStage::new(
-            &cfg.speaker,
+            &speaker_cfg,
             sh.encoders.has_vad,
             Some(last),
         ));

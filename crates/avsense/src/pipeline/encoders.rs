@@ -28,6 +28,8 @@ pub struct Registry {
     pub audio: Vec<Box<dyn AudioEncoderKind>>,
     /// Light-ASD for the audio-visual encoder stage (the active speaker).
     pub asd: Option<LightAsd>,
+    /// The audio-visual sync head scoring Light-ASD's embeddings (built in).
+    pub sync: Option<avsense_nn::models::sync::SyncHead>,
     /// YAMNet's class names (the association's ontology map is checked against them).
     pub tagger_names: Option<Arc<Vec<String>>>,
     /// Whether a VAD runs (the face graph uses it).
@@ -83,6 +85,12 @@ pub fn register(cfg: &PipelineConfig) -> Result<Registry, EncodeError> {
             let kind = FacesKind::new(sp.faces, cfg.speaker.face_config(), cfg.speaker.width);
             r.video.push(Box::new(kind));
             r.audio.push(Box::new(MfccKind));
+            if cfg.speaker.sync_head != crate::core::settings::Toggle::Off {
+                let device = cfg.models.device()?;
+                let head = avsense_nn::models::sync::SyncHead::builtin(&device)
+                    .map_err(|e| EncodeError::load("sync-head", e))?;
+                r.sync = Some(head);
+            }
             r.asd = Some(sp.asd);
         }
     }

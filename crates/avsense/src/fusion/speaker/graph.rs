@@ -17,7 +17,8 @@
 //! node (a pairwise conditional random field), `iterations` rounds of
 //!
 //! ```text
-//! u_i   = ℓ_i + β · clamp(logit p_t, −6, 0) + γ · s_i            (unary: model + audio node)
+//! u_i   = ℓ_i + β · clamp(logit p_t, −6, 0) + γ · s_i            (unary: model + audio node
+//!             + η · min(0, logit q_i − logit τ)                    + the sync head's veto)
 //! m_i  ← σ( u_i + λ_t · Σ_temporal w_ij (2 m_j − 1)              (neighbours in time agree)
 //!              − λ_c · max(0, Σ_same-frame m_j − (K − 1)) )      (at most K speak at once)
 //! ```
@@ -49,6 +50,10 @@ pub struct GraphConfig {
     pub sync_weight: f32,
     /// `z₀`: the synchrony statistic at which its evidence is neutral.
     pub sync_offset: f32,
+    /// `η`: weight of the sync head's log-odds against its threshold.
+    pub head_weight: f32,
+    /// `τ`: the sync head's probability at which its evidence is neutral.
+    pub head_threshold: f32,
     /// `K`: faces that may plausibly speak at once.
     pub max_speakers: usize,
     /// Mean-field rounds.
@@ -64,6 +69,8 @@ impl Default for GraphConfig {
             vad_weight: 0.5,
             sync_weight: 2.0,
             sync_offset: 0.25,
+            head_weight: 2.0,
+            head_threshold: 0.4,
             max_speakers: 1,
             iterations: 10,
         }
@@ -83,6 +90,14 @@ pub struct FaceNode {
     pub vad: Option<f32>,
     /// The synchrony of the face's mouth motion with the audio (Fisher z), when measured.
     pub sync: Option<f32>,
+    /// The sync head's probability that this face makes the sound, when scored.
+    pub head: Option<f32>,
+}
+
+/// Log-odds of a probability, clamped to ±6.
+fn log_odds(p: f32) -> f32 {
+    let p = p.clamp(1e-6, 1.0 - 1e-6);
+    (p / (1.0 - p)).ln().clamp(-6.0, 6.0)
 }
 
 /// The graph of a set of face nodes, as edge lists.
@@ -110,7 +125,13 @@ impl FaceGraph {
                     (p / (1.0 - p)).ln().clamp(-6.0, 0.0)
                 });
                 let sync = n.sync.map_or(0.0, |z| z - cfg.sync_offset);
-                n.logit + cfg.vad_weight * audio + cfg.sync_weight * sync
+                // The sync head's absolute evidence: does this mouth make the sound heard?
+                // It can only speak against a face (a veto): a mouth in sync with the audio
+                // is what Light-ASD already scores; one out of sync is what it misses.
+                let head = n.head.map_or(0.0, |q| {
+                    (log_odds(q) - log_odds(cfg.head_threshold)).min(0.0)
+                });
+                n.logit + cfg.vad_weight * audio + cfg.sync_weight * sync + cfg.head_weight * head
             })
             .collect();
         // Index nodes by (face, tick) and by tick.
@@ -222,6 +243,7 @@ mod tests {
                 logit,
                 vad,
                 sync: None,
+                head: None,
             })
             .collect()
     }

@@ -99,6 +99,14 @@ pub struct SpeakerConfig {
     pub sync_weight: f32,
     /// Face graph: the synchrony statistic at which the evidence is neutral (z₀).
     pub sync_offset: f32,
+    /// The learned audio-visual sync head: `auto` (the shipped head), `off`.
+    pub sync_head: Toggle,
+    /// Face graph: weight of the sync head's log-odds (η).
+    pub sync_head_weight: f32,
+    /// Face graph: the sync head's probability below which it speaks against a face (τ;
+    /// 0.4 by default, chosen on the dev clips: README "Off-screen voices"; unset: the
+    /// threshold in the head's `sync.json`).
+    pub sync_head_threshold: Option<f32>,
     /// Probability that starts speaking.
     pub on: f32,
     /// Probability below which speaking may end.
@@ -133,6 +141,9 @@ impl Default for SpeakerConfig {
             vad_weight: g.vad_weight,
             sync_weight: g.sync_weight,
             sync_offset: g.sync_offset,
+            sync_head: Toggle::Auto,
+            sync_head_weight: g.head_weight,
+            sync_head_threshold: Some(g.head_threshold),
             on: 0.5,
             off: 0.4,
             min_gap: 0.3,
@@ -167,6 +178,12 @@ impl SpeakerConfig {
             vad_weight: self.vad_weight,
             sync_weight: self.sync_weight,
             sync_offset: self.sync_offset,
+            head_weight: if self.sync_head == Toggle::Off {
+                0.0
+            } else {
+                self.sync_head_weight
+            },
+            head_threshold: self.sync_head_threshold.unwrap_or(0.5),
             ..Default::default()
         }
     }
@@ -213,6 +230,14 @@ impl SpeakerConfig {
             )?;
         }
         check(sp.off <= sp.on, "off", sp.off, "≤ speaker.on")?;
+        if let Some(t) = sp.sync_head_threshold {
+            check(
+                t > 0.0 && t < 1.0,
+                "sync_head_threshold",
+                t,
+                "a probability between 0 and 1 (exclusive)",
+            )?;
+        }
         check(
             (1..=32).contains(&sp.max_faces),
             "max_faces",
@@ -250,6 +275,7 @@ impl SpeakerConfig {
             ("vad_weight", sp.vad_weight),
             ("sync_weight", sp.sync_weight),
             ("sync_offset", sp.sync_offset),
+            ("sync_head_weight", sp.sync_head_weight),
         ] {
             check(
                 in_range(f64::from(v), 0.0, 100.0),
@@ -456,6 +482,7 @@ impl SpeakerStage {
                         logit,
                         vad: self.vad_at(f.tick),
                         sync: f.sync.map(|s| s.z),
+                        head: f.av_sync,
                     })
                 })
                 .collect();
@@ -493,10 +520,11 @@ impl SpeakerStage {
                 let p = p_of.get(&(f.segment, f.tick)).copied().unwrap_or(0.0);
                 tracing::debug!(
                     target: "avsense::speaker",
-                    "stream {stream} tick {} face {} logit {:?} sync {:?} z {:?} vad {:?} p {p:.3}",
+                    "stream {stream} tick {} face {} logit {:?} head {:?} sync {:?} z {:?} vad {:?} p {p:.3}",
                     f.tick,
                     f.track,
                     f.logit,
+                    f.av_sync,
                     f.sync.map(|s| s.r),
                     f.sync.map(|s| s.z),
                     self.vad_at(f.tick)
@@ -706,6 +734,7 @@ mod tests {
             tick,
             logit: Some(logit),
             sync: None,
+            av_sync: None,
             bbox: [0.1, 0.1, 0.3, 0.4],
         }
     }
