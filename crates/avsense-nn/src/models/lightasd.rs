@@ -100,13 +100,6 @@ pub enum LightAsdError {
         /// candle's error.
         source: candle_core::Error,
     },
-    /// The sync head scoring Light-ASD's embeddings failed.
-    #[error("light-asd sync head")]
-    Sync {
-        /// The head's error.
-        #[source]
-        source: Box<super::sync::SyncError>,
-    },
 }
 
 /// Result of this module.

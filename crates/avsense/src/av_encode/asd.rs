@@ -876,8 +876,12 @@ impl AsdRunner {
         self.energy.forget_before(keep_energy);
         if let Some(head) = &self.sync {
             let started = std::time::Instant::now();
-            let probs = head.score(&windows).map_err(|e| LightAsdError::Sync {
-                source: Box::new(e),
+            let probs = head.score(&windows).map_err(|e| match e {
+                // Scoring fails only in a tensor operation; the head's error keeps its cause.
+                avsense_nn::models::sync::SyncError::Tensor { stage, source } => {
+                    LightAsdError::Tensor { stage, source }
+                }
+                other => LightAsdError::Input(other.to_string()),
             })?;
             for (f, p) in out.iter_mut().zip(probs) {
                 f.av_sync = p;
