@@ -135,6 +135,12 @@ fn of_two_talking_faces_the_audible_one_is_the_speaker() {
         "left face speaker in {:.1} % of the speaking frames",
         100.0 * left.recall
     );
+    // Measured 0.884 (η = 2, τ = 0.4).
+    assert!(
+        left.precision >= 0.85,
+        "left face marked speaking where it is silent: precision {:.3}",
+        left.precision
+    );
     assert!(
         right.predicted_fraction <= 0.10,
         "right face (its audio absent) marked speaking in {:.1} % of frames",
@@ -258,4 +264,127 @@ fn speech_with_no_face_in_view_invents_no_speaker() {
     }
     let faces = out.report.streams[0].faces.expect("face counters");
     assert_eq!(faces.crops, 0, "{faces:?}");
+}
+
+/// The frames a face is marked speaking, and the speech-like sounds a visible face was made
+/// the source of (`sound_source` decided by the active speaker, or any `sound_source` of a
+/// speech-like sound).
+fn visible_speech_sources(out: &common::Outcome) -> Vec<&avsense::Event> {
+    out.of_kind("sound_source")
+        .into_iter()
+        .filter(|e| e.evidence.speaker.is_some() || avsense::fusion::speaker::join::is_speech(e))
+        .collect()
+}
+
+/// Off-screen voice, face in view: person_a's own video (lips moving) with another
+/// person's recorded speech. The face is never the speaker and the speech has no visible
+/// source; the off-screen events list the face judged, with its sync score.
+#[test]
+fn a_dubbed_face_is_not_the_speaker_and_its_speech_is_offscreen() {
+    let (Some(clip), Some(labels)) = (media("talking/person_a_dubbed.mp4"), labels()) else {
+        return;
+    };
+    let out = common::run_ok(config(&clip, ""), &clip);
+    let r = score(&clip, &out, &labels);
+    assert!(
+        r.faces[0].predicted_fraction <= 0.05,
+        "the dubbed face is marked speaking in {:.1} % of the frames",
+        100.0 * r.faces[0].predicted_fraction
+    );
+    let sources = visible_speech_sources(&out);
+    assert!(
+        sources.is_empty(),
+        "speech given to a visible source: {sources:?}"
+    );
+    let off = out.of_kind("offscreen_sound");
+    assert!(!off.is_empty(), "the speech is heard and is off-screen");
+    for e in &off {
+        let faces = e.evidence.speakers.as_ref().expect("faces judged listed");
+        assert!(
+            faces.iter().any(|f| f.sync.is_some() && f.overlap < 0.3),
+            "{e:?}"
+        );
+        // The sound and its off-screen event share the sound id.
+        let id = e.evidence.sound_id.expect("sound id");
+        assert!(out
+            .of_kind("sound")
+            .iter()
+            .any(|s| s.evidence.sound_id == Some(id) && s.start == e.start));
+    }
+}
+
+/// Two real talking faces side by side (lips moving) and a third person's voice: no
+/// visible face is the speaker. One of the compositions of `scripts/compose-offscreen.sh`
+/// (`cd_s1`: one_face_speaking from 1 s, the right face of two_faces_dev, speech_other_1
+/// from 10 s), made here with ffmpeg.
+#[test]
+fn two_talking_faces_and_an_offscreen_voice_give_no_visible_speaker() {
+    let (Some(c), Some(d), Some(voice)) = (
+        media("talking/one_face_speaking.mp4"),
+        media("talking/two_faces_dev.mp4"),
+        media("talking/speech_other_1.wav"),
+    ) else {
+        return;
+    };
+    let dir = common::scratch("speaker");
+    let clip = dir.join("two_faces_offscreen_voice.mp4");
+    ffmpeg(&[
+        "-ss",
+        "1",
+        "-t",
+        "5",
+        "-i",
+        c.to_str().unwrap(),
+        "-t",
+        "5",
+        "-i",
+        d.to_str().unwrap(),
+        "-ss",
+        "10",
+        "-t",
+        "5",
+        "-i",
+        voice.to_str().unwrap(),
+        "-filter_complex",
+        "[0:v]fps=25,scale=360:360,setsar=1[l];[1:v]fps=25,crop=360:360:360:0,setsar=1[r];\
+         [l][r]hstack,format=yuv420p[v];[2:a]aresample=16000,pan=mono|c0=c0[a]",
+        "-map",
+        "[v]",
+        "-map",
+        "[a]",
+        "-t",
+        "5",
+        "-c:v",
+        "libx264",
+        "-preset",
+        "veryfast",
+        "-crf",
+        "20",
+        "-c:a",
+        "aac",
+        "-b:a",
+        "96k",
+        clip.to_str().unwrap(),
+    ]);
+    let out = common::run_ok(config(&clip, ""), &clip);
+    let media_s = out.report.streams[0].media_seconds;
+    let spoken: f64 = out
+        .of_kind("active_speaker")
+        .iter()
+        .map(|e| e.end - e.start)
+        .sum();
+    // Frame share of all faces together: at most 5 % of the clip.
+    assert!(
+        spoken <= 0.05 * media_s,
+        "faces marked speaking for {spoken:.2} s of {media_s:.2} s"
+    );
+    let sources = visible_speech_sources(&out);
+    assert!(
+        sources.is_empty(),
+        "speech given to a visible source: {sources:?}"
+    );
+    assert!(!out.of_kind("speech").is_empty(), "the voice is heard");
+    // Both faces were tracked and judged.
+    let stats = out.report.streams[0].events.speaker.expect("speaker stats");
+    assert!(stats.asd.segments >= 2, "{stats:?}");
 }

@@ -260,6 +260,7 @@ mod tests {
             probability: 0.9,
             logit: 1.0,
             bbox: [x, 0.2, x + 0.2, 0.6],
+            sync: None,
         });
         e
     }

@@ -109,6 +109,10 @@ pub struct Evidence {
     /// Tagger patches the labels were averaged over (`sound`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub patches: Option<u32>,
+    /// `sound`, `sound_source`, `offscreen_sound`: the id shared by a sound and its
+    /// association event (per stream, counting from 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sound_id: Option<u64>,
     /// `sound_source` / `offscreen_sound`: the sound–track evidence.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub association: Option<Association>,
@@ -125,7 +129,9 @@ pub struct Evidence {
     /// the face whose speech it is.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub speaker: Option<SpeakerEvidence>,
-    /// `speech`: the visible faces that spoke during it (empty: nobody in view spoke).
+    /// `speech`: the visible faces that spoke during it (empty: nobody in view spoke);
+    /// `sound_source` / `offscreen_sound` of speech: the faces the active speaker judged
+    /// over it (speaking or not), with their sync scores.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub speakers: Option<Vec<SpeakerEvidence>>,
 }
@@ -145,6 +151,10 @@ pub struct SpeakerEvidence {
     pub logit: f32,
     /// The face's box (normalised, `[x0, y0, x1, y1]`) at the last of those ticks.
     pub bbox: [f32; 4],
+    /// Mean probability from the audio-visual sync head that this face's mouth makes the
+    /// sound heard, over the span's ticks it scored (None: no head, or no scored tick).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sync: Option<f32>,
 }
 
 /// Why a sound was given to a visible track (or not): the fusion graph's edge features

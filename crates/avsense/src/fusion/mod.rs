@@ -45,6 +45,8 @@ pub struct EventStage {
     /// Events held until the speaker decisions over their span are final (`speech`, and
     /// `sound`s with their association), with the time they wait for.
     held: std::collections::VecDeque<(f64, Vec<Event>)>,
+    /// `sound` events so far (their `evidence.sound_id`).
+    sounds: u64,
 }
 
 impl EventStage {
@@ -67,6 +69,7 @@ impl EventStage {
             av: None,
             speaker: None,
             held: std::collections::VecDeque::new(),
+            sounds: 0,
         }
     }
 
@@ -151,7 +154,13 @@ impl EventStage {
                 out.push(e);
                 continue;
             }
+            self.sounds += 1;
+            e.evidence.sound_id = Some(self.sounds);
             self.tags.label(&mut e);
+            // A labelled sound's confidence is its label's (its loudness is in `audio`).
+            if let Some(l) = e.labels.first() {
+                e.confidence = l.score.clamp(0.0, 1.0);
+            }
             let assoc = match &mut self.av {
                 Some(av) => {
                     let scores = self.tags.mean_scores(e.start, e.end);

@@ -499,6 +499,7 @@ impl AvFusion {
         };
         e.labels = sound.labels.clone();
         e.audio = sound.audio.clone();
+        e.evidence.sound_id = sound.evidence.sound_id;
         Some(e)
     }
 }

@@ -14,6 +14,12 @@
 //! overlaps it most), ranked by their mean smoothed score over those patches. When no class was on,
 //! the event falls back to the classes with the highest mean raw score over those patches,
 //! so a short or unusual sound still carries YAMNet's best guesses.
+//!
+//! Labels a person would act on: a class in [`NEVER_LABELS`] ("Silence": a `sound` event is
+//! by definition not silent) never labels a sound, and a label after the first is kept only
+//! when its score is at least [`TAIL_RATIO`] of the first's (so "Telephone 0.37" does not
+//! drag a "Vehicle 0.06" along). Tails that score close to the first stay: YAMNet's own
+//! confusions (a phone ring that is also "Turkey") are not filtered by score alone.
 
 use crate::core::clock::Timestamp;
 use crate::core::event::{Event, Label};
@@ -27,6 +33,10 @@ use std::sync::Arc;
 pub const SOUND_LABELS: usize = 3;
 /// Lowest mean raw score for a class to label a sound in the fallback.
 pub const SOUND_LABEL_MIN: f32 = 0.05;
+/// Classes that never label a `sound` event.
+pub const NEVER_LABELS: [&str; 1] = ["Silence"];
+/// A label after the first is kept only at this fraction of the first's score or above.
+pub const TAIL_RATIO: f32 = 0.5;
 /// Seconds of patches kept to label sounds that end later.
 const HISTORY_S: f64 = 30.0;
 
@@ -234,10 +244,13 @@ impl TagTracker {
                 .map(|i| (i, mean[i]))
                 .collect();
         }
+        best.retain(|(i, _)| !NEVER_LABELS.contains(&name(*i).as_str()));
         best.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        let top = best.first().map_or(0.0, |b| b.1);
         e.labels = best
             .into_iter()
             .take(SOUND_LABELS)
+            .filter(|(_, score)| *score >= TAIL_RATIO * top)
             .map(|(i, score)| Label {
                 name: name(i),
                 score,
@@ -314,5 +327,27 @@ mod tests {
                 .collect::<Vec<_>>(),
             vec!["C"]
         );
+    }
+
+    #[test]
+    fn silence_never_labels_a_sound_and_weak_tails_are_dropped() {
+        let mut t = TagTracker::new(TaggerConfig::default());
+        let names = Arc::new(vec![
+            "Silence".to_string(),
+            "Telephone".into(),
+            "Alarm".into(),
+            "Vehicle".into(),
+        ]);
+        for k in 0..4 {
+            let mut p = patch(k, vec![0.9, 0.6, 0.35, 0.27]);
+            p.names = Arc::clone(&names);
+            t.push(&p);
+        }
+        let mut e = Event::new(EventKind::Sound, "s", 0.0, 2.0, 1.0);
+        t.label(&mut e);
+        let got: Vec<&str> = e.labels.iter().map(|l| l.name.as_str()).collect();
+        // Silence is on and the highest, but never a label; Vehicle (0.27 < 0.5 × 0.6) is a
+        // weak tail; Alarm (0.35 ≥ 0.3) stays.
+        assert_eq!(got, vec!["Telephone", "Alarm"]);
     }
 }

@@ -1,5 +1,12 @@
 //! Joining the speaker decisions with the audio events: a `speech` event names the faces
 //! that spoke in it, and a speech-like `sound` is given to the speaking person.
+//!
+//! The active speaker has the last word on speech for every fusion strategy: when a visible
+//! face spoke enough of a speech-like sound, that face's person is its `sound_source`; when
+//! the strategy gave the sound to a person whose face was in view for most of it but did
+//! not speak (its mouth did not move with the voice heard: a TV, a dubbed clip, someone
+//! just outside the frame), the sound becomes an `offscreen_sound`. Both list the faces
+//! considered, with their speaking fraction and sync scores, in `evidence.speakers`.
 
 use super::SpeakerStage;
 use crate::core::event::{Event, EventKind, SpeakerEvidence};
@@ -9,6 +16,9 @@ pub const MIN_LISTED: f32 = 0.1;
 /// Least fraction of an event's span a face must speak to be its source (`objects`,
 /// `sound_source`).
 pub const MIN_SOURCE: f32 = 0.3;
+/// Least fraction of a sound's span a face must be in view (and judged) for its silence to
+/// overrule a strategy that gave the sound to its person.
+pub const MIN_JUDGED: f32 = 0.5;
 
 /// AudioSet classes (YAMNet's names) that are someone speaking.
 const SPEECH_CLASSES: [&str; 8] = [
@@ -58,15 +68,16 @@ pub fn annotate(sp: &SpeakerStage, group: Vec<Event>) -> Vec<Event> {
                 out.push(e);
             }
             EventKind::SoundSource | EventKind::OffscreenSound => {
-                match speech_sound
-                    .as_ref()
-                    .and_then(|s| speaker_source(sp, s, &e))
-                {
+                let Some(s) = speech_sound.as_ref() else {
+                    out.push(e);
+                    continue;
+                };
+                match speaker_source(sp, s, &e) {
                     Some(src) => {
                         sourced = true;
                         out.push(src);
                     }
-                    None => out.push(e),
+                    None => out.push(unspoken(sp, s, e)),
                 }
             }
             _ => out.push(e),
@@ -103,6 +114,8 @@ fn speaker_source(sp: &SpeakerStage, sound: &Event, old: &Event) -> Option<Event
     );
     e.labels = sound.labels.clone();
     e.audio = sound.audio.clone();
+    e.evidence.sound_id = sound.evidence.sound_id;
+    e.evidence.speakers = Some(considered(sp, sound));
     if let Some(p) = best.person_track {
         e.objects.push(p);
         // The association's evidence stays when it had picked the same person.
@@ -112,4 +125,53 @@ fn speaker_source(sp: &SpeakerStage, sound: &Event, old: &Event) -> Option<Event
     }
     e.evidence.speaker = Some(best);
     Some(e)
+}
+
+/// The faces judged over a sound's span (in view for at least [`MIN_JUDGED`] of it, or
+/// speaking in it), with their speaking fraction and sync scores.
+fn considered(sp: &SpeakerStage, sound: &Event) -> Vec<SpeakerEvidence> {
+    sp.faces_during(sound.start, sound.end)
+        .into_iter()
+        .filter(|f| f.visible >= MIN_JUDGED || f.evidence.overlap >= MIN_LISTED)
+        .map(|f| f.evidence)
+        .collect()
+}
+
+/// The association event `e` of a speech-like `sound` no visible face spoke enough of:
+/// when `e` gave the sound to a person whose face was judged over it, the face's silence
+/// wins and the sound is off-screen; otherwise `e` stands. Either way the faces
+/// considered are listed.
+fn unspoken(sp: &SpeakerStage, sound: &Event, mut e: Event) -> Event {
+    let faces = considered(sp, sound);
+    let silent_person = e.kind == EventKind::SoundSource
+        && e.evidence
+            .association
+            .as_ref()
+            .is_some_and(|a| a.class == "person")
+        && e.objects.first().is_some_and(|track| {
+            faces
+                .iter()
+                .any(|f| f.person_track == Some(*track) && f.overlap < MIN_SOURCE)
+        });
+    if silent_person {
+        let loudest = faces.iter().map(|f| f.probability).fold(0.0f32, f32::max);
+        let mut off = Event::new(
+            EventKind::OffscreenSound,
+            &sound.stream,
+            sound.start,
+            sound.end,
+            (1.0 - loudest).clamp(0.0, 1.0),
+        );
+        off.labels = e.labels;
+        off.audio = e.audio;
+        // The rejected candidate stays as evidence of what the strategy had said.
+        off.evidence.association = e.evidence.association;
+        off.evidence.sound_id = sound.evidence.sound_id;
+        off.evidence.speakers = Some(faces);
+        return off;
+    }
+    if !faces.is_empty() {
+        e.evidence.speakers = Some(faces);
+    }
+    e
 }

@@ -326,6 +326,8 @@ struct Decided {
     prob: f32,
     logit: f32,
     bbox: [f32; 4],
+    /// The sync head's probability at this tick.
+    head: Option<f32>,
 }
 
 /// An open speaking interval of one face segment.
@@ -337,6 +339,8 @@ struct Open {
     sum_logit: f64,
     n: u32,
     bbox: [f32; 4],
+    sum_head: f64,
+    n_head: u32,
 }
 
 #[derive(Debug, Clone)]
@@ -344,6 +348,15 @@ struct Decoder {
     track: u64,
     person: Option<u64>,
     open: Option<Open>,
+}
+
+/// One face over a span of time (see [`SpeakerStage::faces_during`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct FaceInSpan {
+    /// Its speaking evidence over the span (`overlap`: the fraction it spoke).
+    pub evidence: SpeakerEvidence,
+    /// Fraction of the span's ticks the face was in view and decided.
+    pub visible: f32,
 }
 
 /// Seconds of decided ticks kept for the speech joins.
@@ -566,6 +579,7 @@ impl SpeakerStage {
             prob: p,
             logit,
             bbox: f.bbox,
+            head: f.av_sync,
         });
         let horizon = (HISTORY_SECONDS * 1e9 / TICK_NS as f64) as u64;
         while self
@@ -595,6 +609,8 @@ impl SpeakerStage {
                     sum_logit: f64::from(logit),
                     n: 1,
                     bbox: f.bbox,
+                    sum_head: f.av_sync.map_or(0.0, f64::from),
+                    n_head: u32::from(f.av_sync.is_some()),
                 })
             }
             (Some(o), true) => {
@@ -603,6 +619,10 @@ impl SpeakerStage {
                 o.sum_logit += f64::from(logit);
                 o.n += 1;
                 o.bbox = f.bbox;
+                if let Some(q) = f.av_sync {
+                    o.sum_head += f64::from(q);
+                    o.n_head += 1;
+                }
             }
             (Some(o), false) if f.tick > o.last_on + gap => {
                 let d = d.clone();
@@ -641,6 +661,7 @@ impl SpeakerStage {
             probability: prob,
             logit: (o.sum_logit / f64::from(o.n.max(1))) as f32,
             bbox: o.bbox,
+            sync: (o.n_head > 0).then(|| (o.sum_head / f64::from(o.n_head)) as f32),
         });
         e.evidence.active_frames = Some(o.n);
         self.stats.events += 1;
@@ -648,50 +669,96 @@ impl SpeakerStage {
     }
 
     /// The faces that spoke during `[start, end)` (seconds), most overlap first; only
-    /// meaningful once `settled()` has passed `end`.
+    /// meaningful once `settled()` has passed `end`. The means are over the ticks each face
+    /// spoke.
     pub fn speakers_during(&self, start: f64, end: f64) -> Vec<SpeakerEvidence> {
+        self.faces_in(start, end, true)
+            .into_iter()
+            .filter(|f| f.evidence.overlap > 0.0)
+            .map(|f| f.evidence)
+            .collect()
+    }
+
+    /// Every face decided during `[start, end)` (seconds), speaking or not, most overlap
+    /// first, then most visible: what the face graph considered. The means are over all the
+    /// face's ticks in the span.
+    pub fn faces_during(&self, start: f64, end: f64) -> Vec<FaceInSpan> {
+        self.faces_in(start, end, false)
+    }
+
+    /// Per face over the span: `overlap` = fraction of the span's ticks it spoke; the means
+    /// over its speaking ticks (`speaking_only`) or over all its ticks in the span.
+    fn faces_in(&self, start: f64, end: f64, speaking_only: bool) -> Vec<FaceInSpan> {
+        #[derive(Default)]
+        struct Acc {
+            track: u64,
+            person: Option<u64>,
+            bbox: [f32; 4],
+            seen: u32,
+            spoke: u32,
+            n: u32,
+            prob: f64,
+            logit: f64,
+            head: f64,
+            n_head: u32,
+        }
         let t0 = (start * 1e9 / TICK_NS as f64).floor() as u64;
         let t1 = ((end * 1e9 / TICK_NS as f64).ceil() as u64).max(t0 + 1);
         let span = (t1 - t0) as f32;
-        let mut per: Vec<(u64, SpeakerEvidence, u32)> = Vec::new();
+        let mut per: Vec<Acc> = Vec::new();
         for h in self.history.iter().filter(|h| h.tick >= t0 && h.tick < t1) {
-            if h.prob < self.cfg.on {
-                continue;
-            }
-            match per.iter_mut().find(|p| p.0 == h.track) {
-                Some(p) => {
-                    p.2 += 1;
-                    p.1.probability += h.prob;
-                    p.1.logit += h.logit;
-                    p.1.bbox = h.bbox;
-                    if h.person.is_some() {
-                        p.1.person_track = h.person;
-                    }
+            let i = match per.iter().position(|p| p.track == h.track) {
+                Some(i) => i,
+                None => {
+                    per.push(Acc {
+                        track: h.track,
+                        ..Acc::default()
+                    });
+                    per.len() - 1
                 }
-                None => per.push((
-                    h.track,
-                    SpeakerEvidence {
-                        face_track: h.track,
-                        person_track: h.person,
-                        overlap: 0.0,
-                        probability: h.prob,
-                        logit: h.logit,
-                        bbox: h.bbox,
-                    },
-                    1,
-                )),
+            };
+            let a = &mut per[i];
+            a.seen += 1;
+            if h.person.is_some() {
+                a.person = h.person;
+            }
+            let speaking = h.prob >= self.cfg.on;
+            a.spoke += u32::from(speaking);
+            if speaking || !speaking_only {
+                a.n += 1;
+                a.prob += f64::from(h.prob);
+                a.logit += f64::from(h.logit);
+                a.bbox = h.bbox;
+                if let Some(q) = h.head {
+                    a.head += f64::from(q);
+                    a.n_head += 1;
+                }
             }
         }
-        let mut out: Vec<SpeakerEvidence> = per
+        let mut out: Vec<FaceInSpan> = per
             .into_iter()
-            .map(|(_, mut e, n)| {
-                e.overlap = n as f32 / span;
-                e.probability /= n as f32;
-                e.logit /= n as f32;
-                e
+            .map(|a| {
+                let n = f64::from(a.n.max(1));
+                FaceInSpan {
+                    evidence: SpeakerEvidence {
+                        face_track: a.track,
+                        person_track: a.person,
+                        overlap: a.spoke as f32 / span,
+                        probability: (a.prob / n) as f32,
+                        logit: (a.logit / n) as f32,
+                        bbox: a.bbox,
+                        sync: (a.n_head > 0).then(|| (a.head / f64::from(a.n_head)) as f32),
+                    },
+                    visible: a.seen as f32 / span,
+                }
             })
             .collect();
-        out.sort_by(|a, b| b.overlap.total_cmp(&a.overlap));
+        out.sort_by(|a, b| {
+            b.evidence
+                .overlap
+                .total_cmp(&a.evidence.overlap)
+                .then(b.visible.total_cmp(&a.visible))
+        });
         out
     }
 
@@ -806,5 +873,73 @@ mod tests {
         let late = Event::new(EventKind::Speech, "cam", 2.5, 3.5, 0.9);
         let got = join::annotate(&s, vec![late]);
         assert!(got[0].objects.is_empty() && got[0].evidence.speakers.as_ref().unwrap().is_empty());
+    }
+
+    /// Speech while a face is in view but silent: whatever strategy gave the sound to that
+    /// face's person, the sound is off-screen, listing the face and its sync score; a
+    /// person whose face was not judged keeps the strategy's verdict.
+    #[test]
+    fn a_silent_face_in_view_overrules_the_strategy_and_the_speech_is_offscreen() {
+        let mut s = stage();
+        for t in 0..100u64 {
+            let mut f = tick(1, t, -3.0);
+            f.av_sync = Some(0.1);
+            s.pending.push(f);
+        }
+        let mut out = Vec::new();
+        s.decide("cam", u64::MAX, &[1], &mut out);
+        s.finish("cam", &mut out);
+        assert!(out.iter().all(|e| e.kind != EventKind::ActiveSpeaker));
+        let mut sound = Event::new(EventKind::Sound, "cam", 0.4, 3.6, 0.8);
+        sound.labels.push(Label {
+            name: "Speech".into(),
+            score: 0.9,
+        });
+        sound.evidence.sound_id = Some(7);
+        let to = |track: u64| {
+            let mut e = Event::new(EventKind::SoundSource, "cam", 0.4, 3.6, 0.95);
+            e.objects.push(track);
+            e.evidence.sound_id = Some(7);
+            e.evidence.association = Some(crate::core::event::Association {
+                strategy: "rules".into(),
+                track,
+                class: "person".into(),
+                score: 0.95,
+                compatibility: 0.95,
+                co_presence: 1.0,
+                correlation: 0.0,
+                offset: 0.0,
+                candidates: 1,
+                importance: None,
+            });
+            e
+        };
+        let got = join::annotate(&s, vec![sound.clone(), to(100)]);
+        let off = &got[1];
+        assert_eq!(off.kind, EventKind::OffscreenSound, "{off:?}");
+        assert!(off.objects.is_empty());
+        assert_eq!(off.evidence.sound_id, Some(7));
+        assert_eq!(
+            off.evidence.association.as_ref().map(|a| a.track),
+            Some(100)
+        );
+        let faces = off.evidence.speakers.as_ref().expect("faces considered");
+        assert_eq!(faces.len(), 1);
+        assert_eq!(faces[0].person_track, Some(100));
+        assert_eq!(faces[0].overlap, 0.0);
+        assert!((faces[0].sync.unwrap() - 0.1).abs() < 1e-6, "{faces:?}");
+        assert!(off.confidence > 0.5, "{off:?}");
+        // Another person (no face judged): the strategy's verdict stands, faces listed.
+        let got = join::annotate(&s, vec![sound.clone(), to(200)]);
+        assert_eq!(got[1].kind, EventKind::SoundSource);
+        assert_eq!(got[1].objects, vec![200]);
+        assert_eq!(got[1].evidence.speakers.as_ref().map(Vec::len), Some(1));
+        // The face in view for only the last 0.4 s of a sound does not judge it.
+        let mut late = sound.clone();
+        (late.start, late.end) = (3.6, 7.6);
+        let mut src = to(100);
+        (src.start, src.end) = (3.6, 7.6);
+        let got = join::annotate(&s, vec![late, src]);
+        assert_eq!(got[1].kind, EventKind::SoundSource);
     }
 }
