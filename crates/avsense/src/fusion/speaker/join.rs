@@ -130,10 +130,14 @@ fn speaker_source(sp: &SpeakerStage, sound: &Event, old: &Event) -> Option<Event
 /// The faces judged over a sound's span (in view for at least [`MIN_JUDGED`] of it, or
 /// speaking in it), with their speaking fraction and sync scores.
 fn considered(sp: &SpeakerStage, sound: &Event) -> Vec<SpeakerEvidence> {
+    judged(sp, sound).into_iter().map(|f| f.evidence).collect()
+}
+
+/// [`considered`] with each face's share of the span in view.
+fn judged(sp: &SpeakerStage, sound: &Event) -> Vec<super::FaceInSpan> {
     sp.faces_during(sound.start, sound.end)
         .into_iter()
         .filter(|f| f.visible >= MIN_JUDGED || f.evidence.overlap >= MIN_LISTED)
-        .map(|f| f.evidence)
         .collect()
 }
 
@@ -142,17 +146,22 @@ fn considered(sp: &SpeakerStage, sound: &Event) -> Vec<SpeakerEvidence> {
 /// wins and the sound is off-screen; otherwise `e` stands. Either way the faces
 /// considered are listed.
 fn unspoken(sp: &SpeakerStage, sound: &Event, mut e: Event) -> Event {
-    let faces = considered(sp, sound);
+    let judged = judged(sp, sound);
+    // Only a face in view for most of the sound can say its person was silent in it (one
+    // that spoke a little of it while briefly in view is no evidence against its person).
     let silent_person = e.kind == EventKind::SoundSource
         && e.evidence
             .association
             .as_ref()
             .is_some_and(|a| a.class == "person")
         && e.objects.first().is_some_and(|track| {
-            faces
-                .iter()
-                .any(|f| f.person_track == Some(*track) && f.overlap < MIN_SOURCE)
+            judged.iter().any(|f| {
+                f.evidence.person_track == Some(*track)
+                    && f.visible >= MIN_JUDGED
+                    && f.evidence.overlap < MIN_SOURCE
+            })
         });
+    let faces: Vec<SpeakerEvidence> = judged.into_iter().map(|f| f.evidence).collect();
     if silent_person {
         let loudest = faces.iter().map(|f| f.probability).fold(0.0f32, f32::max);
         let mut off = Event::new(

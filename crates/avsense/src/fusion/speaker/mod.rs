@@ -942,4 +942,47 @@ mod tests {
         let got = join::annotate(&s, vec![late, src]);
         assert_eq!(got[1].kind, EventKind::SoundSource);
     }
+
+    /// A face that spoke a little of a sound while in view for a small part of it is no
+    /// evidence that its person was silent: the strategy's verdict stands.
+    #[test]
+    fn a_face_seen_briefly_does_not_overrule_the_strategy() {
+        let mut s = stage();
+        for t in 80..100u64 {
+            s.pending.push(tick(1, t, 4.0));
+        }
+        let mut out = Vec::new();
+        s.decide("cam", u64::MAX, &[1], &mut out);
+        s.finish("cam", &mut out);
+        let mut sound = Event::new(EventKind::Sound, "cam", 0.4, 3.6, 0.8);
+        sound.labels.push(Label {
+            name: "Speech".into(),
+            score: 0.9,
+        });
+        let mut src = Event::new(EventKind::SoundSource, "cam", 0.4, 3.6, 0.95);
+        src.objects.push(100);
+        src.evidence.association = Some(crate::core::event::Association {
+            strategy: "rules".into(),
+            track: 100,
+            class: "person".into(),
+            score: 0.95,
+            compatibility: 0.95,
+            co_presence: 1.0,
+            correlation: 0.0,
+            offset: 0.0,
+            candidates: 1,
+            importance: None,
+        });
+        let got = join::annotate(&s, vec![sound, src]);
+        assert_eq!(got[1].kind, EventKind::SoundSource, "{:?}", got[1]);
+        let faces = got[1]
+            .evidence
+            .speakers
+            .as_ref()
+            .expect("the face is listed");
+        assert!(
+            faces[0].overlap > 0.1 && faces[0].overlap < 0.3,
+            "{faces:?}"
+        );
+    }
 }
