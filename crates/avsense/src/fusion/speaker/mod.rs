@@ -806,6 +806,25 @@ mod tests {
         }
     }
 
+    /// The `rules` strategy's `sound_source` naming person `track` over `[start, end]`.
+    fn rules_person_source(track: u64, start: f64, end: f64) -> Event {
+        let mut e = Event::new(EventKind::SoundSource, "cam", start, end, 0.95);
+        e.objects.push(track);
+        e.evidence.association = Some(crate::core::event::Association {
+            strategy: "rules".into(),
+            track,
+            class: "person".into(),
+            score: 0.95,
+            compatibility: 0.95,
+            co_presence: 1.0,
+            correlation: 0.0,
+            offset: 0.0,
+            candidates: 1,
+            importance: None,
+        });
+        e
+    }
+
     #[test]
     fn hysteresis_makes_one_event_per_stretch_and_names_the_person() {
         let mut s = stage();
@@ -897,21 +916,8 @@ mod tests {
         });
         sound.evidence.sound_id = Some(7);
         let to = |track: u64| {
-            let mut e = Event::new(EventKind::SoundSource, "cam", 0.4, 3.6, 0.95);
-            e.objects.push(track);
+            let mut e = rules_person_source(track, 0.4, 3.6);
             e.evidence.sound_id = Some(7);
-            e.evidence.association = Some(crate::core::event::Association {
-                strategy: "rules".into(),
-                track,
-                class: "person".into(),
-                score: 0.95,
-                compatibility: 0.95,
-                co_presence: 1.0,
-                correlation: 0.0,
-                offset: 0.0,
-                candidates: 1,
-                importance: None,
-            });
             e
         };
         let got = join::annotate(&s, vec![sound.clone(), to(100)]);
@@ -959,20 +965,7 @@ mod tests {
             name: "Speech".into(),
             score: 0.9,
         });
-        let mut src = Event::new(EventKind::SoundSource, "cam", 0.4, 3.6, 0.95);
-        src.objects.push(100);
-        src.evidence.association = Some(crate::core::event::Association {
-            strategy: "rules".into(),
-            track: 100,
-            class: "person".into(),
-            score: 0.95,
-            compatibility: 0.95,
-            co_presence: 1.0,
-            correlation: 0.0,
-            offset: 0.0,
-            candidates: 1,
-            importance: None,
-        });
+        let src = rules_person_source(100, 0.4, 3.6);
         let got = join::annotate(&s, vec![sound, src]);
         assert_eq!(got[1].kind, EventKind::SoundSource, "{:?}", got[1]);
         let faces = got[1]
