@@ -34,6 +34,11 @@ enum Command {
         /// an avsense JSON Lines file.
         #[arg(long)]
         force: bool,
+        /// The lifecycle messages to write, for every sink: `all` (default: a `start`
+        /// message when an event is confirmed, its `end` when it is over), `end` (one line
+        /// per finished event, as before schema 2) or a list such as `start,end`.
+        #[arg(long, value_parser = parse_phases)]
+        phases: Option<avsense::sink::Phases>,
         /// Fail (exit 1) when a source is incomplete: gaps inside a track, a track that ends
         /// before the container's duration (`source_warning` events).
         #[arg(long)]
@@ -243,6 +248,11 @@ fn main() {
     }
 }
 
+fn parse_phases(s: &str) -> Result<avsense::sink::Phases, String> {
+    avsense::sink::Phases::parse(s)
+        .ok_or_else(|| format!("{s:?}: expected all, end, or a list of start, update, end"))
+}
+
 fn real_main() -> Result<i32> {
     let cli = Cli::parse();
     match cli.command {
@@ -251,6 +261,7 @@ fn real_main() -> Result<i32> {
             input,
             events,
             force,
+            phases,
             strict,
             allow_unverified_models,
             json_summary,
@@ -261,9 +272,8 @@ fn real_main() -> Result<i32> {
                     let mut cfg = PipelineConfig::load(&path)?;
                     if let Some(ev) = events {
                         cfg.sinks = vec![avsense::sink::SinkConfig {
-                            kind: avsense::sink::SinkKind::Jsonl,
                             path: Some(ev),
-                            force: false,
+                            ..avsense::sink::SinkConfig::new(avsense::sink::SinkKind::Jsonl)
                         }];
                     }
                     cfg
@@ -274,6 +284,9 @@ fn real_main() -> Result<i32> {
             let mut cfg = cfg;
             for s in &mut cfg.sinks {
                 s.force |= force;
+                if let Some(p) = phases {
+                    s.phases = p;
+                }
             }
             if allow_unverified_models {
                 cfg.models.verify = false;
@@ -338,6 +351,9 @@ fn real_main() -> Result<i32> {
             let sink = {
                 let events = std::sync::Arc::clone(&events);
                 avsense::sink::CallbackSink(move |e: &avsense::Event| {
+                    if e.phase != avsense::core::event::Phase::End {
+                        return;
+                    }
                     if let Ok(mut v) = events.lock() {
                         v.push(e.clone());
                     }

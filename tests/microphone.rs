@@ -77,7 +77,9 @@ fn run_avsense(
 }
 
 fn kind<'a>(ev: &'a [serde_json::Value], k: &str) -> Vec<&'a serde_json::Value> {
-    ev.iter().filter(|e| e["kind"] == k).collect()
+    ev.iter()
+        .filter(|e| e["kind"] == k && e["phase"] == "end")
+        .collect()
 }
 
 #[test]

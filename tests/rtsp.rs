@@ -85,8 +85,11 @@ fn events(path: &Path) -> Vec<serde_json::Value> {
         .collect()
 }
 
+/// The finished events of `kind` (their `end` messages).
 fn of_kind<'a>(ev: &'a [serde_json::Value], kind: &str) -> Vec<&'a serde_json::Value> {
-    ev.iter().filter(|e| e["kind"] == kind).collect()
+    ev.iter()
+        .filter(|e| e["kind"] == kind && e["phase"] == "end")
+        .collect()
 }
 
 /// Waits (polling) until `f` holds; panics with `what` after `limit`.

@@ -105,7 +105,10 @@ pub fn ball_and_ticks(
 
 /// What a run produced.
 pub struct Outcome {
+    /// The finished events (`end` messages), as one-line-per-event consumers see them.
     pub events: Vec<Event>,
+    /// Every lifecycle message, in order.
+    pub messages: Vec<Event>,
     pub windows: Vec<Window>,
     pub report: RunReport,
 }
@@ -144,10 +147,16 @@ pub fn run(cfg: PipelineConfig) -> Outcome {
         .expect("start")
         .wait()
         .expect("wait");
-    let events = std::mem::take(&mut *events.lock().unwrap());
+    let messages = std::mem::take(&mut *events.lock().unwrap());
     let windows = std::mem::take(&mut *windows.lock().unwrap());
+    let events = messages
+        .iter()
+        .filter(|e| e.phase == avsense::core::event::Phase::End)
+        .cloned()
+        .collect();
     Outcome {
         events,
+        messages,
         windows,
         report,
     }

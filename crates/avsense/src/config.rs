@@ -212,14 +212,12 @@ impl PipelineConfig {
         };
         let sinks = match events {
             Some(path) => vec![SinkConfig {
-                kind: SinkKind::Jsonl,
                 path: Some(path),
-                force: false,
+                ..SinkConfig::new(SinkKind::Jsonl)
             }],
             None => vec![SinkConfig {
-                kind: SinkKind::Stdout,
                 path: None,
-                force: false,
+                ..SinkConfig::new(SinkKind::Stdout)
             }],
         };
         let cfg = PipelineConfig {

@@ -3,11 +3,52 @@
 //! The schema is versioned (`schema`); a consumer can rely on every field listed in
 //! README's event reference for a given version. Times are seconds on the stream's
 //! timeline (files: from the start of the file).
+//!
+//! Every event has an `id` and a `phase`: an event with a duration (an object in view, a
+//! sound, speech, an active speaker, motion) is published as a `start` message when it is
+//! confirmed and an `end` message with its final fields, both with the same `id`; events
+//! decided only when complete (`sound_source`, `offscreen_sound`, `av_event`, the source
+//! reports) have an `end` message only. `related` links a sound and its association, and
+//! speech and its active speakers.
 
 use serde::{Deserialize, Serialize};
 
 /// The schema version written into every event.
-pub const SCHEMA: &str = "avsense.event/1";
+pub const SCHEMA: &str = "avsense.event/2";
+
+/// Where in its lifecycle an event message is.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Phase {
+    /// The event is confirmed and still going on (`end`: the time so far).
+    Start,
+    /// The event's labels, score or source changed while it goes on.
+    Update,
+    /// The event is over; every field is final.
+    #[default]
+    End,
+}
+
+impl Phase {
+    /// `start`, `update` or `end`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Start => "start",
+            Phase::Update => "update",
+            Phase::End => "end",
+        }
+    }
+
+    /// Parses `start`, `update` or `end`.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "start" => Some(Phase::Start),
+            "update" => Some(Phase::Update),
+            "end" => Some(Phase::End),
+            _ => None,
+        }
+    }
+}
 
 /// What an event reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -204,8 +245,14 @@ pub struct EdgeImportance {
 pub struct Event {
     /// Schema version, [`SCHEMA`].
     pub schema: String,
+    /// The event's id (a UUIDv7), shared by its lifecycle messages (see the module doc).
+    #[serde(default)]
+    pub id: String,
     /// Event kind.
     pub kind: EventKind,
+    /// `start`, `update` or `end`.
+    #[serde(default)]
+    pub phase: Phase,
     /// Stream (source name).
     pub stream: String,
     /// Start, seconds on the stream's timeline.
@@ -229,6 +276,10 @@ pub struct Event {
     /// reaching the sinks.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub latency_ms: Option<f64>,
+    /// Ids of related events: a `sound` and its `sound_source` / `offscreen_sound`;
+    /// `speech` and the `active_speaker` events inside it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub related: Vec<String>,
 }
 
 impl Event {
@@ -239,7 +290,9 @@ impl Event {
         let us = |t: f64| (t * 1e6).round() / 1e6;
         Self {
             schema: SCHEMA.to_string(),
+            id: String::new(),
             kind,
+            phase: Phase::End,
             stream: stream.to_string(),
             start: us(start),
             end: us(end),
@@ -250,6 +303,7 @@ impl Event {
             evidence: Evidence::default(),
             wall_time: None,
             latency_ms: None,
+            related: Vec::new(),
         }
     }
 
@@ -271,7 +325,9 @@ mod tests {
         e.evidence.cells = Some(vec![[1, 2]]);
         let line = e.to_json_line();
         assert!(
-            line.starts_with("{\"schema\":\"avsense.event/1\",\"kind\":\"motion\""),
+            line.starts_with(
+                "{\"schema\":\"avsense.event/2\",\"id\":\"\",\"kind\":\"motion\",\"phase\":\"end\""
+            ),
             "{line}"
         );
         assert!(!line.contains("wall_time") && !line.contains('\n'));

@@ -99,6 +99,59 @@ pub fn rfc3339(at: f64) -> String {
     )
 }
 
+/// Parses an RFC 3339 date-time (`2026-12-07T06:30:00Z`, `…T08:30:00.250+02:00`; `t` or a
+/// space for `T` and `z` for `Z` too) into Unix seconds.
+pub fn parse_rfc3339(s: &str) -> Option<f64> {
+    let b = s.as_bytes();
+    let num = |r: std::ops::Range<usize>| -> Option<i64> {
+        let t = s.get(r)?;
+        (!t.is_empty() && t.bytes().all(|c| c.is_ascii_digit())).then(|| t.parse().ok())?
+    };
+    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't' | b' ') {
+        return None;
+    }
+    if b[13] != b':' || b[16] != b':' {
+        return None;
+    }
+    let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (h, mi, sec) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || sec > 60 {
+        return None;
+    }
+    let mut i = 19;
+    let mut frac = 0.0;
+    if b[i] == b'.' {
+        let j = i + 1 + s[i + 1..].bytes().take_while(u8::is_ascii_digit).count();
+        if j == i + 1 {
+            return None;
+        }
+        frac = format!("0{}", &s[i..j]).parse().ok()?;
+        i = j;
+    }
+    let offset = match s.get(i..)? {
+        "Z" | "z" => 0,
+        o if o.len() == 6 && matches!(&o[..1], "+" | "-") && &o[3..4] == ":" => {
+            let (oh, om) = (num(i + 1..i + 3)?, num(i + 4..i + 6)?);
+            let v = oh * 3600 + om * 60;
+            if &o[..1] == "-" {
+                -v
+            } else {
+                v
+            }
+        }
+        _ => return None,
+    };
+    // Days since 1970-01-01 from a civil date (Howard Hinnant's algorithm).
+    let y2 = if mo <= 2 { y - 1 } else { y };
+    let era = y2.div_euclid(400);
+    let yoe = y2 - era * 400;
+    let mp = (mo + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some((days * 86_400 + h * 3600 + mi * 60 + sec - offset) as f64 + frac)
+}
+
 /// Fills `latency_ms` and `wall_time` of a live stream's event whose stream times start
 /// at clock time `origin_ns`; returns the latency in ms.
 pub fn stamp(e: &mut crate::core::event::Event, origin_ns: u64) -> f64 {
@@ -123,6 +176,32 @@ mod tests {
         assert_eq!(rfc3339(0.0), "1970-01-01T00:00:00.000Z");
         assert_eq!(rfc3339(951_782_400.5), "2000-02-29T00:00:00.500Z");
         assert_eq!(rfc3339(1_795_392_000.0), "2026-11-23T00:00:00.000Z");
+    }
+
+    #[test]
+    fn rfc3339_parses_what_it_writes_and_offsets() {
+        for t in [0.0, 951_782_400.5, 1_795_392_000.0, 1_796_625_000.25] {
+            assert_eq!(parse_rfc3339(&rfc3339(t)), Some(t));
+        }
+        assert_eq!(
+            parse_rfc3339("2026-11-23T02:00:00+02:00"),
+            Some(1_795_392_000.0)
+        );
+        assert_eq!(
+            parse_rfc3339("2026-11-22t19:30:00-04:30"),
+            Some(1_795_392_000.0)
+        );
+        for bad in [
+            "",
+            "2026-11-23",
+            "2026-13-01T00:00:00Z",
+            "2026-11-23T00:00:00",
+            "2026-11-23T00:00:00.Z",
+            "2026-11-23T00:00:00+2:00",
+            "２026-11-23T00:00:00Z",
+        ] {
+            assert_eq!(parse_rfc3339(bad), None, "{bad}");
+        }
     }
 
     #[test]

@@ -18,6 +18,7 @@ pub mod edge;
 pub mod errors;
 pub mod event;
 pub mod features;
+pub mod ids;
 pub mod latency;
 pub mod media;
 pub mod settings;

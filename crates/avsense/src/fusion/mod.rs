@@ -7,6 +7,7 @@
 //!            av_event
 //! speaker/   active speaker decisions from the Light-ASD scores (face graph, hysteresis) →
 //!            active_speaker; speech events name their speakers
+//! lifecycle  ids, start/end messages, links between related events
 //! ```
 //!
 //! Windows overlap (hop < length), so each feature is taken once: the stage remembers how
@@ -14,6 +15,7 @@
 
 pub mod av;
 pub mod decoders;
+pub mod lifecycle;
 pub mod speaker;
 
 use crate::av_encode::AsdScores;
@@ -230,6 +232,25 @@ impl EventStage {
         self.release_held(out);
     }
 
+    /// The events going on now that their decoders have confirmed (`end`: the time so
+    /// far), for their `start` messages ([`lifecycle`]).
+    pub fn going(&self) -> Vec<Event> {
+        let mut v = Vec::new();
+        v.extend(self.motion.as_ref().and_then(|m| m.opened(&self.stream)));
+        if let Some(mut e) = self.sound.as_ref().and_then(|s| s.opened(&self.stream)) {
+            self.tags.label(&mut e);
+            if let Some(l) = e.labels.first() {
+                e.confidence = l.score.clamp(0.0, 1.0);
+            }
+            v.push(e);
+        }
+        v.extend(self.speech.opened(&self.stream));
+        if let Some(sp) = &self.speaker {
+            v.extend(sp.opened(&self.stream));
+        }
+        v
+    }
+
     /// How far the stage has read, seconds.
     pub fn position(&self) -> f64 {
         self.cursor.position()
@@ -292,24 +313,27 @@ pub struct FusionStats {
 
 /// Runs the event stage until the window edge closes, then flushes open events; then the
 /// source's verdict: `source_warning` events for what was incomplete and, if the source
-/// failed, a `source_error` event, after the last events.
+/// failed, a `source_error` event, after the last events. `life` gives every message its
+/// id and phase.
 pub fn run_event_stage(
     mut stage: EventStage,
+    mut life: lifecycle::Lifecycle,
     rx: EdgeReceiver<Window>,
     tx: EdgeSender<Event>,
     tap: Option<WindowTap>,
     verdict: impl FnOnce() -> SourceVerdict,
 ) -> EventStats {
     let mut stats = EventStats::default();
-    let mut out = Vec::new();
+    let (mut done, mut out) = (Vec::new(), Vec::new());
     while let Some(w) = rx.recv() {
         stats.windows += 1;
         if let Some(tap) = &tap {
             tap(&w);
         }
-        stage.process(&w, &mut out);
+        stage.process(&w, &mut done);
+        life.stamp(done.drain(..), stage.going(), &mut out);
         for e in out.drain(..) {
-            stats.events += 1;
+            stats.events += u64::from(e.phase == crate::core::event::Phase::End);
             if tx.send(e).is_err() {
                 stats.fusion = stage.fusion_stats();
                 stats.speaker = stage.speaker_stats();
@@ -317,23 +341,24 @@ pub fn run_event_stage(
             }
         }
     }
-    stage.finish(&mut out);
+    stage.finish(&mut done);
     stats.fusion = stage.fusion_stats();
     stats.speaker = stage.speaker_stats();
     let verdict = verdict();
     for w in verdict.warnings {
         let mut e = Event::new(EventKind::SourceWarning, &stage.stream, w.start, w.end, 1.0);
         e.evidence.warning = Some(w.message);
-        out.push(e);
+        done.push(e);
     }
     if let Some(msg) = verdict.error {
         let at = stage.position();
         let mut e = Event::new(EventKind::SourceError, &stage.stream, at, at, 1.0);
         e.evidence.error = Some(msg);
-        out.push(e);
+        done.push(e);
     }
+    life.stamp(done.drain(..), Vec::new(), &mut out);
     for e in out.drain(..) {
-        stats.events += 1;
+        stats.events += u64::from(e.phase == crate::core::event::Phase::End);
         let _ = tx.send(e);
     }
     stats

@@ -28,6 +28,7 @@ use crate::encode::{
 };
 use crate::fusion::av::learned::Loaded;
 use crate::fusion::av::ontology::Ontology;
+use crate::fusion::lifecycle::Lifecycle;
 use crate::fusion::speaker::SpeakerStage;
 use crate::fusion::{run_event_stage, EventStage, EventStats};
 use crate::source::gst::SourceOutputs;
@@ -253,8 +254,10 @@ pub(super) fn start(
         ));
     }
     let tap = sh.window_tap.cloned();
+    let (ids, origin) = crate::source::origin::event_ids(&src);
+    let life = Lifecycle::new(ids, origin);
     let events = spawn(format!("{name}-events"), move || {
-        run_event_stage(stage, win_rx, ev_tx, tap, move || {
+        run_event_stage(stage, life, win_rx, ev_tx, tap, move || {
             verdict_rx.recv().unwrap_or_default()
         })
     })?;

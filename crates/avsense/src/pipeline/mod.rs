@@ -130,11 +130,15 @@ impl Pipeline {
         if self.cfg.sinks.is_empty() {
             return Ok(vec![Box::new(JsonlSink::stdout())]);
         }
+        let ctx = crate::sink::SinkContext {
+            pipeline: self.cfg.pipeline.name.clone(),
+            streams: self.cfg.sources.iter().map(|s| s.name.clone()).collect(),
+        };
         Ok(self
             .cfg
             .sinks
             .iter()
-            .map(|s| s.open())
+            .map(|s| s.open_for(&ctx))
             .collect::<Result<Vec<_>, _>>()?)
     }
 

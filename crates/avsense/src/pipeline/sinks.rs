@@ -9,7 +9,8 @@
 use super::report::{SinkReport, SinkState, StreamProbe};
 use crate::core::edge::EdgeReceiver;
 use crate::core::errors::one_line;
-use crate::core::event::{Event, EventKind};
+use crate::core::event::{Event, EventKind, Phase};
+use crate::core::ids::{EventIds, IdClock};
 use crate::core::latency::{stamp, LatencyRecorder};
 use crate::sink::{EventSink, SinkError};
 use std::collections::HashMap;
@@ -17,7 +18,7 @@ use std::sync::{Arc, OnceLock};
 
 /// What the sink stage returns.
 pub(super) struct SinkOutcome {
-    /// Events that reached at least one sink.
+    /// Events (their `end` messages) that reached at least one sink.
     pub written: u64,
     /// Per sink.
     pub sinks: Vec<SinkReport>,
@@ -66,7 +67,15 @@ pub(super) fn run_sink_stage(
         .collect();
     let mut written = 0u64;
     let mut latency: HashMap<String, LatencyRecorder> = HashMap::new();
+    // Ids for what the sources report straight to the sinks (`stream_gap`).
+    let mut ids: HashMap<String, EventIds> = HashMap::new();
     while let Some(mut e) = rx.recv() {
+        if e.id.is_empty() {
+            e.id = ids
+                .entry(e.stream.clone())
+                .or_insert_with(|| EventIds::new(&EventIds::random_key(), &e.stream, IdClock::Wall))
+                .next(e.start);
+        }
         let origin = streams.get().and_then(|l| {
             l.iter()
                 .find(|p| p.live && p.name == e.stream)
@@ -83,7 +92,7 @@ pub(super) fn run_sink_stage(
             }
         }
         let mut delivered = false;
-        for s in slots.iter_mut().filter(|s| s.open()) {
+        for s in slots.iter_mut().filter(|s| s.open() && s.sink.takes(&e)) {
             match s.sink.write(&e) {
                 Ok(()) => {
                     s.report.written += 1;
@@ -92,7 +101,7 @@ pub(super) fn run_sink_stage(
                 Err(err) => s.fail(err),
             }
         }
-        if delivered {
+        if delivered && e.phase == Phase::End {
             written += 1;
         }
         if !slots.iter().any(Slot::open) {

@@ -1,6 +1,6 @@
 //! JSON Lines: one event per line, flushed per event so a consumer sees it at once.
 
-use super::{EventSink, SinkError};
+use super::{EventSink, Phases, SinkError};
 use crate::core::event::Event;
 use std::io::{BufWriter, ErrorKind, Write};
 use std::path::Path;
@@ -9,6 +9,7 @@ use std::path::Path;
 pub struct JsonlSink {
     target: String,
     out: Box<dyn Write + Send>,
+    phases: Phases,
 }
 
 impl JsonlSink {
@@ -17,6 +18,7 @@ impl JsonlSink {
         Self {
             target: "stdout".into(),
             out: Box::new(std::io::stdout()),
+            phases: Phases::ALL,
         }
     }
 
@@ -30,6 +32,7 @@ impl JsonlSink {
         Ok(Self {
             target,
             out: Box::new(BufWriter::new(file)),
+            phases: Phases::ALL,
         })
     }
 
@@ -38,7 +41,14 @@ impl JsonlSink {
         Self {
             target: name.into(),
             out: w,
+            phases: Phases::ALL,
         }
+    }
+
+    /// Writes only the lifecycle messages in `phases`.
+    pub fn with_phases(mut self, phases: Phases) -> Self {
+        self.phases = phases;
+        self
     }
 
     fn map(&self, source: std::io::Error) -> SinkError {
@@ -58,6 +68,10 @@ impl JsonlSink {
 impl EventSink for JsonlSink {
     fn target(&self) -> String {
         self.target.clone()
+    }
+
+    fn takes(&self, event: &Event) -> bool {
+        self.phases.takes(event.phase)
     }
 
     fn write(&mut self, event: &Event) -> Result<(), SinkError> {

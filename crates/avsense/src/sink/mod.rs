@@ -1,9 +1,12 @@
-//! Event sinks: where perception events go (JSON Lines on stdout or into a file today;
-//! MQTT, overlays and callbacks later).
+//! Event sinks: where perception events go — JSON Lines on stdout or into a file, MQTT
+//! (cargo feature `mqtt`), or a callback of an embedding program.
 
 pub mod jsonl;
+#[cfg(feature = "mqtt")]
+pub mod mqtt;
+pub mod spool;
 
-use crate::core::event::Event;
+use crate::core::event::{Event, Phase};
 use crate::core::settings::{check, Invalid};
 pub use jsonl::JsonlSink;
 use serde::{Deserialize, Serialize};
@@ -17,6 +20,8 @@ pub enum SinkKind {
     Stdout,
     /// JSON Lines appended to a file (`path`).
     Jsonl,
+    /// An MQTT broker (`host`, `port`, …; cargo feature `mqtt`).
+    Mqtt,
 }
 
 /// `[[sink]]`: one event sink.
@@ -32,6 +37,135 @@ pub struct SinkConfig {
     /// such a file is refused, so a typo cannot destroy a video or a config).
     #[serde(default)]
     pub force: bool,
+    /// The lifecycle messages this sink takes (default all: `["start", "update", "end"]`;
+    /// `["end"]`: one line per finished event, as schema 1 wrote them).
+    #[serde(default)]
+    pub phases: Phases,
+    /// `mqtt`: the broker's host (default `127.0.0.1`).
+    #[serde(default)]
+    pub host: Option<String>,
+    /// `mqtt`: the broker's port (default 1883, 8883 with `tls`).
+    #[serde(default)]
+    pub port: Option<u16>,
+    /// `mqtt`: TLS to the broker.
+    #[serde(default)]
+    pub tls: bool,
+    /// `mqtt`: PEM file of the CA certificates for TLS (default: the system's bundle,
+    /// `/etc/ssl/certs/ca-certificates.crt`).
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// `mqtt`: client id (default `avsense-<pipeline name>`).
+    #[serde(default)]
+    pub client_id: Option<String>,
+    /// `mqtt`: user name.
+    #[serde(default)]
+    pub username: Option<String>,
+    /// `mqtt`: the environment variable holding the password (never the password itself).
+    #[serde(default)]
+    pub password_env: Option<String>,
+    /// `mqtt`: topic prefix (default `avsense`).
+    #[serde(default)]
+    pub topic_prefix: Option<String>,
+    /// `mqtt`: QoS, 0 or 1 (default 1: at-least-once).
+    #[serde(default)]
+    pub qos: Option<u8>,
+    /// `mqtt`: publish Home Assistant discovery configs (default false).
+    #[serde(default)]
+    pub discovery: bool,
+    /// `mqtt`: Home Assistant's discovery prefix (default `homeassistant`).
+    #[serde(default)]
+    pub discovery_prefix: Option<String>,
+    /// `mqtt`: the spool directory (default `avsense-spool/<client id>` in the working
+    /// directory); relative paths are relative to the working directory.
+    #[serde(default)]
+    pub spool: Option<PathBuf>,
+    /// `mqtt`: the spool's bound in MB (default 64).
+    #[serde(default)]
+    pub spool_size: Option<f64>,
+    /// `mqtt`: seconds to wait at the end of a run for the broker to take the backlog
+    /// (default 10; what is left stays in the spool).
+    #[serde(default)]
+    pub drain_timeout: Option<f64>,
+}
+
+/// What a sink may need to know about the pipeline it serves.
+#[derive(Debug, Clone, Default)]
+pub struct SinkContext {
+    /// The pipeline's name.
+    pub pipeline: String,
+    /// Its stream names.
+    pub streams: Vec<String>,
+}
+
+/// Which lifecycle messages ([`Phase`]) a sink takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "Vec<Phase>", into = "Vec<Phase>")]
+pub struct Phases {
+    start: bool,
+    update: bool,
+    end: bool,
+}
+
+impl Default for Phases {
+    fn default() -> Self {
+        Self::ALL
+    }
+}
+
+impl Phases {
+    /// Every message.
+    pub const ALL: Self = Self {
+        start: true,
+        update: true,
+        end: true,
+    };
+    /// `end` messages only: one per finished event.
+    pub const END: Self = Self {
+        start: false,
+        update: false,
+        end: true,
+    };
+
+    /// Whether messages of `phase` pass.
+    pub fn takes(self, phase: Phase) -> bool {
+        match phase {
+            Phase::Start => self.start,
+            Phase::Update => self.update,
+            Phase::End => self.end,
+        }
+    }
+
+    /// Parses a comma-separated list (`end`, `start,end`, `all`).
+    pub fn parse(list: &str) -> Option<Self> {
+        if list.trim() == "all" {
+            return Some(Self::ALL);
+        }
+        let phases: Option<Vec<Phase>> = list.split(',').map(|p| Phase::parse(p.trim())).collect();
+        Self::try_from(phases?).ok()
+    }
+}
+
+impl TryFrom<Vec<Phase>> for Phases {
+    type Error = String;
+    fn try_from(v: Vec<Phase>) -> Result<Self, String> {
+        if v.is_empty() {
+            return Err("an empty list of phases: give at least one of start, update, end".into());
+        }
+        Ok(Self {
+            start: v.contains(&Phase::Start),
+            update: v.contains(&Phase::Update),
+            end: v.contains(&Phase::End),
+        })
+    }
+}
+
+impl From<Phases> for Vec<Phase> {
+    fn from(p: Phases) -> Self {
+        [Phase::Start, Phase::Update, Phase::End]
+            .into_iter()
+            .filter(|&x| p.takes(x))
+            .collect()
+    }
 }
 
 /// Whether `a` and `b` name the same file (both exist and resolve to one path).
@@ -78,6 +212,30 @@ fn check_overwrite(path: &Path, force: bool) -> Result<(), SinkError> {
 }
 
 impl SinkConfig {
+    /// A sink of `kind` with every other key at its default.
+    pub fn new(kind: SinkKind) -> Self {
+        Self {
+            kind,
+            path: None,
+            force: false,
+            phases: Phases::ALL,
+            host: None,
+            port: None,
+            tls: false,
+            ca_file: None,
+            client_id: None,
+            username: None,
+            password_env: None,
+            topic_prefix: None,
+            qos: None,
+            discovery: false,
+            discovery_prefix: None,
+            spool: None,
+            spool_size: None,
+            drain_timeout: None,
+        }
+    }
+
     /// Checks this sink's keys (named relative to the sink, e.g. `path`).
     pub fn validate(&self) -> Result<(), Invalid> {
         check(
@@ -85,16 +243,133 @@ impl SinkConfig {
             "path",
             "(missing)",
             "an output file for kind = \"jsonl\"",
+        )?;
+        if self.kind != SinkKind::Mqtt {
+            let set = [
+                ("host", self.host.is_some()),
+                ("port", self.port.is_some()),
+                ("tls", self.tls),
+                ("ca_file", self.ca_file.is_some()),
+                ("client_id", self.client_id.is_some()),
+                ("username", self.username.is_some()),
+                ("password_env", self.password_env.is_some()),
+                ("topic_prefix", self.topic_prefix.is_some()),
+                ("qos", self.qos.is_some()),
+                ("discovery", self.discovery),
+                ("discovery_prefix", self.discovery_prefix.is_some()),
+                ("spool", self.spool.is_some()),
+                ("spool_size", self.spool_size.is_some()),
+                ("drain_timeout", self.drain_timeout.is_some()),
+            ];
+            if let Some((k, _)) = set.iter().find(|(_, on)| *on) {
+                return Err(Invalid::new(*k, "(set)", "only for kind = \"mqtt\""));
+            }
+            return Ok(());
+        }
+        check(
+            cfg!(feature = "mqtt"),
+            "kind",
+            "\"mqtt\"",
+            "a sink this build has: rebuild with the cargo feature `mqtt` (on by default)",
+        )?;
+        check(
+            self.qos.is_none_or(|q| q <= 1),
+            "qos",
+            format!("{:?}", self.qos),
+            "0 or 1 (at-least-once; QoS 2 is not offered: README)",
+        )?;
+        if let Some(p) = &self.topic_prefix {
+            check(
+                !p.is_empty() && !p.contains(['#', '+']) && !p.ends_with('/'),
+                "topic_prefix",
+                format!("{p:?}"),
+                "a topic without wildcards or a trailing /",
+            )?;
+        }
+        check(
+            self.spool_size
+                .is_none_or(|m| m.is_finite() && (0.01..=1_000_000.0).contains(&m)),
+            "spool_size",
+            format!("{:?}", self.spool_size),
+            "MB, 0.01 to 1000000",
+        )?;
+        check(
+            self.drain_timeout
+                .is_none_or(|t| t.is_finite() && (0.0..=3600.0).contains(&t)),
+            "drain_timeout",
+            format!("{:?}", self.drain_timeout),
+            "seconds, 0 to 3600",
+        )?;
+        check(
+            self.host.as_deref().is_none_or(|h| !h.trim().is_empty()),
+            "host",
+            "\"\"",
+            "a host name or address",
         )
     }
 
-    /// Opens the sink.
+    /// Opens the sink for a pipeline.
+    pub fn open_for(&self, ctx: &SinkContext) -> Result<Box<dyn EventSink>, SinkError> {
+        if self.kind == SinkKind::Mqtt {
+            return self.open_mqtt(ctx);
+        }
+        self.open()
+    }
+
+    #[cfg(feature = "mqtt")]
+    fn open_mqtt(&self, ctx: &SinkContext) -> Result<Box<dyn EventSink>, SinkError> {
+        let client_id = self
+            .client_id
+            .clone()
+            .unwrap_or_else(|| format!("avsense-{}", mqtt::topic_level(&ctx.pipeline)));
+        let settings = mqtt::MqttSettings {
+            host: self.host.clone().unwrap_or_else(|| "127.0.0.1".into()),
+            port: self.port.unwrap_or(if self.tls { 8883 } else { 1883 }),
+            tls: self.tls,
+            ca_file: self.ca_file.clone(),
+            spool: self
+                .spool
+                .clone()
+                .unwrap_or_else(|| PathBuf::from("avsense-spool").join(&client_id)),
+            client_id,
+            username: self.username.clone(),
+            password_env: self.password_env.clone(),
+            topic_prefix: self
+                .topic_prefix
+                .clone()
+                .unwrap_or_else(|| "avsense".into()),
+            qos: self.qos.unwrap_or(1),
+            discovery: self.discovery,
+            discovery_prefix: self
+                .discovery_prefix
+                .clone()
+                .unwrap_or_else(|| "homeassistant".into()),
+            spool_bytes: (self.spool_size.unwrap_or(64.0) * 1024.0 * 1024.0) as u64,
+            drain_timeout: std::time::Duration::from_secs_f64(self.drain_timeout.unwrap_or(10.0)),
+            streams: ctx.streams.clone(),
+        };
+        Ok(Box::new(mqtt::MqttSink::open(settings, self.phases)?))
+    }
+
+    #[cfg(not(feature = "mqtt"))]
+    fn open_mqtt(&self, _ctx: &SinkContext) -> Result<Box<dyn EventSink>, SinkError> {
+        Err(SinkError::Refused {
+            target: "mqtt".into(),
+            reason: "this build has no MQTT sink (cargo feature `mqtt`)".into(),
+        })
+    }
+
+    /// Opens a sink that needs nothing from the pipeline (`stdout`, `jsonl`; `mqtt`:
+    /// [`SinkConfig::open_for`]).
     pub fn open(&self) -> Result<Box<dyn EventSink>, SinkError> {
         Ok(match (self.kind, &self.path) {
-            (SinkKind::Stdout, _) | (SinkKind::Jsonl, None) => Box::new(JsonlSink::stdout()),
+            (SinkKind::Mqtt, _) => return self.open_mqtt(&SinkContext::default()),
+            (SinkKind::Stdout, _) | (SinkKind::Jsonl, None) => {
+                Box::new(JsonlSink::stdout().with_phases(self.phases))
+            }
             (SinkKind::Jsonl, Some(p)) => {
                 check_overwrite(p, self.force)?;
-                Box::new(JsonlSink::create(p)?)
+                Box::new(JsonlSink::create(p)?.with_phases(self.phases))
             }
         })
     }
@@ -119,6 +394,14 @@ pub enum SinkError {
         /// Why.
         reason: String,
     },
+    /// Any other failure of a sink (a broker's spool, its TLS files).
+    #[error("sink {target}")]
+    Other {
+        /// The target.
+        target: String,
+        /// The error.
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     /// The reader of stdout went away (`avsense … | head`): a normal stop, not a failure.
     #[error("sink {target}: the reader closed the pipe")]
     Closed {
@@ -133,13 +416,19 @@ pub trait EventSink: Send {
     fn target(&self) -> String {
         "callback".into()
     }
+    /// Whether the sink takes this message (default: every lifecycle message).
+    fn takes(&self, event: &Event) -> bool {
+        let _ = event;
+        true
+    }
     /// Writes one event.
     fn write(&mut self, event: &Event) -> Result<(), SinkError>;
     /// Flushes buffered output.
     fn flush(&mut self) -> Result<(), SinkError>;
 }
 
-/// A callback sink, for applications that embed the pipeline.
+/// A callback sink, for applications that embed the pipeline (every lifecycle message:
+/// filter on [`Event::phase`]).
 pub struct CallbackSink<F: FnMut(&Event) + Send>(pub F);
 
 impl<F: FnMut(&Event) + Send> EventSink for CallbackSink<F> {

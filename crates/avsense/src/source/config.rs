@@ -155,6 +155,11 @@ pub struct SourceConfig {
     /// `rtsp`: seconds without any buffer after which the stream counts as lost.
     #[serde(default = "default_stall_timeout")]
     pub stall_timeout: f64,
+    /// Recorded input: the real time (RFC 3339) at the start of the input; events get a
+    /// `wall_time` = this + `start`. Unset: the container's creation time when it declares
+    /// one (MP4 / QuickTime), else no `wall_time`.
+    #[serde(default)]
+    pub time_origin: Option<String>,
 }
 
 fn default_rtsp_latency() -> f64 {
@@ -208,6 +213,7 @@ impl SourceConfig {
             reconnect_max_delay: DEFAULT_RECONNECT_MAX_DELAY_S,
             reconnect_attempts: 0,
             stall_timeout: DEFAULT_STALL_TIMEOUT_S,
+            time_origin: None,
         }
     }
 
@@ -365,6 +371,14 @@ impl SourceConfig {
             s.av_offset,
             "seconds added to the audio timestamps, −10 to 10",
         )?;
+        if let Some(t) = &s.time_origin {
+            check(
+                !s.is_live() && crate::core::latency::parse_rfc3339(t).is_some(),
+                "time_origin",
+                format!("{t:?}"),
+                "an RFC 3339 date-time such as \"2026-12-07T06:30:00Z\", on recorded input only",
+            )?;
+        }
         check(
             (1..=4096).contains(&s.capacity),
             "capacity",

@@ -11,6 +11,7 @@ pub mod config;
 pub mod devices;
 pub mod gst;
 pub mod mic;
+pub mod origin;
 pub mod resample;
 pub mod state;
 pub mod video;

@@ -73,9 +73,18 @@ impl MotionDetector {
     }
 
     fn close(&mut self, stream: &str, out: &mut Vec<Event>) {
-        let Some(open) = self.open.take() else { return };
+        if let Some(e) = self.opened(stream) {
+            out.push(e);
+        }
+        self.open = None;
+    }
+
+    /// The motion going on now, once long enough to be reported (`end`: the end of its
+    /// last active frame so far), for its `start` message.
+    pub fn opened(&self, stream: &str) -> Option<Event> {
+        let open = self.open.as_ref()?;
         if open.last_active_end - open.start < self.cfg.min_duration {
-            return;
+            return None;
         }
         let cols = self.cfg.grid[0];
         // Confidence: how clearly the busiest cell changed (a whole cell = 1).
@@ -99,7 +108,7 @@ impl MotionDetector {
         );
         e.evidence.peak_area = Some(open.peak_area);
         e.evidence.active_frames = Some(open.active_frames);
-        out.push(e);
+        Some(e)
     }
 }
 

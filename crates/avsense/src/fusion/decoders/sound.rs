@@ -130,6 +130,8 @@ pub struct SoundDetector {
     /// Linear power of the last frames, oldest first (ring).
     recent: [f64; SMOOTH_FRAMES],
     recent_n: usize,
+    /// The audio features' hop, seconds (the last seen).
+    hop: f64,
 }
 
 impl SoundDetector {
@@ -144,6 +146,7 @@ impl SoundDetector {
             open: None,
             recent: [0.0; SMOOTH_FRAMES],
             recent_n: 0,
+            hop: 0.01,
         }
     }
 
@@ -164,6 +167,7 @@ impl SoundDetector {
     /// Takes the frames of `a` with time ≥ `from` (in order); appends finished events.
     pub fn push(&mut self, a: &AudioFeatures, from: f64, out: &mut Vec<Event>) {
         let hop = a.hop.as_secs_f64();
+        self.hop = hop;
         for k in 0..a.frames() {
             let t = a.frame_time(k).as_secs_f64();
             if t < from {
@@ -276,10 +280,23 @@ impl SoundDetector {
     }
 
     fn close(&mut self, stream: &str, hop: f64, out: &mut Vec<Event>) {
-        let Some(open) = self.open.take() else { return };
+        if let Some(e) = self.event_of(stream, hop) {
+            out.push(e);
+        }
+        self.open = None;
+    }
+
+    /// The sound going on now, once long enough to be reported (`end`: its last loud frame
+    /// so far), for its `start` message.
+    pub fn opened(&self, stream: &str) -> Option<Event> {
+        self.event_of(stream, self.hop)
+    }
+
+    fn event_of(&self, stream: &str, hop: f64) -> Option<Event> {
+        let open = self.open.as_ref()?;
         let end = open.last_above + hop / 2.0;
         if end - open.start < self.cfg.min_duration {
-            return;
+            return None;
         }
         let snr = open.peak_db - open.floor_at_start;
         // Confidence grows with the margin above the onset threshold: on_db → 0.5, 3×on_db → 1.
@@ -292,7 +309,7 @@ impl SoundDetector {
             peak_onset: open.peak_onset,
         });
         e.evidence.active_frames = Some(open.active_frames);
-        out.push(e);
+        Some(e)
     }
 }
 

@@ -112,9 +112,18 @@ impl SpeechDetector {
     }
 
     fn close(&mut self, stream: &str, out: &mut Vec<Event>) {
-        let Some(open) = self.open.take() else { return };
+        if let Some(e) = self.opened(stream) {
+            out.push(e);
+        }
+        self.open = None;
+    }
+
+    /// The speech going on now, once long enough to be reported (`end`: the last voiced
+    /// chunk so far), for its `start` message.
+    pub fn opened(&self, stream: &str) -> Option<Event> {
+        let open = self.open.as_ref()?;
         if open.last_on - open.start < self.cfg.min_duration {
-            return;
+            return None;
         }
         let mean = (open.sum / f64::from(open.n.max(1))) as f32;
         let mut e = Event::new(EventKind::Speech, stream, open.start, open.last_on, mean);
@@ -123,7 +132,7 @@ impl SpeechDetector {
             score: mean,
         });
         e.evidence.active_frames = Some(open.n);
-        out.push(e);
+        Some(e)
     }
 }
 

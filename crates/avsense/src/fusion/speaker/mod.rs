@@ -107,6 +107,12 @@ pub struct SpeakerConfig {
     /// 0.4 by default, chosen on the dev clips: README "Off-screen voices"; unset: the
     /// threshold in the head's `sync.json`).
     pub sync_head_threshold: Option<f32>,
+    /// Seconds of a face's voice-active past over which the sync head's probability is
+    /// averaged before it enters the face graph (with the graph's look-ahead ticks); 0: the
+    /// tick's own probability. One tick's head is a noisy judge of one 40 ms mouth shape;
+    /// over seconds of speech an own-voice mouth and a dubbed one separate far better
+    /// (scripts/head-evidence.py).
+    pub sync_head_window: f64,
     /// Probability that starts speaking.
     pub on: f32,
     /// Probability below which speaking may end.
@@ -144,6 +150,7 @@ impl Default for SpeakerConfig {
             sync_head: Toggle::Auto,
             sync_head_weight: g.head_weight,
             sync_head_threshold: Some(g.head_threshold),
+            sync_head_window: 2.0,
             on: 0.5,
             off: 0.4,
             min_gap: 0.3,
@@ -266,6 +273,7 @@ impl SpeakerConfig {
             ("hold", sp.hold),
             ("min_gap", sp.min_gap),
             ("min_duration", sp.min_duration),
+            ("sync_head_window", sp.sync_head_window),
         ] {
             check(in_range(v, 0.0, 60.0), k, v, "seconds, 0 to 60")?;
         }
@@ -375,6 +383,9 @@ pub struct SpeakerStage {
     decoders: HashMap<u64, Decoder>,
     ended_segments: Vec<u64>,
     history: VecDeque<Decided>,
+    /// Per face segment: the sync head's probability at its decided voice-active ticks
+    /// within the last `sync_head_window` seconds.
+    head_past: HashMap<u64, VecDeque<(u64, f32)>>,
     stats: SpeakerStats,
     /// The Light-ASD stage's counters and failures, as of its latest scores.
     asd: (AsdStats, u64),
@@ -401,6 +412,7 @@ impl SpeakerStage {
             decoders: HashMap::new(),
             ended_segments: Vec::new(),
             history: VecDeque::new(),
+            head_past: HashMap::new(),
             stats: SpeakerStats::default(),
             asd: (AsdStats::default(), 0),
             last,
@@ -495,7 +507,7 @@ impl SpeakerStage {
                         logit,
                         vad: self.vad_at(f.tick),
                         sync: f.sync.map(|s| s.z),
-                        head: f.av_sync,
+                        head: self.head_evidence(f, &window),
                     })
                 })
                 .collect();
@@ -562,15 +574,66 @@ impl SpeakerStage {
                 .any(|f| f.segment == seg && f.tick >= self.decided_until)
             {
                 waiting.push(seg);
-            } else if let Some(d) = self.decoders.remove(&seg) {
-                self.close(stream, &d, out);
+            } else {
+                self.head_past.remove(&seg);
+                if let Some(d) = self.decoders.remove(&seg) {
+                    self.close(stream, &d, out);
+                }
             }
         }
         self.ended_segments = waiting;
     }
 
+    /// Whether the voice is active at `tick` (no VAD: always).
+    fn voiced(&self, tick: u64) -> bool {
+        self.vad_at(tick).is_none_or(|v| v >= 0.5)
+    }
+
+    /// The sync head's evidence for face tick `f`: its probability averaged over the face's
+    /// voice-active ticks from `sync_head_window` seconds before `f` up to the newest tick in
+    /// `window` (the graph's look-ahead), or `f`'s own probability when there are none.
+    fn head_evidence(&self, f: &FaceTick, window: &[&FaceTick]) -> Option<f32> {
+        let span = (self.cfg.sync_head_window * 1e9 / TICK_NS as f64).round() as u64;
+        if span == 0 {
+            return f.av_sync;
+        }
+        let from = f.tick.saturating_sub(span);
+        let past = self
+            .head_past
+            .get(&f.segment)
+            .into_iter()
+            .flatten()
+            .filter(|(t, _)| *t >= from && *t < self.decided_until)
+            .map(|&(_, q)| q);
+        let ahead = window
+            .iter()
+            .filter(|g| {
+                g.segment == f.segment
+                    && g.tick >= self.decided_until.max(from)
+                    && g.tick <= f.tick + self.graph.radius as u64
+                    && self.voiced(g.tick)
+            })
+            .filter_map(|g| g.av_sync);
+        let (sum, n) = past
+            .chain(ahead)
+            .fold((0.0f64, 0u32), |(s, n), q| (s + f64::from(q), n + 1));
+        if n == 0 {
+            f.av_sync
+        } else {
+            Some((sum / f64::from(n)) as f32)
+        }
+    }
+
     /// One decided tick of one face segment through the hysteresis.
     fn decode(&mut self, stream: &str, f: &FaceTick, p: f32, out: &mut Vec<Event>) {
+        if let Some(q) = f.av_sync.filter(|_| self.voiced(f.tick)) {
+            let span = (self.cfg.sync_head_window * 1e9 / TICK_NS as f64).round() as u64;
+            let past = self.head_past.entry(f.segment).or_default();
+            past.push_back((f.tick, q));
+            while past.front().is_some_and(|(t, _)| t + span < f.tick) {
+                past.pop_front();
+            }
+        }
         let logit = f.logit.unwrap_or(f32::NEG_INFINITY);
         self.history.push_back(Decided {
             tick: f.tick,
@@ -637,13 +700,31 @@ impl SpeakerStage {
 
     /// Emits the open interval of `d`, if long enough.
     fn close(&mut self, stream: &str, d: &Decoder, out: &mut Vec<Event>) {
-        let Some(o) = d.open else {
-            return;
-        };
+        if let Some(e) = self.interval_event(stream, d) {
+            self.stats.events += 1;
+            out.push(e);
+        }
+    }
+
+    /// The `active_speaker` events going on now (long enough to be reported; `end`: the
+    /// last speaking tick so far), for their `start` messages.
+    pub fn opened(&self, stream: &str) -> Vec<Event> {
+        let mut v: Vec<Event> = self
+            .decoders
+            .values()
+            .filter_map(|d| self.interval_event(stream, d))
+            .collect();
+        v.sort_by(|a, b| a.start.total_cmp(&b.start));
+        v
+    }
+
+    /// The event of `d`'s open interval (None: none open, or too short).
+    fn interval_event(&self, stream: &str, d: &Decoder) -> Option<Event> {
+        let o = d.open?;
         let secs = |t: u64| t as f64 * TICK_NS as f64 / 1e9;
         let (start, end) = (secs(o.start), secs(o.last_on + 1));
         if end - start < self.cfg.min_duration {
-            return;
+            return None;
         }
         let prob = (o.sum_p / f64::from(o.n.max(1))) as f32;
         let mut e = Event::new(EventKind::ActiveSpeaker, stream, start, end, prob);
@@ -664,8 +745,7 @@ impl SpeakerStage {
             sync: (o.n_head > 0).then(|| (o.sum_head / f64::from(o.n_head)) as f32),
         });
         e.evidence.active_frames = Some(o.n);
-        self.stats.events += 1;
-        out.push(e);
+        Some(e)
     }
 
     /// The faces that spoke during `[start, end)` (seconds), most overlap first; only

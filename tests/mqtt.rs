@@ -1,0 +1,544 @@
+//! The MQTT sink against a real broker: Debian's `mosquitto`, started by each test on a
+//! free loopback port, and a real subscriber (`mosquitto_sub` with a persistent session).
+//! Checks the lifecycle messages against the JSONL sink of the same run, the state topics,
+//! Home Assistant discovery, the last will on `kill -9`, and that a broker stopped for 10 s
+//! in the middle of a live run loses nothing.
+#![cfg(feature = "mqtt")]
+mod common;
+
+use common::*;
+use std::collections::{HashMap, HashSet};
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+fn have(cmd: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {cmd}")])
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// Whether mosquitto and its clients are installed; panics under CI=true when not.
+fn mosquitto_ready() -> bool {
+    let ok = have("mosquitto") && have("mosquitto_sub") && have("mosquitto_pub");
+    if !ok {
+        let msg = "mosquitto / mosquitto-clients are not installed (.ci/install-system-packages installs them)";
+        if std::env::var("CI").is_ok_and(|v| v == "true") {
+            panic!("{msg}");
+        }
+        eprintln!("SKIP: {msg}");
+    }
+    ok
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+fn wait_for(limit: Duration, what: &str, mut f: impl FnMut() -> bool) {
+    let t0 = Instant::now();
+    while !f() {
+        assert!(t0.elapsed() < limit, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A mosquitto broker with persistence (a subscriber's session and its queued messages
+/// survive a restart).
+struct Broker {
+    child: Option<Child>,
+    port: u16,
+    conf: PathBuf,
+}
+
+impl Broker {
+    fn start(dir: &Path) -> Broker {
+        let port = free_port();
+        let data = dir.join("broker-data");
+        std::fs::create_dir_all(&data).expect("broker dir");
+        // Started as root, mosquitto drops to its own user: let it write its sessions.
+        use std::os::unix::fs::PermissionsExt;
+        for d in [dir, data.as_path()] {
+            std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o777)).expect("chmod");
+        }
+        let conf = dir.join("mosquitto.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location {}/\nautosave_interval 1\n",
+                data.display()
+            ),
+        )
+        .expect("broker config");
+        let mut b = Broker {
+            child: None,
+            port,
+            conf,
+        };
+        b.restart();
+        b
+    }
+
+    fn restart(&mut self) {
+        let child = Command::new("mosquitto")
+            .arg("-c")
+            .arg(&self.conf)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start mosquitto");
+        self.child = Some(child);
+        let port = self.port;
+        wait_for(Duration::from_secs(10), "mosquitto to listen", || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
+    }
+
+    /// Stops it the way a service manager does (SIGTERM: it saves its sessions).
+    fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &c.id().to_string()])
+                .status();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// A message as the subscriber saw it.
+#[derive(Debug, Clone)]
+struct Msg {
+    retained: bool,
+    topic: String,
+    payload: String,
+}
+
+/// `mosquitto_sub` on `#` with a persistent session (QoS 1, clean session off): it
+/// reconnects by itself after a broker restart and gets what was queued for it meanwhile.
+struct Subscriber {
+    child: Child,
+    got: Arc<Mutex<Vec<Msg>>>,
+}
+
+impl Subscriber {
+    fn start(b: &Broker, id: &str) -> Subscriber {
+        let mut child = Command::new("mosquitto_sub")
+            .args(["-h", "127.0.0.1", "-p", &b.port.to_string()])
+            .args(["-t", "#", "-q", "1", "-c", "-i", id, "-F", "%r\t%t\t%p"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start mosquitto_sub");
+        let out = child.stdout.take().expect("sub stdout");
+        let got: Arc<Mutex<Vec<Msg>>> = Arc::default();
+        let g = Arc::clone(&got);
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                let mut it = line.splitn(3, '\t');
+                let (Some(r), Some(t), Some(p)) = (it.next(), it.next(), it.next()) else {
+                    continue;
+                };
+                g.lock().unwrap().push(Msg {
+                    retained: r == "1",
+                    topic: t.into(),
+                    payload: p.into(),
+                });
+            }
+        });
+        let s = Subscriber { child, got };
+        // Subscribed once a probe published after it arrives.
+        let port = b.port.to_string();
+        wait_for(Duration::from_secs(10), "the subscriber", || {
+            let _ = Command::new("mosquitto_pub")
+                .args(["-h", "127.0.0.1", "-p", &port, "-t", "probe", "-m", "x"])
+                .status();
+            s.got.lock().unwrap().iter().any(|m| m.topic == "probe")
+        });
+        s
+    }
+
+    fn messages(&self) -> Vec<Msg> {
+        self.got.lock().unwrap().clone()
+    }
+
+    fn on(&self, topic: &str) -> Vec<Msg> {
+        self.messages()
+            .into_iter()
+            .filter(|m| m.topic == topic)
+            .collect()
+    }
+}
+
+impl Drop for Subscriber {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn lines(path: &Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(String::from)
+        .collect()
+}
+
+fn json(s: &str) -> serde_json::Value {
+    serde_json::from_str(s).unwrap_or_else(|e| panic!("{e}: {s}"))
+}
+
+/// 9 s of the dev clip from 5 s: a person appears (~1.6 s), someone speaks (~3 s).
+fn dev_excerpt() -> Option<PathBuf> {
+    let clip = shared_media("av/person_sounds_dev.mp4")?;
+    let out = scratch("mqtt").join("dev_5_14.mp4");
+    generate_once(&out, |tmp| {
+        let st = Command::new("ffmpeg")
+            .args(["-v", "error", "-y", "-ss", "5", "-t", "9", "-i"])
+            .arg(&clip)
+            .args([
+                "-c:v",
+                "libx264",
+                "-preset",
+                "ultrafast",
+                "-c:a",
+                "aac",
+                "-f",
+                "mp4",
+            ])
+            .arg(tmp)
+            .status()
+            .expect("ffmpeg");
+        assert!(st.success(), "ffmpeg cut");
+    });
+    Some(out)
+}
+
+#[test]
+fn mqtt_carries_the_lifecycle_the_states_and_home_assistant_discovery() {
+    if !mosquitto_ready() {
+        return;
+    }
+    let Some(clip) = dev_excerpt() else { return };
+    let dir = tempfile::tempdir().expect("tmp");
+    let broker = Broker::start(dir.path());
+    let sub = Subscriber::start(&broker, "sub-lifecycle");
+    let events = dir.path().join("events.jsonl");
+    let cfg = dir.path().join("mqtt.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            r#"[pipeline]
+name = "mqtt-test"
+
+[[source]]
+name = "Front Door"
+kind = "file"
+path = "{clip}"
+
+[[sink]]
+kind = "jsonl"
+path = "{events}"
+
+[[sink]]
+kind = "mqtt"
+port = {port}
+discovery = true
+spool = "{spool}"
+"#,
+            clip = clip.display(),
+            events = events.display(),
+            port = broker.port,
+            spool = dir.path().join("spool").display(),
+        ),
+    )
+    .expect("config");
+    let out = Command::new(env!("CARGO_BIN_EXE_avsense"))
+        .args(["run", "-q"])
+        .arg(&cfg)
+        .output()
+        .expect("run avsense");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    let want = lines(&events);
+    assert!(want.len() >= 10, "too few events: {want:?}");
+    wait_for(
+        Duration::from_secs(10),
+        "every event on avsense/events",
+        || sub.on("avsense/events").len() >= want.len(),
+    );
+    // The same messages, in the same order, none twice.
+    let got: Vec<String> = sub
+        .on("avsense/events")
+        .into_iter()
+        .map(|m| m.payload)
+        .collect();
+    assert_eq!(got, want);
+    eprintln!(
+        "{} lifecycle messages on avsense/events = the JSONL sink's",
+        got.len()
+    );
+    // Lifecycle: every event with a start has it before its end, with the same id.
+    let msgs: Vec<serde_json::Value> = got.iter().map(|l| json(l)).collect();
+    let mut started = HashSet::new();
+    for m in &msgs {
+        let id = m["id"].as_str().expect("id").to_string();
+        match m["phase"].as_str() {
+            Some("start") => assert!(started.insert(id), "two starts: {m}"),
+            Some("end") => {
+                if ["object", "sound", "speech", "motion", "active_speaker"]
+                    .contains(&m["kind"].as_str().unwrap_or(""))
+                {
+                    assert!(started.remove(&id), "an end without its start: {m}");
+                }
+            }
+            other => panic!("phase {other:?}: {m}"),
+        }
+    }
+    assert!(started.is_empty(), "starts without an end: {started:?}");
+    // A sound and its association name each other.
+    let by_id: HashMap<&str, &serde_json::Value> = msgs
+        .iter()
+        .filter(|m| m["phase"] == "end")
+        .map(|m| (m["id"].as_str().unwrap_or(""), m))
+        .collect();
+    let assoc = msgs
+        .iter()
+        .find(|m| m["kind"] == "sound_source" || m["kind"] == "offscreen_sound")
+        .expect("an association");
+    let sound = by_id[assoc["related"][0].as_str().expect("related")];
+    assert_eq!(sound["kind"], "sound");
+    assert_eq!(sound["related"][0], assoc["id"]);
+    // State topics: retained ON → OFF for the person and the speech.
+    for topic in ["avsense/front_door/person", "avsense/front_door/speech"] {
+        let states = sub.on(topic);
+        assert!(!states.is_empty(), "no {topic}");
+        for (i, m) in states.iter().enumerate() {
+            let want = if i % 2 == 0 { "ON" } else { "OFF" };
+            assert_eq!(m.payload, want, "{topic}: {states:?}");
+        }
+        assert_eq!(
+            states.last().map(|m| m.payload.as_str()),
+            Some("OFF"),
+            "{topic}"
+        );
+    }
+    // Retained: a subscriber that comes later gets the last state.
+    let late = Subscriber::start(&broker, "sub-late-states");
+    wait_for(Duration::from_secs(5), "the retained person state", || {
+        late.on("avsense/front_door/person")
+            .iter()
+            .any(|m| m.retained && m.payload == "OFF")
+    });
+    assert!(!sub.on("avsense/front_door/audio/dBFS").is_empty());
+    // Home Assistant discovery: the keys its MQTT binary_sensor / sensor schemas require
+    // (state_topic; the others are what makes the entities usable and unique).
+    let disc = sub.on("homeassistant/binary_sensor/avsense_front_door_person/config");
+    let d = json(&disc.first().expect("person discovery").payload);
+    for k in [
+        "name",
+        "unique_id",
+        "state_topic",
+        "payload_on",
+        "payload_off",
+        "availability_topic",
+        "device_class",
+    ] {
+        assert!(d.get(k).is_some(), "discovery lacks {k}: {d}");
+    }
+    assert_eq!(d["state_topic"], "avsense/front_door/person");
+    assert!(d["device"]["identifiers"].is_array());
+    let level = sub.on("homeassistant/sensor/avsense_front_door_sound_level/config");
+    let l = json(&level.first().expect("sensor discovery").payload);
+    assert_eq!(l["state_topic"], "avsense/front_door/audio/dBFS");
+    assert_eq!(l["unit_of_measurement"], "dBFS");
+    for id in ["speech", "active_speaker", "offscreen_sound", "motion"] {
+        assert!(
+            !sub.on(&format!(
+                "homeassistant/binary_sensor/avsense_front_door_{id}/config"
+            ))
+            .is_empty(),
+            "no discovery for {id}"
+        );
+    }
+    // Availability: online while running, offline after a clean stop.
+    let avail: Vec<String> = sub
+        .on("avsense/available")
+        .into_iter()
+        .map(|m| m.payload)
+        .collect();
+    assert_eq!(avail.first().map(String::as_str), Some("online"));
+    assert_eq!(avail.last().map(String::as_str), Some("offline"));
+    drop(broker);
+}
+
+fn live_config(dir: &Path, port: u16, seconds: f64) -> PathBuf {
+    let cfg = dir.join("live.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            r#"[pipeline]
+name = "outage"
+
+[[source]]
+name = "cam"
+kind = "test"
+live = true
+duration = {seconds}
+
+[[sink]]
+kind = "jsonl"
+path = "{events}"
+
+[[sink]]
+kind = "mqtt"
+port = {port}
+client_id = "avsense-outage"
+spool = "{spool}"
+drain_timeout = 30
+"#,
+            events = dir.join("events.jsonl").display(),
+            spool = dir.join("spool").display(),
+        ),
+    )
+    .expect("config");
+    cfg
+}
+
+#[test]
+fn a_broker_down_for_ten_seconds_loses_nothing() {
+    if !mosquitto_ready() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tmp");
+    let mut broker = Broker::start(dir.path());
+    let sub = Subscriber::start(&broker, "sub-outage");
+    let cfg = live_config(dir.path(), broker.port, 24.0);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_avsense"))
+        .args(["run", "-q"])
+        .arg(&cfg)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run avsense");
+    let events = dir.path().join("events.jsonl");
+    // Some events through the broker, then 10 s without it while events keep coming.
+    wait_for(Duration::from_secs(60), "events before the outage", || {
+        sub.on("avsense/events").len() >= 3
+    });
+    broker.stop();
+    let during_from = lines(&events).len();
+    std::thread::sleep(Duration::from_secs(10));
+    let during = lines(&events).len() - during_from;
+    broker.restart();
+    let st = child.wait().expect("avsense");
+    let mut err = String::new();
+    if let Some(mut e) = child.stderr.take() {
+        let _ = std::io::Read::read_to_string(&mut e, &mut err);
+    }
+    assert!(st.success(), "{err}");
+    assert!(
+        during >= 3,
+        "the outage must have had events: {during}\n{err}"
+    );
+    let want = lines(&events);
+    let key = |l: &str| {
+        let v = json(l);
+        (
+            v["id"].as_str().unwrap_or("").to_string(),
+            v["phase"].as_str().unwrap_or("").to_string(),
+        )
+    };
+    let distinct = |v: &[String]| v.iter().map(|l| key(l)).collect::<HashSet<_>>().len();
+    wait_for(Duration::from_secs(30), "the backlog", || {
+        let got: Vec<String> = sub
+            .on("avsense/events")
+            .into_iter()
+            .map(|m| m.payload)
+            .collect();
+        distinct(&got) >= want.len()
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let got: Vec<String> = sub
+        .on("avsense/events")
+        .into_iter()
+        .map(|m| m.payload)
+        .collect();
+    // At-least-once (QoS 1): a message in flight when the broker went away may come twice;
+    // consumers drop a repeated (id, phase). After that: every message, once, in order.
+    let mut seen = HashSet::new();
+    let once: Vec<String> = got
+        .iter()
+        .filter(|l| seen.insert(key(l)))
+        .cloned()
+        .collect();
+    let repeats = got.len() - once.len();
+    assert_eq!(once, want, "every message, in order");
+    assert!(
+        repeats <= 64,
+        "{repeats} repeats: more than could have been in flight (the publisher's window is 64)"
+    );
+    eprintln!(
+        "outage: {} messages in all, {during} produced while the broker was down; all delivered in order, {repeats} in flight at the outage delivered twice",
+        want.len()
+    );
+    assert!(
+        err.contains("messages wait in the spool"),
+        "the outage is reported: {err}"
+    );
+}
+
+#[test]
+fn the_last_will_says_offline_when_avsense_is_killed() {
+    if !mosquitto_ready() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tmp");
+    let broker = Broker::start(dir.path());
+    let sub = Subscriber::start(&broker, "sub-will");
+    let cfg = live_config(dir.path(), broker.port, 60.0);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_avsense"))
+        .args(["run", "-q"])
+        .arg(&cfg)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("run avsense");
+    wait_for(Duration::from_secs(60), "online", || {
+        sub.on("avsense/available")
+            .last()
+            .is_some_and(|m| m.payload == "online")
+    });
+    let _ = Command::new("kill")
+        .args(["-KILL", &child.id().to_string()])
+        .status();
+    let _ = child.wait();
+    wait_for(Duration::from_secs(20), "the last will", || {
+        sub.on("avsense/available")
+            .last()
+            .is_some_and(|m| m.payload == "offline")
+    });
+    // Retained: a subscriber that comes later learns it too.
+    let late = Subscriber::start(&broker, "sub-late");
+    wait_for(Duration::from_secs(5), "the retained offline", || {
+        late.on("avsense/available")
+            .iter()
+            .any(|m| m.retained && m.payload == "offline")
+    });
+}
