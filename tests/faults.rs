@@ -197,12 +197,14 @@ fn sigint_stops_a_file_run_with_the_summary() {
     let mut out = BufReader::new(child.stdout.take().expect("stdout"));
     let mut first = String::new();
     out.read_line(&mut first).expect("first event");
-    // Events keep coming on stdout; drain them so the pipe never blocks the run.
+    // Events keep coming on stdout; drain them so the pipe never blocks the run. The
+    // summary counts events (their `end` messages), not `start` messages.
+    let is_end = |l: &str| l.contains("\"phase\":\"end\"");
     let drain = std::thread::spawn(move || {
-        let mut n = 1;
+        let mut n = usize::from(is_end(&first));
         let mut line = String::new();
         while out.read_line(&mut line).map(|n| n > 0).unwrap_or(false) {
-            n += 1;
+            n += usize::from(is_end(&line));
             line.clear();
         }
         n

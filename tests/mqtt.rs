@@ -12,7 +12,7 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 fn have(cmd: &str) -> bool {
     Command::new("sh")
@@ -24,30 +24,10 @@ fn have(cmd: &str) -> bool {
 
 /// Whether mosquitto and its clients are installed; panics under CI=true when not.
 fn mosquitto_ready() -> bool {
-    let ok = have("mosquitto") && have("mosquitto_sub") && have("mosquitto_pub");
-    if !ok {
-        let msg = "mosquitto / mosquitto-clients are not installed (.ci/install-system-packages installs them)";
-        if std::env::var("CI").is_ok_and(|v| v == "true") {
-            panic!("{msg}");
-        }
-        eprintln!("SKIP: {msg}");
-    }
-    ok
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free loopback port")
-}
-
-fn wait_for(limit: Duration, what: &str, mut f: impl FnMut() -> bool) {
-    let t0 = Instant::now();
-    while !f() {
-        assert!(t0.elapsed() < limit, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    tool_ready(
+        have("mosquitto") && have("mosquitto_sub") && have("mosquitto_pub"),
+        "mosquitto / mosquitto-clients are not installed (.ci/install-system-packages installs them)",
+    )
 }
 
 /// A mosquitto broker with persistence (a subscriber's session and its queued messages
@@ -541,4 +521,171 @@ fn the_last_will_says_offline_when_avsense_is_killed() {
             .iter()
             .any(|m| m.retained && m.payload == "offline")
     });
+}
+
+/// Runs `cmd`, panicking with its stderr when it fails (fixture generation).
+fn sh(cmd: &mut Command) {
+    let out = cmd.output().expect("run a fixture command");
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn tls_and_credentials_from_the_environment() {
+    if !mosquitto_ready() || !have("openssl") || !have("mosquitto_passwd") {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tmp");
+    let d = dir.path();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    // A CA and a server certificate for 127.0.0.1 (an IP SAN: rustls checks it).
+    sh(Command::new("openssl")
+        .current_dir(d)
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+        ])
+        .args([
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.crt",
+            "-subj",
+            "/CN=avsense test CA",
+        ]));
+    sh(Command::new("openssl")
+        .current_dir(d)
+        .args([
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "server.key",
+        ])
+        .args(["-out", "server.csr", "-subj", "/CN=127.0.0.1"]));
+    std::fs::write(d.join("san.ext"), "subjectAltName=IP:127.0.0.1\n").expect("ext");
+    sh(Command::new("openssl")
+        .current_dir(d)
+        .args([
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+        ])
+        .args([
+            "-CAcreateserial",
+            "-out",
+            "server.crt",
+            "-days",
+            "2",
+            "-extfile",
+            "san.ext",
+        ]));
+    sh(Command::new("mosquitto_passwd")
+        .args(["-b", "-c"])
+        .arg(d.join("passwd"))
+        .args(["cam", "s3cret-pw"]));
+    for f in ["server.key", "passwd"] {
+        std::fs::set_permissions(d.join(f), std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    }
+    let port = free_port();
+    let conf = d.join("tls.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "listener {port} 127.0.0.1\ncafile {d}/ca.crt\ncertfile {d}/server.crt\nkeyfile {d}/server.key\nallow_anonymous false\npassword_file {d}/passwd\n",
+            d = d.display()
+        ),
+    )
+    .expect("conf");
+    let mut broker = Command::new("mosquitto")
+        .arg("-c")
+        .arg(&conf)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("mosquitto");
+    wait_for(Duration::from_secs(10), "the TLS listener", || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    let sub = Command::new("mosquitto_sub")
+        .args(["-h", "127.0.0.1", "-p", &port.to_string(), "--cafile"])
+        .arg(d.join("ca.crt"))
+        .args([
+            "-u",
+            "cam",
+            "-P",
+            "s3cret-pw",
+            "-t",
+            "avsense/events",
+            "-q",
+            "1",
+            "-C",
+            "3",
+            "-W",
+            "60",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("mosquitto_sub");
+    std::thread::sleep(Duration::from_millis(500));
+    let config = |password_env: &str| {
+        let cfg = d.join(format!("{password_env}.toml"));
+        std::fs::write(
+            &cfg,
+            format!(
+                "[[source]]\nname = \"t\"\nkind = \"test\"\nduration = 4.0\n\n[[sink]]\nkind = \"mqtt\"\nport = {port}\ntls = true\nca_file = \"{ca}\"\nusername = \"cam\"\npassword_env = \"{password_env}\"\nspool = \"{spool}\"\ndrain_timeout = 2\n",
+                ca = d.join("ca.crt").display(),
+                spool = d.join(format!("spool-{password_env}")).display(),
+            ),
+        )
+        .expect("config");
+        cfg
+    };
+    let run = |var: &str, value: Option<&str>| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_avsense"));
+        cmd.args(["run", "-q"]).arg(config(var));
+        match value {
+            Some(v) => cmd.env(var, v),
+            None => cmd.env_remove(var),
+        };
+        let out = cmd.output().expect("avsense");
+        (
+            out.status,
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    // The right password (from the environment): events arrive over TLS.
+    let (st, err) = run("AVSENSE_TEST_MQTT_PW", Some("s3cret-pw"));
+    assert!(st.success(), "{err}");
+    let got = sub.wait_with_output().expect("sub");
+    let lines = String::from_utf8_lossy(&got.stdout).lines().count();
+    assert_eq!(lines, 3, "three events over TLS: {err}");
+    // A wrong one: the run goes on, says why it cannot connect, never prints the password.
+    let (st, err) = run("AVSENSE_TEST_MQTT_BAD", Some("wrong-pw-123"));
+    assert!(
+        st.success(),
+        "the broker refusing is not a failed run: {err}"
+    );
+    assert!(err.contains("cannot connect"), "{err}");
+    assert!(err.contains("in the spool"), "{err}");
+    assert!(
+        !err.contains("wrong-pw-123") && !err.contains("s3cret"),
+        "{err}"
+    );
+    // No variable at all: refused at start, naming it.
+    let (st, err) = run("AVSENSE_TEST_MQTT_UNSET", None);
+    assert_eq!(st.code(), Some(2), "{err}");
+    assert!(err.contains("AVSENSE_TEST_MQTT_UNSET"), "{err}");
+    let _ = broker.kill();
+    let _ = broker.wait();
 }

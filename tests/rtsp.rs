@@ -8,7 +8,7 @@ use common::*;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Debian's Python with PyGObject and the RTSP server typelib; None (skip) if missing,
 /// except under CI=true.
@@ -27,21 +27,11 @@ fn server_python() -> Option<PathBuf> {
                 .status()
                 .is_ok_and(|s| s.success())
         });
-    if py.is_none() {
-        let msg = "python3-gi with gir1.2-gst-rtsp-server-1.0 is not installed (.ci/install-system-packages installs it)";
-        if std::env::var("CI").is_ok_and(|v| v == "true") {
-            panic!("{msg}");
-        }
-        eprintln!("SKIP: {msg}");
-    }
+    tool_ready(
+        py.is_some(),
+        "python3-gi with gir1.2-gst-rtsp-server-1.0 is not installed (.ci/install-system-packages installs it)",
+    );
     py
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free loopback port")
 }
 
 struct Server(Child);
@@ -90,16 +80,6 @@ fn of_kind<'a>(ev: &'a [serde_json::Value], kind: &str) -> Vec<&'a serde_json::V
     ev.iter()
         .filter(|e| e["kind"] == kind && e["phase"] == "end")
         .collect()
-}
-
-/// Waits (polling) until `f` holds; panics with `what` after `limit`.
-fn wait_for(limit: Duration, what: &str, mut f: impl FnMut() -> bool) -> Duration {
-    let t0 = Instant::now();
-    while !f() {
-        assert!(t0.elapsed() < limit, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    t0.elapsed()
 }
 
 fn proc_status(pid: u32) -> (usize, u64) {

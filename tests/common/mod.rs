@@ -31,6 +31,41 @@ pub fn shared_media(rel: &str) -> Option<PathBuf> {
     None
 }
 
+/// Whether a system tool a test needs is there: true if so; if not, a SKIP line — or, under
+/// CI=true (where `.ci/install-system-packages` installs it), a panic with `msg`.
+pub fn tool_ready(ok: bool, msg: &str) -> bool {
+    if !ok {
+        if std::env::var("CI").is_ok_and(|v| v == "true") {
+            panic!("{msg}");
+        }
+        eprintln!("SKIP: {msg}");
+    }
+    ok
+}
+
+/// A free TCP port on 127.0.0.1.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+/// Polls `f` every 20 ms until it holds; panics naming `what` after `limit`. Returns how
+/// long it took.
+pub fn wait_for(
+    limit: std::time::Duration,
+    what: &str,
+    mut f: impl FnMut() -> bool,
+) -> std::time::Duration {
+    let t0 = std::time::Instant::now();
+    while !f() {
+        assert!(t0.elapsed() < limit, "timed out waiting for {what}");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    t0.elapsed()
+}
+
 /// A scratch directory under target/ (kept small; tests clean up what they make).
 pub fn scratch(name: &str) -> PathBuf {
     let d = Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -7,7 +7,8 @@
 //! media     Frame, AudioChunk, Modality, VideoSpec — what sources deliver
 //! features  VisionFeatures, AudioFeatures (open, typed per-encoder results), Feature
 //! window    Window — what the aligner delivers
-//! event     Event — the public output
+//! event     Event — the public output (with its lifecycle Phase)
+//! ids       UUIDv7 event ids (reproducible for a recorded file)
 //! settings  Toggle (auto/on/off), Invalid (a config value out of bounds)
 //! latency   capture → event latency recorder, wall-clock stamps
 //! stop      StopFlag — a stream's stop request, seen by every stage behind its source

@@ -89,7 +89,7 @@ pub struct MqttSettings {
 #[derive(Debug, thiserror::Error)]
 pub enum MqttError {
     /// The CA file could not be read.
-    #[error("sink mqtt: ca_file {path}")]
+    #[error("ca_file {path}")]
     CaFile {
         /// The file.
         path: PathBuf,
@@ -98,7 +98,7 @@ pub enum MqttError {
         source: std::io::Error,
     },
     /// The password's environment variable is not set.
-    #[error("sink mqtt: password_env {0}: the environment variable is not set")]
+    #[error("password_env {0}: the environment variable is not set")]
     Password(String),
 }
 
@@ -587,7 +587,15 @@ fn publish_loop(
         } else if stopping() {
             return;
         }
-        let event = conn.recv_timeout(Duration::from_millis(20));
+        // Connecting (TCP, TLS handshake, CONNECT/CONNACK) must not be cut short: a poll
+        // abandoned by its timeout starts the connection over (a TLS handshake in a debug
+        // build takes longer than the 20 ms that suit a live connection).
+        let wait = if connected {
+            Duration::from_millis(20)
+        } else {
+            Duration::from_secs(10)
+        };
+        let event = conn.recv_timeout(wait);
         if let Ok(e) = &event {
             tracing::trace!(target: "avsense::mqtt", "{e:?}; in flight {}", flights.len());
         }
