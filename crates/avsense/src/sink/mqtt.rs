@@ -139,6 +139,46 @@ struct Shared {
     connected: bool,
     /// The first spool error (the sink reports it on its next write).
     error: Option<String>,
+    /// Publishes handed to rumqttc and not yet acknowledged, oldest first.
+    flights: VecDeque<Flight>,
+    /// The next spool record to send.
+    next_seq: u64,
+}
+
+impl Shared {
+    /// Hands rumqttc the spool's next records while connected and the window allows. Called
+    /// by the sink right after it spools (no wait for the publisher thread) and by the
+    /// publisher after acknowledgements and reconnects.
+    fn pump(&mut self, client: &Client, qos: QoS) {
+        if !self.connected || self.stop {
+            return;
+        }
+        let in_air = self.flights.iter().filter(|f| f.seq.is_some()).count();
+        let next = self.next_seq;
+        let to_send: Vec<_> = self
+            .spool
+            .pending()
+            .iter()
+            .filter(|r| r.seq >= next)
+            .take(WINDOW.saturating_sub(in_air))
+            .cloned()
+            .collect();
+        for r in to_send {
+            // The request channel holds more than the window: this does not block.
+            if client
+                .try_publish(r.topic, qos, r.retain, r.payload)
+                .is_err()
+            {
+                return;
+            }
+            self.next_seq = r.seq + 1;
+            self.flights.push_back(Flight {
+                seq: Some(r.seq),
+                pkid: None,
+                acked: qos == QoS::AtMostOnce,
+            });
+        }
+    }
 }
 
 /// The MQTT sink (see the module doc).
@@ -148,6 +188,7 @@ pub struct MqttSink {
     phases: Phases,
     shared: Arc<(Mutex<Shared>, Condvar)>,
     publisher: Option<std::thread::JoinHandle<()>>,
+    client: Client,
     states: HashMap<String, StreamState>,
     reported_drops: u64,
 }
@@ -172,15 +213,20 @@ impl MqttSink {
                 stop: false,
                 connected: false,
                 error: None,
+                flights: VecDeque::new(),
+                next_seq: 0,
             }),
             Condvar::new(),
         ));
+        let hello_len = 1 + 6 * settings.streams.len();
+        let (client, conn) = Client::new(options, WINDOW * 2 + hello_len + 8);
         let mut sink = Self {
             target: target.clone(),
             settings,
             phases,
             shared: Arc::clone(&shared),
             publisher: None,
+            client: client.clone(),
             states: HashMap::new(),
             reported_drops: 0,
         };
@@ -188,7 +234,7 @@ impl MqttSink {
         let hello = sink.hello();
         let handle = std::thread::Builder::new()
             .name("mqtt-publisher".into())
-            .spawn(move || publish_loop(options, qos, hello, shared, target))
+            .spawn(move || publish_loop(client, conn, qos, hello, shared, target))
             .map_err(|source| SinkError::Io {
                 target: sink.target.clone(),
                 source,
@@ -313,6 +359,7 @@ impl MqttSink {
                     source: Box::new(e),
                 })?;
         }
+        g.pump(&self.client, self.qos());
         cv.notify_all();
         Ok(())
     }
@@ -525,103 +572,62 @@ struct Flight {
     acked: bool,
 }
 
-/// The publisher thread (see the module doc): one rumqttc connection for the sink's life,
-/// which rumqttc reconnects after an error (with a clean session: the unacknowledged
-/// records are sent again from the spool, in order).
+/// The publisher thread (see the module doc): drives the one rumqttc connection of the
+/// sink, which rumqttc reconnects after an error (with a clean session: the unacknowledged
+/// records are sent again from the spool, in order), and keeps the flights' books.
 fn publish_loop(
-    options: MqttOptions,
+    client: Client,
+    mut conn: Connection,
     qos: QoS,
     hello: Vec<(String, Vec<u8>)>,
     shared: Arc<(Mutex<Shared>, Condvar)>,
     target: String,
 ) {
     let (lock, cv) = &*shared;
-    let (client, mut conn) = Client::new(options, WINDOW * 2 + hello.len() + 8);
-    let mut flights: VecDeque<Flight> = VecDeque::new();
-    let mut next_seq = 0u64;
     let mut connected = false;
     let mut warned = false;
     let mut backoff = Duration::from_millis(200);
-    let stopping = || lock.lock().map(|g| g.stop).unwrap_or(true);
     loop {
-        if connected {
-            let Ok(mut g) = lock.lock() else { return };
-            if g.stop {
-                drop(g);
+        if lock.lock().map(|g| g.stop).unwrap_or(true) {
+            if connected {
                 goodbye(&client, &mut conn, &hello);
-                return;
             }
-            let in_air = flights.iter().filter(|f| f.seq.is_some()).count();
-            let to_send: Vec<_> = g
-                .spool
-                .pending()
-                .iter()
-                .filter(|r| r.seq >= next_seq)
-                .take(WINDOW.saturating_sub(in_air))
-                .cloned()
-                .collect();
-            if to_send.is_empty() && flights.is_empty() {
-                // Idle: wait for new records (polling the connection's keep-alive below).
-                g = match cv.wait_timeout(g, Duration::from_millis(50)) {
-                    Ok(r) => r.0,
-                    Err(_) => return,
-                };
-                if g.stop {
-                    drop(g);
-                    goodbye(&client, &mut conn, &hello);
-                    return;
-                }
-            }
-            drop(g);
-            for r in to_send {
-                if client.publish(r.topic, qos, r.retain, r.payload).is_err() {
-                    return;
-                }
-                next_seq = r.seq + 1;
-                flights.push_back(Flight {
-                    seq: Some(r.seq),
-                    pkid: None,
-                    acked: qos == QoS::AtMostOnce,
-                });
-            }
-        } else if stopping() {
             return;
         }
-        // Connecting (TCP, TLS handshake, CONNECT/CONNACK) must not be cut short: a poll
-        // abandoned by its timeout starts the connection over (a TLS handshake in a debug
-        // build takes longer than the 20 ms that suit a live connection).
+        // rumqttc's poll wakes at once for a new request or packet; the timeout only bounds
+        // how late a stop is seen. Connecting (TCP, TLS handshake, CONNECT/CONNACK) must not
+        // be cut short: a poll abandoned by its timeout starts the connection over.
         let wait = if connected {
-            Duration::from_millis(20)
+            Duration::from_millis(100)
         } else {
             Duration::from_secs(10)
         };
         let event = conn.recv_timeout(wait);
         if let Ok(e) = &event {
-            tracing::trace!(target: "avsense::mqtt", "{e:?}; in flight {}", flights.len());
+            tracing::trace!(target: "avsense::mqtt", "{e:?}");
         }
+        let Ok(mut g) = lock.lock() else { return };
         match event {
             Ok(Ok(MqttEvent::Incoming(Packet::ConnAck(ack)))) => {
                 connected = true;
                 backoff = Duration::from_millis(200);
-                if let Ok(mut g) = lock.lock() {
-                    g.connected = true;
-                }
+                g.connected = true;
                 if warned {
                     tracing::info!("{target}: connected again; sending the spool's backlog");
                 }
                 if !ack.session_present {
                     // A new session: rumqttc dropped what was in flight; the spool has it.
-                    flights.clear();
-                    next_seq = 0;
+                    g.flights.clear();
+                    g.next_seq = 0;
                 }
                 for (t, p) in &hello {
                     if client
-                        .publish(t.clone(), QoS::AtLeastOnce, true, p.clone())
+                        .try_publish(t.clone(), QoS::AtLeastOnce, true, p.clone())
                         .is_err()
                     {
                         return;
                     }
-                    flights.push_back(Flight {
+                    g.flights.push_back(Flight {
                         seq: None,
                         pkid: None,
                         acked: false,
@@ -629,19 +635,15 @@ fn publish_loop(
                 }
             }
             Ok(Ok(MqttEvent::Outgoing(Outgoing::Publish(pkid)))) => {
-                // A packet id still in flight is a resend after a reconnect; otherwise
-                // rumqttc sends requests in order, so it is the oldest one not yet sent.
-                let resent = pkid != 0 && flights.iter().any(|f| f.pkid == Some(pkid) && !f.acked);
-                if !resent {
-                    if let Some(f) = flights.iter_mut().find(|f| f.pkid.is_none()) {
-                        f.pkid = Some(pkid);
-                        if pkid == 0 {
-                            f.acked = true;
-                        }
+                // rumqttc sends requests in order: the oldest flight not yet sent.
+                if let Some(f) = g.flights.iter_mut().find(|f| f.pkid.is_none()) {
+                    f.pkid = Some(pkid);
+                    if pkid == 0 {
+                        f.acked = true;
                     }
                 }
             }
-            Ok(Ok(MqttEvent::Incoming(Packet::PubAck(a)))) => ack(&mut flights, a.pkid),
+            Ok(Ok(MqttEvent::Incoming(Packet::PubAck(a)))) => ack(&mut g.flights, a.pkid),
             Ok(Ok(_)) => {}
             Ok(Err(e)) => {
                 if connected || !warned {
@@ -656,10 +658,9 @@ fn publish_loop(
                     warned = true;
                 }
                 connected = false;
+                g.connected = false;
                 // Back off before rumqttc's next attempt, waking early only to stop.
                 let until = Instant::now() + backoff;
-                let Ok(mut g) = lock.lock() else { return };
-                g.connected = false;
                 while !g.stop && Instant::now() < until {
                     g = match cv.wait_timeout(g, until.saturating_duration_since(Instant::now())) {
                         Ok(r) => r.0,
@@ -667,18 +668,18 @@ fn publish_loop(
                     };
                 }
                 backoff = (backoff * 2).min(Duration::from_secs(2));
+                continue;
             }
             Err(_) => {}
         }
-        // Acknowledged from the front: done in the spool.
+        // Acknowledged from the front: done in the spool; then send what the window allows.
         let mut done = None;
-        while flights.front().is_some_and(|f| f.acked) {
-            if let Some(f) = flights.pop_front() {
+        while g.flights.front().is_some_and(|f| f.acked) {
+            if let Some(f) = g.flights.pop_front() {
                 done = f.seq.or(done);
             }
         }
         if let Some(seq) = done {
-            let Ok(mut g) = lock.lock() else { return };
             if let Err(e) = g.spool.ack_through(seq) {
                 let line = crate::core::errors::one_line(&e);
                 g.error.get_or_insert(line);
@@ -686,6 +687,7 @@ fn publish_loop(
             }
             cv.notify_all();
         }
+        g.pump(&client, qos);
     }
 }
 
