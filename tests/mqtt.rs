@@ -401,22 +401,29 @@ drain_timeout = 30
     cfg
 }
 
-#[test]
-fn a_broker_down_for_ten_seconds_loses_nothing() {
-    if !mosquitto_ready() {
-        return;
-    }
-    let dir = tempfile::tempdir().expect("tmp");
-    let mut broker = Broker::start(dir.path());
-    let sub = Subscriber::start(&broker, "sub-outage");
-    let cfg = live_config(dir.path(), broker.port, 24.0);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_avsense"))
+/// A broker, a subscriber (`sub_id`) and `avsense run` on a live test source of `seconds`
+/// publishing to it (stderr piped).
+fn live_run(dir: &Path, sub_id: &str, seconds: f64) -> (Broker, Subscriber, Child) {
+    let broker = Broker::start(dir);
+    let sub = Subscriber::start(&broker, sub_id);
+    let cfg = live_config(dir, broker.port, seconds);
+    let child = Command::new(env!("CARGO_BIN_EXE_avsense"))
         .args(["run", "-q"])
         .arg(&cfg)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
         .expect("run avsense");
+    (broker, sub, child)
+}
+
+#[test]
+fn a_broker_down_for_ten_seconds_loses_nothing() {
+    if !mosquitto_ready() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tmp");
+    let (mut broker, sub, mut child) = live_run(dir.path(), "sub-outage", 24.0);
     let events = dir.path().join("events.jsonl");
     // Some events through the broker, then 10 s without it while events keep coming.
     wait_for(Duration::from_secs(60), "events before the outage", || {
@@ -432,7 +439,7 @@ fn a_broker_down_for_ten_seconds_loses_nothing() {
     if let Some(mut e) = child.stderr.take() {
         let _ = std::io::Read::read_to_string(&mut e, &mut err);
     }
-    assert!(st.success(), "{err}");
+    assert!(st.success(), "{st:?}: {err}");
     assert!(
         during >= 3,
         "the outage must have had events: {during}\n{err}"
@@ -490,16 +497,7 @@ fn the_last_will_says_offline_when_avsense_is_killed() {
         return;
     }
     let dir = tempfile::tempdir().expect("tmp");
-    let broker = Broker::start(dir.path());
-    let sub = Subscriber::start(&broker, "sub-will");
-    let cfg = live_config(dir.path(), broker.port, 60.0);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_avsense"))
-        .args(["run", "-q"])
-        .arg(&cfg)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("run avsense");
+    let (broker, sub, mut child) = live_run(dir.path(), "sub-will", 60.0);
     wait_for(Duration::from_secs(60), "online", || {
         sub.on("avsense/available")
             .last()

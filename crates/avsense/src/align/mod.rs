@@ -207,9 +207,16 @@ impl Aligner {
         match t.watermark {
             Some(wm) if wm >= end => true,
             wm => {
+                // Live: a track lagging the leading one by more than `lateness` is not
+                // waited for — but only for windows the leading track's data reaches. (Without
+                // `end <= lead`, a lagging video with the audio already ended let every
+                // window close: the loop built empty windows without end until the process
+                // ran out of memory — seen at the end of a live run under CPU load.)
                 self.cfg.live
                     && leading.is_some_and(|lead| {
-                        lead.0.saturating_sub(wm.map(|w| w.0).unwrap_or(0)) > self.cfg.lateness.0
+                        end <= lead
+                            && lead.0.saturating_sub(wm.map(|w| w.0).unwrap_or(0))
+                                > self.cfg.lateness.0
                     })
             }
         }
@@ -494,6 +501,40 @@ mod tests {
         a.push(aud(100, 10), &mut out); // belongs to window 0, already closed
         assert_eq!(a.stats().late_dropped, 1);
         assert!(out.len() >= closed);
+    }
+
+    /// Live: the audio ends while the video lags more than `lateness` behind (a slow
+    /// video encoder on a loaded machine). Windows close up to the audio's last data, not
+    /// beyond: before the fix this call never returned (windows without end, 24 GB).
+    #[test]
+    fn live_windows_never_run_past_the_leading_data() {
+        let mut a = Aligner::new(
+            Arc::from("s"),
+            cfg(true),
+            &[Modality::Video, Modality::Audio],
+        );
+        let mut out = Vec::new();
+        for t in (0..1000).step_by(100) {
+            a.push(vis(t), &mut out);
+        }
+        for t in (0..4000).step_by(100) {
+            a.push(aud(t, 10), &mut out);
+        }
+        a.push(Feature::End(Modality::Audio), &mut out);
+        assert!(!out.is_empty(), "the lagging video is not waited for");
+        assert!(
+            out.iter().all(|w| w.end.0 <= 4010 * MS),
+            "windows past the last audio: {:?}",
+            out.iter().map(|w| w.end.0 / MS).collect::<Vec<_>>()
+        );
+        // The video catches up and ends: the rest closes, bounded by its data.
+        for t in (1000..6000).step_by(100) {
+            a.push(vis(t), &mut out);
+        }
+        a.push(Feature::End(Modality::Video), &mut out);
+        a.finish(&mut out);
+        assert!(out.iter().all(|w| w.start.0 < 6000 * MS), "{}", out.len());
+        assert!(out.len() <= 12, "{}", out.len());
     }
 
     /// Recorded input whose audio runs far ahead of a slow video: the stage stops reading
