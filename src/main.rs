@@ -50,6 +50,18 @@ enum Command {
         /// Print the closing summary as JSON on stderr.
         #[arg(long)]
         json_summary: bool,
+        /// Serve the HTTP API on this address (`127.0.0.1:5000`, or a port), overriding
+        /// [http] listen.
+        #[arg(long, value_name = "ADDR")]
+        http: Option<String>,
+        /// Keep the HTTP API up after a run on files ends, until Ctrl-C (live sources run,
+        /// and serve, until Ctrl-C anyway).
+        #[arg(long)]
+        serve: bool,
+        /// Write JPEG snapshots of objects, sound sources and active speakers (same as
+        /// [snapshots] enabled = true).
+        #[arg(long)]
+        snapshots: bool,
         /// No progress bar.
         #[arg(long, short)]
         quiet: bool,
@@ -265,6 +277,9 @@ fn real_main() -> Result<i32> {
             strict,
             allow_unverified_models,
             json_summary,
+            http,
+            serve,
+            snapshots,
             quiet,
         } => {
             let cfg = match (config, input) {
@@ -291,10 +306,16 @@ fn real_main() -> Result<i32> {
             if allow_unverified_models {
                 cfg.models.verify = false;
             }
+            if http.is_some() {
+                cfg.http.listen = http;
+            }
+            cfg.snapshots.enabled |= snapshots;
+            if serve && cfg.http.listen.is_none() {
+                bail!("--serve keeps the HTTP API up: give --http ADDR or [http] listen");
+            }
             // The sinks' paths against the inputs, before anything is opened.
             cfg.validate(std::path::Path::new("avsense run"))?;
-            let report = run(cfg, quiet)?;
-            print_summary(&report, json_summary);
+            let report = run(cfg, quiet, serve, json_summary)?;
             if let Some(err) = report.first_error() {
                 eprintln!("avsense: error: {err}");
                 return Ok(1);
@@ -540,10 +561,21 @@ fn models(action: ModelsAction) -> Result<i32> {
     }
 }
 
-fn run(cfg: PipelineConfig, quiet: bool) -> Result<RunReport> {
+/// Runs the pipeline (and its HTTP API when configured), prints the summary, and with
+/// `serve` keeps the API up until Ctrl-C.
+fn run(cfg: PipelineConfig, quiet: bool, serve: bool, json_summary: bool) -> Result<RunReport> {
+    let http = start_http(&cfg)?;
     let pipeline = Pipeline::new(cfg)?;
-    let sinks = pipeline.configured_sinks()?;
+    let mut sinks = pipeline.configured_sinks()?;
+    #[cfg(feature = "http")]
+    if let Some((_, hub)) = &http {
+        sinks.push(Box::new(hub.sink()));
+    }
     let running = pipeline.start(sinks)?;
+    #[cfg(feature = "http")]
+    if let Some((_, hub)) = &http {
+        hub.attach(running.monitor());
+    }
     // Ctrl-C / SIGTERM: stop the sources (end of stream), let every stage flush, close open
     // events with their true end, print the summary, exit 0. A second signal aborts.
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
@@ -603,7 +635,46 @@ fn run(cfg: PipelineConfig, quiet: bool) -> Result<RunReport> {
         ));
     }
     bar.finish_and_clear();
-    Ok(running.wait()?)
+    let report = running.wait()?;
+    print_summary(&report, json_summary);
+    #[cfg(feature = "http")]
+    if let Some((server, _)) = &http {
+        if serve {
+            eprintln!(
+                "avsense: the run has ended; serving http://{} until Ctrl-C",
+                server.addr()
+            );
+            while stop.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+    }
+    let _ = serve;
+    drop(http);
+    Ok(report)
+}
+
+#[cfg(feature = "http")]
+type Http = (avsense::http::HttpServer, avsense::http::Hub);
+#[cfg(not(feature = "http"))]
+type Http = ();
+
+/// Starts the HTTP API when `[http] listen` is set (before the models load, so that a
+/// port in use fails at once).
+#[cfg(feature = "http")]
+fn start_http(cfg: &PipelineConfig) -> Result<Option<Http>> {
+    if cfg.http.listen.is_none() {
+        return Ok(None);
+    }
+    let hub = avsense::http::Hub::new(cfg.http.ring);
+    let server = avsense::http::HttpServer::start(&cfg.http, hub.clone())?;
+    eprintln!("avsense: HTTP API on http://{}", server.addr());
+    Ok(Some((server, hub)))
+}
+
+#[cfg(not(feature = "http"))]
+fn start_http(_cfg: &PipelineConfig) -> Result<Option<Http>> {
+    Ok(None)
 }
 
 fn print_summary(r: &RunReport, json: bool) {

@@ -100,6 +100,12 @@ pub struct PipelineConfig {
     /// Where events go (`[[sink]]`); stdout when none is given.
     #[serde(default, rename = "sink")]
     pub sinks: Vec<SinkConfig>,
+    /// JPEG snapshots of objects, sound sources and active speakers.
+    #[serde(default)]
+    pub snapshots: crate::snapshot::SnapshotConfig,
+    /// The HTTP API (off unless `listen` is set).
+    #[serde(default)]
+    pub http: crate::http::HttpConfig,
 }
 
 /// `[pipeline]`: windowing for the aligner.
@@ -235,9 +241,24 @@ impl PipelineConfig {
             tracker: TrackerConfig::default(),
             speaker: SpeakerConfig::default(),
             sinks,
+            snapshots: Default::default(),
+            http: Default::default(),
         };
         cfg.validate(Path::new("<command line>"))?;
         Ok(cfg)
+    }
+
+    /// Where snapshots go: `[snapshots] dir`, else `snapshots/` beside the first `jsonl`
+    /// sink's file, else `snapshots/` in the working directory.
+    pub fn snapshot_dir(&self) -> std::path::PathBuf {
+        if let Some(d) = &self.snapshots.dir {
+            return d.clone();
+        }
+        self.sinks
+            .iter()
+            .find_map(|s| s.path.as_deref().filter(|_| s.kind == SinkKind::Jsonl))
+            .and_then(Path::parent)
+            .map_or_else(|| "snapshots".into(), |p| p.join("snapshots"))
     }
 
     /// Checks every value the runtime relies on: each section by its own `validate()`, then
@@ -283,6 +304,8 @@ impl PipelineConfig {
         self.detector.validate().map_err(at("detector"))?;
         self.tracker.validate().map_err(at("tracker"))?;
         self.speaker.validate().map_err(at("speaker"))?;
+        self.snapshots.validate().map_err(at("snapshots"))?;
+        self.http.validate().map_err(at("http"))?;
         for (i, s) in self.sinks.iter().enumerate() {
             s.validate().map_err(at(&format!("sink[{i}]")))?;
             // A sink must never write over what a source reads.

@@ -34,9 +34,11 @@ pub mod config;
 pub mod core;
 pub mod encode;
 pub mod fusion;
+pub mod http;
 pub mod model_files;
 pub mod pipeline;
 pub mod sink;
+pub mod snapshot;
 pub mod source;
 
 pub use crate::core::event::{Event, EventKind};

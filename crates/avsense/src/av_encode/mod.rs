@@ -219,12 +219,13 @@ pub fn run_av_encode_stage(
     tx: EdgeSender<Window>,
     last: crossbeam_channel::Sender<AsdScores>,
     stop: crate::core::stop::StopFlag,
+    times: crate::core::timing::ModelTimes,
 ) {
     while let Some(mut w) = rx.recv() {
         if stop.is_set() {
             continue;
         }
-        let scores = stage.process(&w);
+        let scores = times.time("light-asd", || stage.process(&w));
         w.ext.insert(scores);
         if tx.send(w).is_err() {
             return; // downstream stopped

@@ -178,7 +178,7 @@ pub struct Evidence {
 }
 
 /// A speaking face and how much of an event's span it spoke.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct SpeakerEvidence {
     /// The face track (its own namespace, not an object track id).
     pub face_track: u64,
@@ -200,7 +200,7 @@ pub struct SpeakerEvidence {
 
 /// Why a sound was given to a visible track (or not): the fusion graph's edge features
 /// between them and the strategy's score.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Association {
     /// The fusion strategy that decided (`rules`, …).
     pub strategy: String,
@@ -238,6 +238,24 @@ pub struct EdgeImportance {
     pub correlation: f32,
     /// Time offset.
     pub offset: f32,
+}
+
+/// A JPEG snapshot of an event: the best-scored frame of its track with the box drawn.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SnapshotRef {
+    /// The JPEG file, as written (relative paths are relative to avsense's working
+    /// directory).
+    pub path: String,
+    /// The object track it shows.
+    pub track: u64,
+    /// The frame's time, seconds on the stream's timeline.
+    pub time: f64,
+    /// Image width, pixels (the detector's input size).
+    pub width: u32,
+    /// Image height, pixels.
+    pub height: u32,
+    /// The drawn box in the image's pixels: `[x1, y1, x2, y2]`.
+    pub bbox: [f32; 4],
 }
 
 /// One perception event.
@@ -280,6 +298,10 @@ pub struct Event {
     /// `speech` and the `active_speaker` events inside it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub related: Vec<String>,
+    /// `end` messages of objects, sound sources and active speakers with `[snapshots]`
+    /// on: the JPEG of the track's best frame.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot: Option<SnapshotRef>,
 }
 
 impl Event {
@@ -304,6 +326,7 @@ impl Event {
             wall_time: None,
             latency_ms: None,
             related: Vec::new(),
+            snapshot: None,
         }
     }
 

@@ -12,6 +12,7 @@
 //! settings  Toggle (auto/on/off), Invalid (a config value out of bounds)
 //! latency   capture → event latency recorder, wall-clock stamps
 //! stop      StopFlag — a stream's stop request, seen by every stage behind its source
+//! timing    ModelTimes — inference times per model, for the live stats and metrics
 //! ```
 
 pub mod clock;
@@ -24,4 +25,5 @@ pub mod latency;
 pub mod media;
 pub mod settings;
 pub mod stop;
+pub mod timing;
 pub mod window;

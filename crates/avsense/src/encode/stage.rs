@@ -6,6 +6,7 @@ use crate::core::edge::{EdgeReceiver, EdgeSender};
 use crate::core::features::{Feature, VisionFeatures};
 use crate::core::media::{AudioChunk, Frame, Modality};
 use crate::core::stop::StopFlag;
+use crate::core::timing::ModelTimes;
 use std::sync::Arc;
 
 /// Most frames taken from the edge for one batch.
@@ -21,6 +22,8 @@ pub struct Batching {
     pub fixed: bool,
     /// The stream's stop request: once set, queued input is dropped, not analysed.
     pub stop: StopFlag,
+    /// Where each encoder call's time goes (by encoder name).
+    pub times: ModelTimes,
 }
 
 /// The next batch of frames: in fixed mode the frames of `first`'s index block (the frame
@@ -56,11 +59,14 @@ fn next_video_batch(
 
 /// The video encoder stage: batches frames (see [`Batching`]), runs every encoder,
 /// forwards the features; at the end of the edge it tells the aligner that video has ended.
+/// `look` sees each frame with its features right after the encoders (snapshots);
+/// `observe` each frame's features as they leave the stage (latency).
 pub fn run_video_stage(
     mut encoders: Vec<Box<dyn VideoEncoder>>,
     rx: EdgeReceiver<Frame>,
     tx: EdgeSender<Feature>,
     batching: Batching,
+    mut look: impl FnMut(&Frame, &VisionFeatures),
     mut observe: impl FnMut(&VisionFeatures),
 ) -> Result<(), EncodeError> {
     let mut batch = Vec::with_capacity(MAX_VIDEO_BATCH);
@@ -76,7 +82,12 @@ pub fn run_video_stage(
         out.clear();
         out.extend(batch.iter().map(VisionFeatures::for_frame));
         for enc in encoders.iter_mut() {
-            enc.encode(&batch, &mut out)?;
+            batching
+                .times
+                .time(enc.name(), || enc.encode(&batch, &mut out))?;
+        }
+        for (frame, f) in batch.iter().zip(out.iter()) {
+            look(frame, f);
         }
         let newest = out.pop();
         for f in held.take().into_iter().chain(out.drain(..)) {
@@ -221,7 +232,9 @@ pub fn run_audio_stage(
                 continue;
             };
             for enc in encoders.iter_mut() {
-                enc.encode(&chunk, &mut feats)?;
+                batching
+                    .times
+                    .time(enc.name(), || enc.encode(&chunk, &mut feats))?;
             }
             if tx.send(Feature::Audio(Arc::new(feats))).is_err() {
                 return Ok(());

@@ -20,6 +20,7 @@ use crate::core::event::{Event, SourceVerdict};
 use crate::core::features::Extensions;
 use crate::core::latency::{clock_now_ns, LatencyRecorder};
 use crate::core::media::{Modality, PixelFormat, VideoSpec};
+use crate::core::timing::ModelTimes;
 use crate::core::window::WindowTap;
 use crate::encode::audio::logmel::LogMelFrontEnd;
 use crate::encode::video::objects::Tracks;
@@ -31,9 +32,11 @@ use crate::fusion::av::ontology::Ontology;
 use crate::fusion::lifecycle::Lifecycle;
 use crate::fusion::speaker::SpeakerStage;
 use crate::fusion::{run_event_stage, EventStage, EventStats};
+use crate::snapshot::BestFrames;
 use crate::source::gst::SourceOutputs;
 use crate::source::{GstSource, SourceConfig, SourceReport};
 use crate::Error;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
@@ -50,6 +53,8 @@ pub(super) struct Chain {
     pub av_encode: Option<JoinHandle<()>>,
     pub events: JoinHandle<EventStats>,
     pub frame_latency: FrameLatency,
+    /// Frames the detector ran on.
+    pub detector_frames: Arc<AtomicU64>,
     /// What the stream's encoders published (e.g. the face encoder's counters).
     pub counters: Arc<Mutex<Extensions>>,
 }
@@ -61,6 +66,10 @@ pub(super) struct Shared<'a> {
     pub ontology: Option<&'a Arc<Ontology>>,
     pub learned: Option<&'a Loaded>,
     pub window_tap: Option<&'a WindowTap>,
+    /// Inference times per model.
+    pub times: &'a ModelTimes,
+    /// The tracks' best frames, when snapshots are on.
+    pub snapshots: Option<&'a BestFrames>,
 }
 
 /// Starts the stages of one stream; its events go to `ev_tx`.
@@ -129,8 +138,10 @@ pub(super) fn start(
     let batching = Batching {
         fixed: policy == EdgePolicy::Block,
         stop: stop.clone(),
+        times: sh.times.clone(),
     };
     let frame_latency: FrameLatency = Arc::default();
+    let detector_frames: Arc<AtomicU64> = Arc::default();
     let video = if want_video {
         let (tx, rx, p) = edge(format!("{name}/frames"), src.capacity, policy);
         edges.push(p);
@@ -147,8 +158,18 @@ pub(super) fn start(
         let lat = Arc::clone(&frame_latency);
         let probe = gst_source.probe();
         let live = src.is_live();
+        let best = sh.snapshots.cloned();
+        let detected = Arc::clone(&detector_frames);
         Some(spawn(format!("{name}-video"), move || {
-            run_video_stage(video_encoders, rx, ftx, batching, move |f| {
+            let look = move |frame: &crate::core::media::Frame, f: &_| {
+                if let Some(b) = &best {
+                    b.offer(frame, f);
+                }
+            };
+            run_video_stage(video_encoders, rx, ftx, batching, look, move |f| {
+                if f.get::<Tracks>().is_some_and(|t| t.detected) {
+                    detected.fetch_add(1, Ordering::Relaxed);
+                }
                 // Live: capture (the frame's PTS on the pipeline clock) → features out.
                 let Some(origin) = probe.clock_origin().filter(|_| live) else {
                     return;
@@ -218,8 +239,9 @@ pub(super) fn start(
                 stage = stage.with_sync(head.clone());
             }
             let stop_asd = stop.clone();
+            let times = sh.times.clone();
             let h = spawn(format!("{name}-av-encode"), move || {
-                run_av_encode_stage(stage, win_rx, tx, last_tx, stop_asd)
+                run_av_encode_stage(stage, win_rx, tx, last_tx, stop_asd, times)
             })?;
             (rx, Some(h), Some(last_rx))
         }
@@ -285,6 +307,7 @@ pub(super) fn start(
             av_encode,
             events,
             frame_latency,
+            detector_frames,
             counters,
         },
         probe,

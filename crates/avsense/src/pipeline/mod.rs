@@ -16,6 +16,7 @@
 
 mod chain;
 pub mod encoders;
+pub mod monitor;
 pub mod report;
 pub mod sinks;
 
@@ -23,13 +24,16 @@ use crate::config::PipelineConfig;
 use crate::core::edge::{edge, EdgePolicy, EdgeProbe, EdgeStats};
 use crate::core::errors::one_line;
 use crate::core::event::Event;
+use crate::core::timing::ModelTimes;
 use crate::core::window::WindowTap;
 use crate::encode::video::faces::FaceStats;
 use crate::fusion::av::learned::Loaded;
 use crate::fusion::av::ontology::Ontology;
 use crate::fusion::av::FusionStrategy;
 use crate::sink::{EventSink, JsonlSink};
+use crate::snapshot::{BestFrames, Snapshotter};
 use crate::Error;
+pub use monitor::{LiveStats, LiveStream, Monitor};
 pub use report::{RunReport, SinkReport, SinkState, StreamProbe, StreamReport};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -53,6 +57,8 @@ pub struct Pipeline {
     /// The AudioSet → COCO map, when association runs.
     ontology: Option<Arc<Ontology>>,
     learned: Option<Loaded>,
+    times: ModelTimes,
+    snapshots: Option<BestFrames>,
 }
 
 /// A started pipeline: watch it, stop it, wait for its report.
@@ -62,6 +68,7 @@ pub struct Running {
     streams: Vec<StreamProbe>,
     edges: Vec<EdgeProbe>,
     sink: JoinHandle<sinks::SinkOutcome>,
+    monitor: Monitor,
 }
 
 fn spawn<T: Send + 'static>(
@@ -104,12 +111,18 @@ impl Pipeline {
             }
             _ => None,
         };
+        let snapshots = cfg
+            .snapshots
+            .enabled
+            .then(|| BestFrames::new(cfg.snapshots.max_tracks));
         Ok(Self {
             cfg,
             window_tap: None,
             encoders,
             ontology,
             learned,
+            times: ModelTimes::default(),
+            snapshots,
         })
     }
 
@@ -152,8 +165,12 @@ impl Pipeline {
         let all_streams: Arc<std::sync::OnceLock<Vec<StreamProbe>>> =
             Arc::new(std::sync::OnceLock::new());
         let sink_streams = Arc::clone(&all_streams);
+        let snapshotter = self
+            .snapshots
+            .clone()
+            .map(|b| Snapshotter::new(b, &self.cfg.snapshot_dir()));
         let sink = spawn("avsense-sink".into(), move || {
-            sinks::run_sink_stage(sinks, ev_rx, sink_streams)
+            sinks::run_sink_stage(sinks, ev_rx, sink_streams, snapshotter)
         })?;
         let mut chains = Vec::new();
         let mut streams = Vec::new();
@@ -163,6 +180,8 @@ impl Pipeline {
             ontology: self.ontology.as_ref(),
             learned: self.learned.as_ref(),
             window_tap: self.window_tap.as_ref(),
+            times: &self.times,
+            snapshots: self.snapshots.as_ref(),
         };
         for src in self.cfg.sources.clone() {
             let (chain, probe) = chain::start(&shared, src, ev_tx.clone(), &mut edges)?;
@@ -171,12 +190,27 @@ impl Pipeline {
         }
         drop(ev_tx);
         let _ = all_streams.set(streams.clone());
+        let monitor = Monitor {
+            started,
+            streams: streams.clone(),
+            edges: edges.clone(),
+            latency: chains
+                .iter()
+                .map(|c| Arc::clone(&c.frame_latency))
+                .collect(),
+            detector_frames: chains
+                .iter()
+                .map(|c| Arc::clone(&c.detector_frames))
+                .collect(),
+            times: self.times.clone(),
+        };
         Ok(Running {
             started,
             chains,
             streams,
             edges,
             sink,
+            monitor,
         })
     }
 
@@ -191,6 +225,12 @@ impl Running {
     /// The streams, to watch progress.
     pub fn streams(&self) -> &[StreamProbe] {
         &self.streams
+    }
+
+    /// A live view of the counters (fps, latency, model times), for dashboards; it stays
+    /// readable after the run.
+    pub fn monitor(&self) -> Monitor {
+        self.monitor.clone()
     }
 
     /// Edge counters now.

@@ -13,6 +13,7 @@ use crate::core::event::{Event, EventKind, Phase};
 use crate::core::ids::{EventIds, IdClock};
 use crate::core::latency::{stamp, LatencyRecorder};
 use crate::sink::{EventSink, SinkError};
+use crate::snapshot::Snapshotter;
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 
@@ -53,6 +54,7 @@ pub(super) fn run_sink_stage(
     sinks: Vec<Box<dyn EventSink>>,
     rx: EdgeReceiver<Event>,
     streams: Arc<OnceLock<Vec<StreamProbe>>>,
+    mut snapshots: Option<Snapshotter>,
 ) -> SinkOutcome {
     let mut slots: Vec<Slot> = sinks
         .into_iter()
@@ -90,6 +92,9 @@ pub(super) fn run_sink_stage(
             ) {
                 latency.entry(e.stream.clone()).or_default().record(ms);
             }
+        }
+        if let Some(snap) = snapshots.as_mut() {
+            snap.attach(&mut e);
         }
         let mut delivered = false;
         for s in slots.iter_mut().filter(|s| s.open() && s.sink.takes(&e)) {
@@ -183,7 +188,7 @@ mod tests {
             .unwrap();
         }
         drop(tx);
-        run_sink_stage(sinks, rx, Arc::new(OnceLock::new()))
+        run_sink_stage(sinks, rx, Arc::new(OnceLock::new()), None)
     }
 
     #[test]

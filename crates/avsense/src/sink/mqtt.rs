@@ -342,6 +342,40 @@ impl MqttSink {
         out
     }
 
+    /// `<stream>/<label>/snapshot` (retained): the JPEG of an event's snapshot; the label
+    /// is the object's class (the sound source's track class; `active_speaker`).
+    fn snapshot(
+        &self,
+        e: &Event,
+        snap: &crate::core::event::SnapshotRef,
+    ) -> Option<(String, Vec<u8>, bool)> {
+        let label = match e.kind {
+            EventKind::Object => e.labels.first()?.name.clone(),
+            EventKind::SoundSource => e.evidence.association.as_ref()?.class.clone(),
+            EventKind::ActiveSpeaker => "active_speaker".into(),
+            _ => return None,
+        };
+        match std::fs::read(&snap.path) {
+            Ok(jpeg) => Some((
+                self.topic(&format!(
+                    "{}/{}/snapshot",
+                    topic_level(&e.stream),
+                    topic_level(&label)
+                )),
+                jpeg,
+                true,
+            )),
+            Err(err) => {
+                tracing::warn!(
+                    "{}: snapshot {}: {err}; not published",
+                    self.target,
+                    snap.path
+                );
+                None
+            }
+        }
+    }
+
     fn spool(&self, msgs: &[(String, Vec<u8>, bool)]) -> Result<(), SinkError> {
         let (lock, cv) = &*self.shared;
         let mut g = lock.lock().map_err(|_| self.poisoned())?;
@@ -388,6 +422,9 @@ impl EventSink for MqttSink {
             false,
         )];
         msgs.extend(self.states(event));
+        if let Some(snap) = &event.snapshot {
+            msgs.extend(self.snapshot(event, snap));
+        }
         self.spool(&msgs)?;
         let dropped = self.shared.0.lock().map(|g| g.spool.dropped()).unwrap_or(0);
         if dropped > self.reported_drops {
