@@ -477,6 +477,19 @@ fn a_broker_down_for_ten_seconds_loses_nothing() {
         .collect();
     let repeats = got.len() - once.len();
     assert_eq!(once, want, "every message, in order");
+    // Only messages already published before the stop (in flight when it went away) can
+    // come twice: each one produced while the broker was down, or after, arrives once.
+    let mut count: HashMap<(String, String), usize> = HashMap::new();
+    for l in &got {
+        *count.entry(key(l)).or_insert(0) += 1;
+    }
+    for (i, l) in want.iter().enumerate().skip(during_from) {
+        assert_eq!(
+            count[&key(l)],
+            1,
+            "message {i} (produced at or after the stop, {during_from} before it) arrived more than once: {l}"
+        );
+    }
     assert!(
         repeats <= 64,
         "{repeats} repeats: more than could have been in flight (the publisher's window is 64)"

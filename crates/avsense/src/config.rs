@@ -227,8 +227,22 @@ impl PipelineConfig {
             }],
         };
         let cfg = PipelineConfig {
-            pipeline: PipelineSection::default(),
             sources: vec![source],
+            sinks,
+            ..PipelineConfig::default()
+        };
+        cfg.validate(Path::new("<command line>"))?;
+        Ok(cfg)
+    }
+}
+
+impl Default for PipelineConfig {
+    /// Every section at its default, no source (add one: [`crate::Pipeline::builder`]) and
+    /// no sink (events go to stdout unless the program gives its own).
+    fn default() -> Self {
+        PipelineConfig {
+            pipeline: PipelineSection::default(),
+            sources: Vec::new(),
             motion: MotionConfig::default(),
             audio: AudioConfig::default(),
             sound: SoundConfig::default(),
@@ -240,14 +254,14 @@ impl PipelineConfig {
             detector: DetectorConfig::default(),
             tracker: TrackerConfig::default(),
             speaker: SpeakerConfig::default(),
-            sinks,
+            sinks: Vec::new(),
             snapshots: Default::default(),
             http: Default::default(),
-        };
-        cfg.validate(Path::new("<command line>"))?;
-        Ok(cfg)
+        }
     }
+}
 
+impl PipelineConfig {
     /// Where snapshots go: `[snapshots] dir`, else `snapshots/` beside the first `jsonl`
     /// sink's file, else `snapshots/` in the working directory.
     pub fn snapshot_dir(&self) -> std::path::PathBuf {

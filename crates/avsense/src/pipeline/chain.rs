@@ -55,6 +55,8 @@ pub(super) struct Chain {
     pub frame_latency: FrameLatency,
     /// Frames the detector ran on.
     pub detector_frames: Arc<AtomicU64>,
+    /// A `push` source's handle.
+    pub push: Option<crate::source::push::PushInput>,
     /// What the stream's encoders published (e.g. the face encoder's counters).
     pub counters: Arc<Mutex<Extensions>>,
 }
@@ -70,6 +72,8 @@ pub(super) struct Shared<'a> {
     pub times: &'a ModelTimes,
     /// The tracks' best frames, when snapshots are on.
     pub snapshots: Option<&'a BestFrames>,
+    /// The program's per-frame tracks callback.
+    pub tracks_tap: Option<&'a super::TracksTap>,
 }
 
 /// Starts the stages of one stream; its events go to `ev_tx`.
@@ -134,6 +138,7 @@ pub(super) fn start(
     let mut expect = Vec::new();
     let (mut video_features, mut audio_features) = (None, None);
     let gst_source = GstSource::new(source_cfg, spec);
+    let push = gst_source.push_input();
     let stop = gst_source.probe().stop_flag();
     let batching = Batching {
         fixed: policy == EdgePolicy::Block,
@@ -159,11 +164,16 @@ pub(super) fn start(
         let probe = gst_source.probe();
         let live = src.is_live();
         let best = sh.snapshots.cloned();
+        let tracks_tap = sh.tracks_tap.cloned();
         let detected = Arc::clone(&detector_frames);
         Some(spawn(format!("{name}-video"), move || {
-            let look = move |frame: &crate::core::media::Frame, f: &_| {
+            let look = move |frame: &crate::core::media::Frame,
+                             f: &crate::core::features::VisionFeatures| {
                 if let Some(b) = &best {
                     b.offer(frame, f);
+                }
+                if let (Some(tap), Some(t)) = (&tracks_tap, f.get::<Tracks>()) {
+                    tap(&frame.stream, frame.pts.as_secs_f64(), t);
                 }
             };
             run_video_stage(video_encoders, rx, ftx, batching, look, move |f| {
@@ -308,6 +318,7 @@ pub(super) fn start(
             events,
             frame_latency,
             detector_frames,
+            push,
             counters,
         },
         probe,

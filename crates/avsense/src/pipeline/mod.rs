@@ -14,6 +14,7 @@
 //! event); the other sources keep running. Shutdown is a closed channel: when a source
 //! ends, each stage finishes its input, flushes, and drops its sender.
 
+pub mod builder;
 mod chain;
 pub mod encoders;
 pub mod monitor;
@@ -33,6 +34,7 @@ use crate::fusion::av::FusionStrategy;
 use crate::sink::{EventSink, JsonlSink};
 use crate::snapshot::{BestFrames, Snapshotter};
 use crate::Error;
+pub use builder::{PipelineBuilder, TracksTap};
 pub use monitor::{LiveStats, LiveStream, Monitor};
 pub use report::{RunReport, SinkReport, SinkState, StreamProbe, StreamReport};
 use std::sync::{Arc, Mutex};
@@ -53,6 +55,9 @@ const WINDOW_CAPACITY: usize = 32;
 pub struct Pipeline {
     cfg: PipelineConfig,
     window_tap: Option<WindowTap>,
+    tracks_tap: Option<TracksTap>,
+    /// Sinks the program gave the builder (beside the config's).
+    own_sinks: Vec<Box<dyn EventSink>>,
     encoders: encoders::Registry,
     /// The AudioSet → COCO map, when association runs.
     ontology: Option<Arc<Ontology>>,
@@ -118,6 +123,8 @@ impl Pipeline {
         Ok(Self {
             cfg,
             window_tap: None,
+            tracks_tap: None,
+            own_sinks: Vec::new(),
             encoders,
             ontology,
             learned,
@@ -131,6 +138,29 @@ impl Pipeline {
     pub fn with_window_tap(mut self, tap: WindowTap) -> Self {
         self.window_tap = Some(tap);
         self
+    }
+
+    /// A pipeline built in code: sources, sinks, taps, then [`PipelineBuilder::build`].
+    pub fn builder() -> PipelineBuilder {
+        PipelineBuilder::default()
+    }
+
+    /// Calls `tap` with each frame's tracks as soon as the video encoders are done with it.
+    pub fn with_tracks_tap(mut self, tap: TracksTap) -> Self {
+        self.tracks_tap = Some(tap);
+        self
+    }
+
+    /// Starts with the config's sinks and the builder's (stdout when there are none).
+    pub fn spawn(mut self) -> Result<Running, Error> {
+        let own = std::mem::take(&mut self.own_sinks);
+        let mut sinks = if own.is_empty() || !self.cfg.sinks.is_empty() {
+            self.configured_sinks()?
+        } else {
+            Vec::new()
+        };
+        sinks.extend(own);
+        self.start(sinks)
     }
 
     /// Its configuration.
@@ -155,8 +185,9 @@ impl Pipeline {
             .collect::<Result<Vec<_>, _>>()?)
     }
 
-    /// Starts every stage; events go to `sinks`.
-    pub fn start(self, sinks: Vec<Box<dyn EventSink>>) -> Result<Running, Error> {
+    /// Starts every stage; events go to `sinks` (and to the builder's sinks, if any).
+    pub fn start(mut self, mut sinks: Vec<Box<dyn EventSink>>) -> Result<Running, Error> {
+        sinks.append(&mut self.own_sinks);
         let started = Instant::now();
         let (ev_tx, ev_rx, ev_probe) = edge::<Event>("events", INNER_CAPACITY, EdgePolicy::Block);
         let mut edges = vec![ev_probe];
@@ -182,6 +213,7 @@ impl Pipeline {
             window_tap: self.window_tap.as_ref(),
             times: &self.times,
             snapshots: self.snapshots.as_ref(),
+            tracks_tap: self.tracks_tap.as_ref(),
         };
         for src in self.cfg.sources.clone() {
             let (chain, probe) = chain::start(&shared, src, ev_tx.clone(), &mut edges)?;
@@ -214,10 +246,9 @@ impl Pipeline {
         })
     }
 
-    /// Runs to completion with the configured sinks.
+    /// Runs to completion with the configured sinks (and the builder's).
     pub fn run(self) -> Result<RunReport, Error> {
-        let sinks = self.configured_sinks()?;
-        self.start(sinks)?.wait()
+        self.spawn()?.wait()
     }
 }
 
@@ -231,6 +262,15 @@ impl Running {
     /// readable after the run.
     pub fn monitor(&self) -> Monitor {
         self.monitor.clone()
+    }
+
+    /// The handle to feed the `push` source named `name` (None when there is no such
+    /// push source). See [`crate::source::push`].
+    pub fn input(&self, name: &str) -> Option<crate::source::push::PushInput> {
+        self.chains
+            .iter()
+            .find(|c| c.name == name)
+            .and_then(|c| c.push.as_ref().map(|p| p.for_caller()))
     }
 
     /// Edge counters now.

@@ -30,6 +30,10 @@ pub enum SourceKind {
     V4l2,
     /// A microphone through cpal (`device`: name, index or `default`); audio only.
     Microphone,
+    /// Frames and audio an embedding program pushes ([`crate::Running::input`]);
+    /// `live` says whether they come in real time (drop the oldest when behind) or from a
+    /// recording (the push blocks while the pipeline is behind).
+    Push,
 }
 
 /// `[[source]] transport` of an RTSP source.
@@ -246,7 +250,7 @@ impl SourceConfig {
         match self.kind {
             SourceKind::File => false,
             SourceKind::Rtsp | SourceKind::V4l2 | SourceKind::Microphone => true,
-            SourceKind::Test | SourceKind::Gst => self.live,
+            SourceKind::Test | SourceKind::Gst | SourceKind::Push => self.live,
             SourceKind::Uri => self
                 .uri
                 .as_deref()
@@ -315,6 +319,12 @@ impl SourceConfig {
             SourceKind::Microphone => {
                 check(s.audio, "audio", "false", "true: a microphone source has audio only")?;
             }
+            SourceKind::Push => check(
+                s.video || s.audio,
+                "video",
+                "false",
+                "video or audio (or both) to push for kind = \"push\"",
+            )?,
             SourceKind::Test => check(
                 match s.duration {
                     Some(d) => d.is_finite() && d > 0.0,

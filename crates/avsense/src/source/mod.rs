@@ -12,6 +12,7 @@ pub mod devices;
 pub mod gst;
 pub mod mic;
 pub mod origin;
+pub mod push;
 pub mod resample;
 pub mod state;
 pub mod video;

@@ -282,6 +282,83 @@ impl GstSource {
         Ok(())
     }
 
+    /// `kind = "push"`: an appsrc per pushed modality into its branch; the appsrcs are
+    /// handed to the [`PushInput`](crate::source::push::PushInput) once the branches exist.
+    pub(super) fn build_push(
+        &self,
+        pipeline: &gst::Pipeline,
+        video_slot: &Slot<Frame>,
+        audio_slot: &Slot<AudioChunk>,
+        linked: &Arc<Mutex<Vec<Modality>>>,
+    ) -> Result<(), gst::glib::BoolError> {
+        let stream: Arc<str> = Arc::from(self.cfg.name.as_str());
+        let live = self.cfg.is_live();
+        let block = self.cfg.effective_policy() == crate::core::edge::EdgePolicy::Block;
+        let appsrc = |max_buffers: u64| {
+            let src = gstreamer_app::AppSrc::builder()
+                .format(gst::Format::Time)
+                .is_live(live)
+                .block(block)
+                .max_bytes(0)
+                .build();
+            if src.find_property("max-buffers").is_some() {
+                src.set_property("max-buffers", max_buffers);
+            }
+            if !block && src.find_property("leaky-type").is_some() {
+                // Live: a full queue drops its oldest buffer instead of blocking the caller.
+                src.set_property_from_str("leaky-type", "downstream");
+            }
+            src
+        };
+        let video = if self.cfg.video {
+            let src = appsrc(4);
+            let convert = gst::ElementFactory::make("videoconvert").build()?;
+            pipeline.add_many([src.upcast_ref(), &convert])?;
+            src.link(&convert)?;
+            let head = video::add_branch(
+                pipeline,
+                &self.spec,
+                Arc::clone(&stream),
+                Arc::clone(video_slot),
+                Arc::clone(&self.shared),
+            )?;
+            convert.link(&head)?;
+            if let Ok(mut l) = linked.lock() {
+                l.push(Modality::Video);
+            }
+            Some(src)
+        } else {
+            if let Ok(mut g) = video_slot.lock() {
+                g.take();
+            }
+            None
+        };
+        let audio = if self.gst_audio() {
+            let src = appsrc(64);
+            pipeline.add(src.upcast_ref::<gst::Element>())?;
+            let head = audio::add_branch(
+                pipeline,
+                Arc::clone(&stream),
+                Arc::clone(audio_slot),
+                Arc::clone(&self.shared),
+            )?;
+            src.link(&head)?;
+            if let Ok(mut l) = linked.lock() {
+                l.push(Modality::Audio);
+            }
+            Some(src)
+        } else {
+            if let Ok(mut g) = audio_slot.lock() {
+                g.take();
+            }
+            None
+        };
+        if let Some(p) = &self.push {
+            p.attach(video, audio);
+        }
+        Ok(())
+    }
+
     /// Whether the audio comes from GStreamer (not from a configured microphone).
     pub(super) fn gst_audio(&self) -> bool {
         self.cfg.audio && self.cfg.microphone.is_none()

@@ -36,6 +36,7 @@ pub struct GstSource {
     cfg: SourceConfig,
     spec: VideoSpec,
     shared: Arc<Shared>,
+    push: Option<super::push::PushInput>,
 }
 
 impl GstSource {
@@ -47,7 +48,19 @@ impl GstSource {
             keep_edges: cfg.kind == SourceKind::Rtsp,
             ..Shared::default()
         });
-        Self { cfg, spec, shared }
+        let push = (cfg.kind == SourceKind::Push)
+            .then(|| super::push::PushInput::new(&cfg.name, cfg.is_live(), cfg.video, cfg.audio));
+        Self {
+            cfg,
+            spec,
+            shared,
+            push,
+        }
+    }
+
+    /// The handle a `push` source is fed through (None for other kinds).
+    pub fn push_input(&self) -> Option<super::push::PushInput> {
+        self.push.clone()
     }
 
     /// A handle to watch and stop the source while it runs.
@@ -70,6 +83,7 @@ impl GstSource {
             SourceKind::Gst => self.cfg.launch.clone().unwrap_or_default(),
             SourceKind::Rtsp => self.cfg.uri.clone().unwrap_or_default(),
             SourceKind::V4l2 => self.v4l2_device(),
+            SourceKind::Push => "pushed frames and audio".into(),
             SourceKind::Microphone => format!(
                 "microphone {}",
                 self.cfg.microphone_name().unwrap_or("default")
@@ -170,6 +184,12 @@ impl GstSource {
                 .run_session(video_slot, audio_slot, modalities, declared, &mut || {})
                 .map(|_| ()),
         };
+        if let Some(p) = &self.push {
+            p.close(match &result {
+                Ok(()) => "the stream has ended",
+                Err(_) => "the source failed",
+            });
+        }
         if let Some(handle) = mic {
             if self.cfg.kind != SourceKind::Microphone {
                 mic_stop.store(true, Ordering::Relaxed);

@@ -69,6 +69,10 @@ impl GstSource {
                 self.build_launch(&pipeline, video_slot, audio_slot, &linked)
                     .map_err(build_err)?;
             }
+            SourceKind::Push => {
+                self.build_push(&pipeline, video_slot, audio_slot, &linked)
+                    .map_err(|e| build_err(format!("push source: {e}")))?;
+            }
         }
 
         let bus = pipeline
