@@ -566,6 +566,7 @@ fn models(action: ModelsAction) -> Result<i32> {
 fn run(cfg: PipelineConfig, quiet: bool, serve: bool, json_summary: bool) -> Result<RunReport> {
     let http = start_http(&cfg)?;
     let pipeline = Pipeline::new(cfg)?;
+    #[allow(unused_mut)] // the HTTP API's sink joins when the feature is on
     let mut sinks = pipeline.configured_sinks()?;
     #[cfg(feature = "http")]
     if let Some((_, hub)) = &http {
@@ -650,7 +651,10 @@ fn run(cfg: PipelineConfig, quiet: bool, serve: bool, json_summary: bool) -> Res
         }
     }
     let _ = serve;
-    drop(http);
+    #[cfg(feature = "http")]
+    drop(http); // stops the server
+    #[cfg(not(feature = "http"))]
+    let _ = http;
     Ok(report)
 }
 

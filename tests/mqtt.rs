@@ -495,7 +495,7 @@ fn a_broker_down_for_ten_seconds_loses_nothing() {
         "{repeats} repeats: more than could have been in flight (the publisher's window is 64)"
     );
     eprintln!(
-        "outage: {} messages in all, {during} produced while the broker was down; all delivered in order, {repeats} in flight at the outage delivered twice",
+        "outage: {} messages in all, {during} produced while the broker was down; all delivered in order, each produced at or after the stop exactly once; {repeats} published before the stop (in flight) delivered twice",
         want.len()
     );
     assert!(

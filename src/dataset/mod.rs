@@ -17,7 +17,7 @@
 //!    sounds placed one after another at random gaps (1.5–6 s), gains (−34 to −14 dBFS RMS)
 //!    and lengths (≤ 6 s). The audio encoders (log-mel, Silero VAD, YAMNet) run on each mix
 //!    through the pipeline; the windows are aligned exactly as the pipeline aligns them.
-//! 4. **Graphs and labels** — the window's scene graph ([`super::graph::GraphBuilder`]) with:
+//! 4. **Graphs and labels** — the window's scene graph (`graph::GraphBuilder`) with:
 //!    * per (segment, track) pair: 1 when the segment lies ≥ 50 % inside a placed sound whose
 //!      true classes the ontology map makes compatible with the track's class, and the
 //!      track is visible in ≥ 50 % of the frames of that overlap; 0 otherwise (segments of

@@ -378,7 +378,7 @@ pub fn crop_region(mode: CropMode, cx: f32, cy: f32, hw: f32, hh: f32, cs: f32) 
 }
 
 /// The model's 112×112 gray crop of the source region `[left, top, width, height]`
-/// (pixels; see [`crop_region`]): bilinear, gray as OpenCV's `BGR2GRAY`, [`PAD_VALUE`]
+/// (pixels; see [`crop_region`]): bilinear, gray as OpenCV's `BGR2GRAY`, `PAD_VALUE`
 /// outside the frame.
 pub fn crop_face(frame: &Frame, region: [f32; 4]) -> Vec<u8> {
     let [left, top, w, h] = region;

@@ -7,7 +7,7 @@
 //! features of the fusion graph ([`EdgeFeatures`]):
 //!
 //! * **compatibility** — the AudioSet → COCO ontology map applied to the sound's mean YAMNet
-//!   scores over its patches ([`super::ontology::Ontology::compatibility`]);
+//!   scores over its patches ([`ontology::Ontology::compatibility`]);
 //! * **co-presence** — the fraction of the sound's frames in which the track is visible;
 //! * **correlation** — Pearson correlation between the motion inside the track's box and the
 //!   audio level, frame by frame over the sound (0 when either is constant);

@@ -191,7 +191,7 @@ impl TagTracker {
         over
     }
 
-    /// Mean raw scores of [`Self::patches_over`] `[start, end]`; None when no patch overlaps.
+    /// Mean raw scores of `patches_over` `[start, end]`; None when no patch overlaps.
     pub fn mean_scores(&self, start: f64, end: f64) -> Option<Vec<f32>> {
         let over = self.patches_over(start, end);
         let first = over.first()?;

@@ -1,8 +1,8 @@
-//! A GStreamer source: builds the pipeline for the input ([`build`]: file, URI, RTSP, V4L2,
+//! A GStreamer source: builds the pipeline for the input (`build`: file, URI, RTSP, V4L2,
 //! test sources, launch descriptions), links the decoded pads to the video/audio branches,
-//! runs the bus loop ([`session`]) until end of stream, an error or a stop request,
-//! reconnects live network streams ([`reconnect`]) and runs a microphone beside GStreamer
-//! or alone ([`microphone`]).
+//! runs the bus loop (`session`) until end of stream, an error or a stop request,
+//! reconnects live network streams (`reconnect`) and runs a microphone beside GStreamer
+//! or alone (`microphone`).
 
 mod build;
 mod microphone;
