@@ -129,7 +129,9 @@ impl Subscriber {
         let got: Arc<Mutex<Vec<Msg>>> = Arc::default();
         let g = Arc::clone(&got);
         std::thread::spawn(move || {
-            for line in BufReader::new(out).lines().map_while(Result::ok) {
+            // Bytes, not text: snapshot payloads are JPEGs (their lines are noise here).
+            for line in BufReader::new(out).split(b'\n').map_while(Result::ok) {
+                let line = String::from_utf8_lossy(&line);
                 let mut it = line.splitn(3, '\t');
                 let (Some(r), Some(t), Some(p)) = (it.next(), it.next(), it.next()) else {
                     continue;
@@ -241,11 +243,16 @@ kind = "mqtt"
 port = {port}
 discovery = true
 spool = "{spool}"
+
+[snapshots]
+enabled = true
+dir = "{snaps}"
 "#,
             clip = clip.display(),
             events = events.display(),
             port = broker.port,
             spool = dir.path().join("spool").display(),
+            snaps = dir.path().join("snapshots").display(),
         ),
     )
     .expect("config");
@@ -357,6 +364,46 @@ spool = "{spool}"
             "no discovery for {id}"
         );
     }
+    // Snapshots: the newest person snapshot, retained on <stream>/person/snapshot, is the
+    // JPEG file the last such end message names.
+    let newest = want
+        .iter()
+        .map(|l| json(l))
+        .filter(|m| {
+            m["phase"] == "end"
+                && m["snapshot"].is_object()
+                && (m["kind"] == "object" && m["labels"][0]["name"] == "person"
+                    || m["kind"] == "sound_source"
+                        && m["evidence"]["association"]["class"] == "person")
+        })
+        .last()
+        .expect("a person's end message with a snapshot");
+    let file = std::fs::read(newest["snapshot"]["path"].as_str().unwrap()).expect("the snapshot");
+    let out = Command::new("mosquitto_sub")
+        .args(["-h", "127.0.0.1", "-p", &broker.port.to_string()])
+        .args([
+            "-t",
+            "avsense/front_door/person/snapshot",
+            "-C",
+            "1",
+            "-W",
+            "10",
+            "-F",
+            "%x",
+        ])
+        .output()
+        .expect("mosquitto_sub");
+    let hex = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let retained: Vec<u8> = (0..hex.len() / 2)
+        .map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).expect("hex"))
+        .collect();
+    assert!(
+        retained == file,
+        "the retained snapshot ({} bytes) is the newest file ({} bytes)",
+        retained.len(),
+        file.len()
+    );
+    assert_eq!(&retained[..2], &[0xFF, 0xD8], "a JPEG");
     // Availability: online while running, offline after a clean stop.
     let avail: Vec<String> = sub
         .on("avsense/available")
@@ -699,4 +746,54 @@ fn tls_and_credentials_from_the_environment() {
     assert!(err.contains("AVSENSE_TEST_MQTT_UNSET"), "{err}");
     let _ = broker.kill();
     let _ = broker.wait();
+}
+
+#[test]
+fn the_mqtt_example_pipeline_runs() {
+    if !mosquitto_ready() {
+        return;
+    }
+    let Some(clip) = dev_excerpt() else { return };
+    let dir = tempfile::tempdir().expect("tmp");
+    let broker = Broker::start(dir.path());
+    let sub = Subscriber::start(&broker, "sub-example");
+    // pipelines/mqtt.toml as shipped, but for the broker's port, a short clip instead of
+    // the example film, and the spool in the test's directory.
+    let shipped =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("pipelines/mqtt.toml"))
+            .expect("pipelines/mqtt.toml");
+    let mut text = String::new();
+    for line in shipped.lines() {
+        let key = line.split('=').next().unwrap_or("").trim();
+        text.push_str(&match key {
+            "port" => format!("port = {}", broker.port),
+            "path" => format!("path = \"{}\"", clip.display()),
+            "spool" => format!("spool = \"{}\"", dir.path().join("spool").display()),
+            _ => line.to_string(),
+        });
+        text.push('\n');
+    }
+    assert!(text.contains(&format!("port = {}", broker.port)) && text.contains("discovery = true"));
+    let cfg = dir.path().join("mqtt.toml");
+    std::fs::write(&cfg, text).expect("config");
+    let out = Command::new(env!("CARGO_BIN_EXE_avsense"))
+        .args(["run", "-q"])
+        .arg(&cfg)
+        .output()
+        .expect("run avsense");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Its stdout sink: one line per finished event; the broker got those and more.
+    let ends = String::from_utf8_lossy(&out.stdout).lines().count();
+    assert!(ends >= 3, "{ends} end lines");
+    wait_for(Duration::from_secs(10), "the example's messages", || {
+        sub.on("avsense/events").len() > ends
+    });
+    assert!(!sub
+        .on("homeassistant/binary_sensor/avsense_bunny_person/config")
+        .is_empty());
+    drop(broker);
 }
