@@ -368,15 +368,15 @@ dir = "{snaps}"
     // JPEG file the last such end message names.
     let newest = want
         .iter()
+        .rev()
         .map(|l| json(l))
-        .filter(|m| {
+        .find(|m| {
             m["phase"] == "end"
                 && m["snapshot"].is_object()
                 && (m["kind"] == "object" && m["labels"][0]["name"] == "person"
                     || m["kind"] == "sound_source"
                         && m["evidence"]["association"]["class"] == "person")
         })
-        .last()
         .expect("a person's end message with a snapshot");
     let file = std::fs::read(newest["snapshot"]["path"].as_str().unwrap()).expect("the snapshot");
     let out = Command::new("mosquitto_sub")
