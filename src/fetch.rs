@@ -115,6 +115,10 @@ pub struct ModelFile {
     pub sha256: String,
     /// Pinned size in bytes.
     pub size: u64,
+    /// `local` models: the upstream address the file is downloaded from (with curl, then
+    /// checked against the pins) when no local directory has it.
+    #[serde(default)]
+    pub url: Option<String>,
 }
 
 /// One model of the manifest.
@@ -479,10 +483,18 @@ fn locate_local<'a>(
                     });
                 }
             }
-            None => dirs
+            None => match dirs
                 .iter()
                 .flat_map(|d| [d.join(&name), d.join(&m.id).join(&name)])
-                .find(|c| c.is_file()),
+                .find(|c| c.is_file())
+            {
+                Some(p) => Some(p),
+                // Not in a local directory: its upstream address, when it has one.
+                None => match &f.url {
+                    Some(url) => Some(download_url(m, url, &work.join(&name))?),
+                    None => None,
+                },
+            },
         };
         match found {
             Some(p) => out.push((p, *f)),
@@ -550,6 +562,7 @@ mod tests {
                 // sha256 of "hello"
                 sha256: "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824".into(),
                 size: 5,
+                url: None,
             }],
         };
         let opts = FetchOptions {
@@ -577,5 +590,74 @@ mod tests {
         assert_eq!(fetch(&store, &m, &opts).unwrap(), FetchOutcome::UpToDate);
         assert_eq!(status(&store, &m)[0].1, FileStatus::Ok);
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Serves `body` for every request on a loopback port, `n` times; returns the URL.
+    fn serve(body: &'static [u8], n: usize) -> String {
+        use std::io::{Read, Write};
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/w.bin", l.local_addr().unwrap());
+        std::thread::spawn(move || {
+            for s in l.incoming().take(n) {
+                let mut s = s.unwrap();
+                let mut req = [0u8; 1024];
+                let _ = s.read(&mut req);
+                let _ = write!(
+                    s,
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    body.len()
+                );
+                let _ = s.write_all(body);
+            }
+        });
+        url
+    }
+
+    #[test]
+    fn a_file_no_local_directory_has_comes_from_its_upstream_url_and_is_checked() {
+        let dir = std::env::temp_dir().join(format!("avsense-models-url-{}", std::process::id()));
+        let mut m = ModelEntry {
+            id: "toy".into(),
+            title: "t".into(),
+            task: "t".into(),
+            licence: "t".into(),
+            upstream: "t".into(),
+            source: SourceKind::Local,
+            package: None,
+            version: None,
+            archive_sha256: None,
+            input: "t".into(),
+            files: vec![ModelFile {
+                member: "w.bin".into(),
+                path: "w.bin".into(),
+                sha256: "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824".into(),
+                size: 5,
+                url: Some(serve(b"hello", 1)),
+            }],
+        };
+        let opts = FetchOptions {
+            local_dirs: vec![dir.join("nothing-here")],
+            from: vec![],
+        };
+        let store = dir.join("store");
+        assert_eq!(fetch(&store, &m, &opts).unwrap(), FetchOutcome::Fetched(1));
+        assert_eq!(status(&store, &m)[0].1, FileStatus::Ok);
+        // Upstream serving something else: refused by the pin, nothing installed.
+        let _ = std::fs::remove_dir_all(&store);
+        m.files[0].url = Some(serve(b"jello", 1));
+        let e = fetch(&store, &m, &opts).unwrap_err().to_string();
+        assert!(e.contains("sha256") && e.contains("w.bin"), "{e}");
+        assert_ne!(status(&store, &m)[0].1, FileStatus::Ok);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn light_asd_has_pinned_upstream_addresses() {
+        let ms = manifest().unwrap();
+        let m = ms.iter().find(|m| m.id == "lightasd").unwrap();
+        for f in &m.files {
+            let url = f.url.as_deref().unwrap_or_default();
+            assert!(url.starts_with("https://raw.githubusercontent.com/Junhua-Liao/Light-ASD/ed38c232de5efe0261dbd68627c0ade7cdfe14eb/"), "{url}");
+        }
     }
 }

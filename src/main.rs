@@ -145,7 +145,7 @@ enum Command {
 enum ModelsAction {
     /// Download, extract and verify every model (or the ones named); idempotent.
     Fetch {
-        /// Model directory (default: $AVSENSE_MODELS or models/cache).
+        /// Model directory (default: $AVSENSE_MODELS; models/cache in an avsense checkout; else ~/.local/share/avsense/models).
         #[arg(long)]
         dir: Option<PathBuf>,
         /// Directory holding the files no registry serves (e.g. ../shared/models); repeatable.
@@ -160,7 +160,7 @@ enum ModelsAction {
     },
     /// Each model with its source, licence, size and status.
     List {
-        /// Model directory (default: $AVSENSE_MODELS or models/cache).
+        /// Model directory (default: $AVSENSE_MODELS; models/cache in an avsense checkout; else ~/.local/share/avsense/models).
         #[arg(long)]
         dir: Option<PathBuf>,
     },

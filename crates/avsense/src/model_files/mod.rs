@@ -1,5 +1,5 @@
-//! Model files at run time: where they are (`[models] dir`, `$AVSENSE_MODELS`, or
-//! `models/cache`), which device runs them, and whether an encoder's file is there for its
+//! Model files at run time: where they are (`[models] dir`, `$AVSENSE_MODELS`,
+//! `models/cache` in a checkout, or the user's data directory: [`default_dir`]), which device runs them, and whether an encoder's file is there for its
 //! [`Toggle`], and that it is the file the manifest pins ([`verify`]). Fetching them is the
 //! `avsense models fetch` command's job (the CLI crate).
 
@@ -29,8 +29,8 @@ pub enum DeviceChoice {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct ModelsConfig {
-    /// Model directory (default: $AVSENSE_MODELS or models/cache, relative to the working
-    /// directory).
+    /// Model directory (default: [`default_dir`]: `$AVSENSE_MODELS`, else `models/cache` in
+    /// an avsense checkout, else `~/.local/share/avsense/models`).
     pub dir: Option<PathBuf>,
     /// `auto`, `cpu` or `cuda`.
     pub device: DeviceChoice,
@@ -49,11 +49,33 @@ impl Default for ModelsConfig {
     }
 }
 
-/// The model directory: `$AVSENSE_MODELS`, else [`DEFAULT_DIR`].
+/// The model directory: `$AVSENSE_MODELS`; else [`DEFAULT_DIR`] when the working
+/// directory has a `models/` folder (an avsense checkout); else the user's data directory,
+/// `$XDG_DATA_HOME/avsense/models` (`~/.local/share/avsense/models`), so that
+/// `avsense models fetch` and `avsense run` find the same files from any directory.
 pub fn default_dir() -> PathBuf {
-    std::env::var_os("AVSENSE_MODELS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(DEFAULT_DIR))
+    if let Some(d) = std::env::var_os("AVSENSE_MODELS").filter(|d| !d.is_empty()) {
+        return PathBuf::from(d);
+    }
+    if std::path::Path::new(DEFAULT_DIR)
+        .parent()
+        .is_some_and(std::path::Path::is_dir)
+    {
+        return PathBuf::from(DEFAULT_DIR);
+    }
+    user_dir(
+        std::env::var_os("XDG_DATA_HOME").map(PathBuf::from),
+        std::env::var_os("HOME").map(PathBuf::from),
+    )
+    .unwrap_or_else(|| PathBuf::from(DEFAULT_DIR))
+}
+
+/// `<data home>/avsense/models`: `$XDG_DATA_HOME`, else `$HOME/.local/share`.
+fn user_dir(xdg: Option<PathBuf>, home: Option<PathBuf>) -> Option<PathBuf> {
+    let data = xdg
+        .filter(|x| x.is_absolute())
+        .or_else(|| home.map(|h| h.join(".local/share")))?;
+    Some(data.join("avsense/models"))
 }
 
 /// An encoder's model file could not be used.
@@ -161,5 +183,24 @@ impl ModelsConfig {
                 reason: format!("[models] device = \"cuda\": {e} (build with --features cuda on a machine with a GPU)"),
             }),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_user_directory_follows_xdg_then_home() {
+        assert_eq!(
+            user_dir(Some("/data".into()), Some("/home/u".into())),
+            Some(PathBuf::from("/data/avsense/models"))
+        );
+        assert_eq!(
+            user_dir(Some("relative".into()), Some("/home/u".into())),
+            Some(PathBuf::from("/home/u/.local/share/avsense/models")),
+            "a relative XDG_DATA_HOME is ignored (XDG spec)"
+        );
+        assert_eq!(user_dir(None, None), None);
     }
 }

@@ -102,8 +102,7 @@ impl PipelineBuilder {
         self
     }
 
-    /// Where the model files are (default: `$AVSENSE_MODELS`, else `models/cache` in the
-    /// working directory).
+    /// Where the model files are (default: [`crate::model_files::default_dir`]).
     pub fn models_dir(mut self, dir: impl Into<PathBuf>) -> Self {
         self.cfg.models.dir = Some(dir.into());
         self
