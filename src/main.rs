@@ -575,7 +575,8 @@ fn run(cfg: PipelineConfig, quiet: bool, serve: bool, json_summary: bool) -> Res
     let running = pipeline.start(sinks)?;
     #[cfg(feature = "http")]
     if let Some((_, hub)) = &http {
-        hub.attach(running.monitor());
+        let monitor = running.monitor();
+        hub.attach(move || monitor.stats());
     }
     // Ctrl-C / SIGTERM: stop the sources (end of stream), let every stage flush, close open
     // events with their true end, print the summary, exit 0. A second signal aborts.

@@ -11,6 +11,7 @@
 //! ids       UUIDv7 event ids (reproducible for a recorded file)
 //! settings  Toggle (auto/on/off), Invalid (a config value out of bounds)
 //! latency   capture → event latency recorder, wall-clock stamps
+//! live      LiveStats — a running pipeline's counters now (for dashboards)
 //! stop      StopFlag — a stream's stop request, seen by every stage behind its source
 //! timing    ModelTimes — inference times per model, for the live stats and metrics
 //! ```
@@ -22,6 +23,7 @@ pub mod event;
 pub mod features;
 pub mod ids;
 pub mod latency;
+pub mod live;
 pub mod media;
 pub mod settings;
 pub mod stop;

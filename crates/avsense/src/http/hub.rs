@@ -1,9 +1,9 @@
 //! What the HTTP API serves: the recent messages, the live broadcast, the event counters,
-//! and the pipeline's [`Monitor`].
+//! and the running pipeline's counters.
 
 use crate::core::event::{Event, Phase};
 use crate::core::latency::{LatencyRecorder, LatencyStats};
-use crate::pipeline::{LiveStats, Monitor};
+use crate::core::live::{LiveStats, LiveStream};
 use crate::sink::{EventSink, SinkError};
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -41,12 +41,12 @@ pub(super) struct Inner {
     pub live: tokio::sync::broadcast::Sender<Item>,
     pub counts: Mutex<Counts>,
     latency: Mutex<HashMap<String, LatencyRecorder>>,
-    monitor: OnceLock<Monitor>,
+    monitor: OnceLock<Box<dyn Fn() -> LiveStats + Send + Sync>>,
     rates: Mutex<HashMap<String, Rate>>,
     started: Instant,
 }
 
-/// The HTTP API's state: fed by a [`HubSink`] and the pipeline's [`Monitor`]; cheap to
+/// The HTTP API's state: fed by a [`HubSink`] and the pipeline's counters; cheap to
 /// clone (shared).
 #[derive(Clone)]
 pub struct Hub(pub(super) Arc<Inner>);
@@ -56,7 +56,7 @@ pub struct Hub(pub(super) Arc<Inner>);
 pub struct StreamStats {
     /// The stream's counters.
     #[serde(flatten)]
-    pub stream: crate::pipeline::LiveStream,
+    pub stream: LiveStream,
     /// Frames per second over the last second or more.
     pub fps: f64,
     /// Detector frames per second, likewise.
@@ -108,9 +108,10 @@ impl Hub {
         HubSink(self.clone())
     }
 
-    /// Attaches the running pipeline (once).
-    pub fn attach(&self, monitor: Monitor) {
-        let _ = self.0.monitor.set(monitor);
+    /// Attaches the running pipeline's counters (once), e.g.
+    /// `hub.attach(move || monitor.stats())` with [`crate::Running::monitor`].
+    pub fn attach(&self, stats: impl Fn() -> LiveStats + Send + Sync + 'static) {
+        let _ = self.0.monitor.set(Box::new(stats));
     }
 
     fn push(&self, e: &Event) {
@@ -195,7 +196,7 @@ impl Hub {
 
     /// The pipeline's counters now (None before it is attached).
     pub(super) fn live(&self) -> Option<LiveStats> {
-        self.0.monitor.get().map(Monitor::stats)
+        self.0.monitor.get().map(|f| f())
     }
 
     /// Everything `/api/stats` shows.
@@ -260,7 +261,7 @@ impl Hub {
             edges: live.as_ref().map(|l| l.edges.clone()).unwrap_or_default(),
             models: live.as_ref().map(|l| l.models.clone()).unwrap_or_default(),
             messages: counts.messages,
-            rss_bytes: crate::pipeline::monitor::rss_bytes(),
+            rss_bytes: crate::core::live::rss_bytes(),
         }
     }
 }
