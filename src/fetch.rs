@@ -540,12 +540,9 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_wrong_or_truncated_local_file_is_refused_with_its_name() {
-        let dir = std::env::temp_dir().join(format!("avsense-models-test-{}", std::process::id()));
-        let src = dir.join("src");
-        std::fs::create_dir_all(&src).unwrap();
-        let m = ModelEntry {
+    /// A local model of one 5-byte file whose content must be "hello".
+    fn toy(url: Option<String>) -> ModelEntry {
+        ModelEntry {
             id: "toy".into(),
             title: "t".into(),
             task: "t".into(),
@@ -562,9 +559,17 @@ mod tests {
                 // sha256 of "hello"
                 sha256: "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824".into(),
                 size: 5,
-                url: None,
+                url,
             }],
-        };
+        }
+    }
+
+    #[test]
+    fn a_wrong_or_truncated_local_file_is_refused_with_its_name() {
+        let dir = std::env::temp_dir().join(format!("avsense-models-test-{}", std::process::id()));
+        let src = dir.join("src");
+        std::fs::create_dir_all(&src).unwrap();
+        let m = toy(None);
         let opts = FetchOptions {
             local_dirs: vec![src.clone()],
             from: vec![],
@@ -616,25 +621,7 @@ mod tests {
     #[test]
     fn a_file_no_local_directory_has_comes_from_its_upstream_url_and_is_checked() {
         let dir = std::env::temp_dir().join(format!("avsense-models-url-{}", std::process::id()));
-        let mut m = ModelEntry {
-            id: "toy".into(),
-            title: "t".into(),
-            task: "t".into(),
-            licence: "t".into(),
-            upstream: "t".into(),
-            source: SourceKind::Local,
-            package: None,
-            version: None,
-            archive_sha256: None,
-            input: "t".into(),
-            files: vec![ModelFile {
-                member: "w.bin".into(),
-                path: "w.bin".into(),
-                sha256: "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824".into(),
-                size: 5,
-                url: Some(serve(b"hello", 1)),
-            }],
-        };
+        let mut m = toy(Some(serve(b"hello", 1)));
         let opts = FetchOptions {
             local_dirs: vec![dir.join("nothing-here")],
             from: vec![],

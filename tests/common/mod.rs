@@ -2,6 +2,8 @@
 //! GStreamer test sources, and running a pipeline into memory.
 #![allow(dead_code)]
 
+pub mod clip;
+
 use avsense::core::window::Window;
 use avsense::sink::{CallbackSink, EventSink};
 use avsense::{Event, Pipeline, PipelineConfig, RunReport};

@@ -67,6 +67,21 @@ impl Invalid {
     }
 }
 
+/// Checks zenoh endpoint lists (`listen`, `connect`): each like `tcp/127.0.0.1:7447`.
+pub fn check_endpoints(lists: [(&str, &[String]); 2]) -> Result<(), Invalid> {
+    for (k, list) in lists {
+        for (i, e) in list.iter().enumerate() {
+            check(
+                e.contains('/') && !e.trim().is_empty(),
+                &format!("{k}[{i}]"),
+                format!("{e:?}"),
+                "a zenoh endpoint such as \"tcp/127.0.0.1:7447\"",
+            )?;
+        }
+    }
+    Ok(())
+}
+
 /// `Ok` when `ok`, else an [`Invalid`] for `key`.
 pub fn check(
     ok: bool,

@@ -25,10 +25,7 @@ use crate::Error;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-/// A callback that sees each video frame's tracks as soon as the video encoders are done
-/// with it (before any window): the stream, the frame's time in seconds, its tracks
-/// (boxes normalised to the frame). Keep it cheap: it runs on the stream's video thread.
-pub type TracksTap = Arc<dyn Fn(&str, f64, &Tracks) + Send + Sync>;
+pub use crate::encode::video::objects::TracksTap;
 
 /// Builds a [`Pipeline`] in code.
 pub struct PipelineBuilder {

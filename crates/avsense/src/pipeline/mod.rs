@@ -206,6 +206,7 @@ impl Pipeline {
         })?;
         let mut chains = Vec::new();
         let mut streams = Vec::new();
+        let tracks_tap = self.all_tracks_taps()?;
         let shared = chain::Shared {
             cfg: &self.cfg,
             encoders: &self.encoders,
@@ -214,7 +215,7 @@ impl Pipeline {
             window_tap: self.window_tap.as_ref(),
             times: &self.times,
             snapshots: self.snapshots.as_ref(),
-            tracks_tap: self.tracks_tap.as_ref(),
+            tracks_tap: tracks_tap.as_ref(),
         };
         for src in self.cfg.sources.clone() {
             let (chain, probe) = chain::start(&shared, src, ev_tx.clone(), &mut edges)?;
@@ -244,6 +245,31 @@ impl Pipeline {
             edges,
             sink,
             monitor,
+        })
+    }
+
+    /// The program's tracks tap and those of the sinks that publish tracks (zenoh), as one.
+    fn all_tracks_taps(&self) -> Result<Option<TracksTap>, Error> {
+        let mut taps: Vec<TracksTap> = self.tracks_tap.iter().cloned().collect();
+        #[cfg(feature = "zenoh")]
+        for s in self
+            .cfg
+            .sinks
+            .iter()
+            .filter(|s| s.kind == crate::sink::SinkKind::Zenoh)
+        {
+            taps.push(crate::sink::zenoh::tracks_tap(&s.zenoh_settings())?);
+        }
+        Ok(match taps.len() {
+            0 => None,
+            1 => taps.pop(),
+            _ => Some(Arc::new(
+                move |stream: &str, t: f64, tr: &crate::encode::video::objects::Tracks| {
+                    for tap in &taps {
+                        tap(stream, t, tr);
+                    }
+                },
+            )),
         })
     }
 

@@ -5,9 +5,11 @@ pub mod jsonl;
 #[cfg(feature = "mqtt")]
 pub mod mqtt;
 pub mod spool;
+#[cfg(feature = "zenoh")]
+pub mod zenoh;
 
 use crate::core::event::{Event, Phase};
-use crate::core::settings::{check, Invalid};
+use crate::core::settings::{check, check_endpoints, Invalid};
 pub use jsonl::JsonlSink;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -22,6 +24,9 @@ pub enum SinkKind {
     Jsonl,
     /// An MQTT broker (`host`, `port`, …; cargo feature `mqtt`).
     Mqtt,
+    /// zenoh (`listen` / `connect`, `topic_prefix`; cargo feature `zenoh`): events on
+    /// `<prefix>/<stream>/events`, tracks on `<prefix>/<stream>/tracks`.
+    Zenoh,
 }
 
 /// `[[sink]]`: one event sink.
@@ -86,6 +91,12 @@ pub struct SinkConfig {
     /// (default 10; what is left stays in the spool).
     #[serde(default)]
     pub drain_timeout: Option<f64>,
+    /// `zenoh`: endpoints to listen on (e.g. `["tcp/127.0.0.1:7447"]`).
+    #[serde(default)]
+    pub listen: Vec<String>,
+    /// `zenoh`: endpoints to connect to.
+    #[serde(default)]
+    pub connect: Vec<String>,
 }
 
 /// What a sink may need to know about the pipeline it serves.
@@ -168,6 +179,28 @@ impl From<Phases> for Vec<Phase> {
     }
 }
 
+/// A topic (key) level from a stream name or a label: lower case, `[a-z0-9_-]` only
+/// (MQTT topics, zenoh keys).
+pub fn topic_level(s: &str) -> String {
+    let t: String = s
+        .trim()
+        .to_lowercase()
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if t.is_empty() {
+        "_".into()
+    } else {
+        t
+    }
+}
+
 /// Whether `a` and `b` name the same file (both exist and resolve to one path).
 pub fn same_file(a: &Path, b: &Path) -> bool {
     match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
@@ -233,6 +266,8 @@ impl SinkConfig {
             spool: None,
             spool_size: None,
             drain_timeout: None,
+            listen: Vec::new(),
+            connect: Vec::new(),
         }
     }
 
@@ -244,6 +279,25 @@ impl SinkConfig {
             "(missing)",
             "an output file for kind = \"jsonl\"",
         )?;
+        if self.kind != SinkKind::Zenoh {
+            if let Some(k) = [
+                ("listen", !self.listen.is_empty()),
+                ("connect", !self.connect.is_empty()),
+            ]
+            .iter()
+            .find(|(_, on)| *on)
+            {
+                return Err(Invalid::new(k.0, "(set)", "only for kind = \"zenoh\""));
+            }
+        } else {
+            check(
+                cfg!(feature = "zenoh"),
+                "kind",
+                "\"zenoh\"",
+                "a sink this build has: rebuild with the cargo feature `zenoh` (on by default)",
+            )?;
+            check_endpoints([("listen", &self.listen), ("connect", &self.connect)])?;
+        }
         if self.kind != SinkKind::Mqtt {
             let set = [
                 ("host", self.host.is_some()),
@@ -253,7 +307,10 @@ impl SinkConfig {
                 ("client_id", self.client_id.is_some()),
                 ("username", self.username.is_some()),
                 ("password_env", self.password_env.is_some()),
-                ("topic_prefix", self.topic_prefix.is_some()),
+                (
+                    "topic_prefix",
+                    self.topic_prefix.is_some() && self.kind != SinkKind::Zenoh,
+                ),
                 ("qos", self.qos.is_some()),
                 ("discovery", self.discovery),
                 ("discovery_prefix", self.discovery_prefix.is_some()),
@@ -316,6 +373,35 @@ impl SinkConfig {
         self.open()
     }
 
+    /// `zenoh`: where it publishes.
+    #[cfg(feature = "zenoh")]
+    pub fn zenoh_settings(&self) -> zenoh::ZenohSettings {
+        zenoh::ZenohSettings {
+            listen: self.listen.clone(),
+            connect: self.connect.clone(),
+            prefix: self
+                .topic_prefix
+                .clone()
+                .unwrap_or_else(|| "avsense".into()),
+        }
+    }
+
+    #[cfg(feature = "zenoh")]
+    fn open_zenoh(&self) -> Result<Box<dyn EventSink>, SinkError> {
+        Ok(Box::new(zenoh::ZenohSink::open(
+            self.zenoh_settings(),
+            self.phases,
+        )?))
+    }
+
+    #[cfg(not(feature = "zenoh"))]
+    fn open_zenoh(&self) -> Result<Box<dyn EventSink>, SinkError> {
+        Err(SinkError::Refused {
+            target: "zenoh".into(),
+            reason: "this build has no zenoh sink (cargo feature `zenoh`)".into(),
+        })
+    }
+
     #[cfg(feature = "mqtt")]
     fn open_mqtt(&self, ctx: &SinkContext) -> Result<Box<dyn EventSink>, SinkError> {
         let client_id = self
@@ -364,6 +450,7 @@ impl SinkConfig {
     pub fn open(&self) -> Result<Box<dyn EventSink>, SinkError> {
         Ok(match (self.kind, &self.path) {
             (SinkKind::Mqtt, _) => return self.open_mqtt(&SinkContext::default()),
+            (SinkKind::Zenoh, _) => return self.open_zenoh(),
             (SinkKind::Stdout, _) | (SinkKind::Jsonl, None) => {
                 Box::new(JsonlSink::stdout().with_phases(self.phases))
             }

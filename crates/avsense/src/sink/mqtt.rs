@@ -102,26 +102,7 @@ pub enum MqttError {
     Password(String),
 }
 
-/// A topic level from a stream name or a label: lower case, `[a-z0-9_-]` only.
-pub fn topic_level(s: &str) -> String {
-    let t: String = s
-        .trim()
-        .to_lowercase()
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    if t.is_empty() {
-        "_".into()
-    } else {
-        t
-    }
-}
+pub use super::topic_level;
 
 /// The state topics behind the lifecycle messages of one stream.
 #[derive(Default)]

@@ -1,7 +1,7 @@
 //! `[[source]]`: what one input stream is and how to reach it.
 
 use crate::core::edge::EdgePolicy;
-use crate::core::settings::{check, in_range, Invalid};
+use crate::core::settings::{check, check_endpoints, in_range, Invalid};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
@@ -34,6 +34,10 @@ pub enum SourceKind {
     /// `live` says whether they come in real time (drop the oldest when behind) or from a
     /// recording (the push blocks while the pipeline is behind).
     Push,
+    /// Frames and audio another process publishes over zenoh on `<key>/media`
+    /// ([`crate::source::wire`] format; cargo feature `zenoh`); `listen` / `connect`
+    /// endpoints, `live` as for `push`.
+    Zenoh,
 }
 
 /// `[[source]] transport` of an RTSP source.
@@ -164,6 +168,16 @@ pub struct SourceConfig {
     /// one (MP4 / QuickTime), else no `wall_time`.
     #[serde(default)]
     pub time_origin: Option<String>,
+    /// `zenoh`: endpoints to listen on (e.g. `["tcp/127.0.0.1:7447"]`).
+    #[serde(default)]
+    pub listen: Vec<String>,
+    /// `zenoh`: endpoints to connect to (a router or a peer).
+    #[serde(default)]
+    pub connect: Vec<String>,
+    /// `zenoh`: the key the frames and audio come on, as `<key>/media` (default
+    /// `avsense/<name>`).
+    #[serde(default)]
+    pub key: Option<String>,
 }
 
 fn default_rtsp_latency() -> f64 {
@@ -218,6 +232,9 @@ impl SourceConfig {
             reconnect_attempts: 0,
             stall_timeout: DEFAULT_STALL_TIMEOUT_S,
             time_origin: None,
+            listen: Vec::new(),
+            connect: Vec::new(),
+            key: None,
         }
     }
 
@@ -250,7 +267,7 @@ impl SourceConfig {
         match self.kind {
             SourceKind::File => false,
             SourceKind::Rtsp | SourceKind::V4l2 | SourceKind::Microphone => true,
-            SourceKind::Test | SourceKind::Gst | SourceKind::Push => self.live,
+            SourceKind::Test | SourceKind::Gst | SourceKind::Push | SourceKind::Zenoh => self.live,
             SourceKind::Uri => self
                 .uri
                 .as_deref()
@@ -325,6 +342,29 @@ impl SourceConfig {
                 "false",
                 "video or audio (or both) to push for kind = \"push\"",
             )?,
+            SourceKind::Zenoh => {
+                check(
+                    cfg!(feature = "zenoh"),
+                    "kind",
+                    "\"zenoh\"",
+                    "a source this build has: rebuild with the cargo feature `zenoh` (on by default)",
+                )?;
+                check(
+                    s.video || s.audio,
+                    "video",
+                    "false",
+                    "video or audio (or both) for kind = \"zenoh\"",
+                )?;
+                check_endpoints([("listen", &s.listen), ("connect", &s.connect)])?;
+                if let Some(k) = &s.key {
+                    check(
+                        !k.is_empty() && !k.contains(['*', '$', '#', '?']) && !k.ends_with('/') && !k.starts_with('/'),
+                        "key",
+                        format!("{k:?}"),
+                        "a zenoh key without wildcards or a leading/trailing /",
+                    )?;
+                }
+            }
             SourceKind::Test => check(
                 match s.duration {
                     Some(d) => d.is_finite() && d > 0.0,

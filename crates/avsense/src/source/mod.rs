@@ -16,6 +16,9 @@ pub mod push;
 pub mod resample;
 pub mod state;
 pub mod video;
+pub mod wire;
+#[cfg(feature = "zenoh")]
+pub mod zenoh;
 
 use std::path::PathBuf;
 

@@ -133,6 +133,11 @@ impl Tracks {
     }
 }
 
+/// A callback that sees each video frame's tracks as soon as the video encoders are done
+/// with it (before any window): the stream, the frame's time in seconds, its tracks
+/// (boxes normalised to the frame). Keep it cheap: it runs on the stream's video thread.
+pub type TracksTap = std::sync::Arc<dyn Fn(&str, f64, &Tracks) + Send + Sync>;
+
 /// A batch object detector.
 pub trait Detector: Send {
     /// Its name in logs and errors.

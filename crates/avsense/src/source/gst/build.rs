@@ -197,7 +197,6 @@ impl GstSource {
         audio_slot: &Slot<AudioChunk>,
         linked: &Arc<Mutex<Vec<Modality>>>,
     ) -> Result<(), gst::glib::BoolError> {
-        let stream: Arc<str> = Arc::from(self.cfg.name.as_str());
         let live = self.cfg.live;
         let fps = 30u64;
         if self.cfg.video {
@@ -220,17 +219,7 @@ impl GstSource {
                 .build()?;
             pipeline.add_many([&src, &caps])?;
             src.link(&caps)?;
-            let head = video::add_branch(
-                pipeline,
-                &self.spec,
-                Arc::clone(&stream),
-                Arc::clone(video_slot),
-                Arc::clone(&self.shared),
-            )?;
-            caps.link(&head)?;
-            if let Ok(mut l) = linked.lock() {
-                l.push(Modality::Video);
-            }
+            self.video_branch(pipeline, &caps, video_slot, linked)?;
         } else if let Ok(mut g) = video_slot.lock() {
             g.take();
         }
@@ -266,16 +255,7 @@ impl GstSource {
                 caps.link(&sink)?;
                 return Ok(());
             }
-            let head = audio::add_branch(
-                pipeline,
-                Arc::clone(&stream),
-                Arc::clone(audio_slot),
-                Arc::clone(&self.shared),
-            )?;
-            caps.link(&head)?;
-            if let Ok(mut l) = linked.lock() {
-                l.push(Modality::Audio);
-            }
+            self.audio_branch(pipeline, &caps, audio_slot, linked)?;
         } else if let Ok(mut g) = audio_slot.lock() {
             g.take();
         }
@@ -291,7 +271,6 @@ impl GstSource {
         audio_slot: &Slot<AudioChunk>,
         linked: &Arc<Mutex<Vec<Modality>>>,
     ) -> Result<(), gst::glib::BoolError> {
-        let stream: Arc<str> = Arc::from(self.cfg.name.as_str());
         let live = self.cfg.is_live();
         let block = self.cfg.effective_policy() == crate::core::edge::EdgePolicy::Block;
         let appsrc = |max_buffers: u64| {
@@ -315,17 +294,7 @@ impl GstSource {
             let convert = gst::ElementFactory::make("videoconvert").build()?;
             pipeline.add_many([src.upcast_ref(), &convert])?;
             src.link(&convert)?;
-            let head = video::add_branch(
-                pipeline,
-                &self.spec,
-                Arc::clone(&stream),
-                Arc::clone(video_slot),
-                Arc::clone(&self.shared),
-            )?;
-            convert.link(&head)?;
-            if let Ok(mut l) = linked.lock() {
-                l.push(Modality::Video);
-            }
+            self.video_branch(pipeline, &convert, video_slot, linked)?;
             Some(src)
         } else {
             if let Ok(mut g) = video_slot.lock() {
@@ -336,16 +305,7 @@ impl GstSource {
         let audio = if self.gst_audio() {
             let src = appsrc(64);
             pipeline.add(src.upcast_ref::<gst::Element>())?;
-            let head = audio::add_branch(
-                pipeline,
-                Arc::clone(&stream),
-                Arc::clone(audio_slot),
-                Arc::clone(&self.shared),
-            )?;
-            src.link(&head)?;
-            if let Ok(mut l) = linked.lock() {
-                l.push(Modality::Audio);
-            }
+            self.audio_branch(pipeline, src.upcast_ref(), audio_slot, linked)?;
             Some(src)
         } else {
             if let Ok(mut g) = audio_slot.lock() {
@@ -355,6 +315,49 @@ impl GstSource {
         };
         if let Some(p) = &self.push {
             p.attach(video, audio);
+        }
+        Ok(())
+    }
+
+    /// A new video branch fed by `upstream`; the modality is recorded as linked.
+    fn video_branch(
+        &self,
+        pipeline: &gst::Pipeline,
+        upstream: &gst::Element,
+        video_slot: &Slot<Frame>,
+        linked: &Arc<Mutex<Vec<Modality>>>,
+    ) -> Result<(), gst::glib::BoolError> {
+        let head = video::add_branch(
+            pipeline,
+            &self.spec,
+            Arc::from(self.cfg.name.as_str()),
+            Arc::clone(video_slot),
+            Arc::clone(&self.shared),
+        )?;
+        upstream.link(&head)?;
+        if let Ok(mut l) = linked.lock() {
+            l.push(Modality::Video);
+        }
+        Ok(())
+    }
+
+    /// A new audio branch fed by `upstream`; the modality is recorded as linked.
+    fn audio_branch(
+        &self,
+        pipeline: &gst::Pipeline,
+        upstream: &gst::Element,
+        audio_slot: &Slot<AudioChunk>,
+        linked: &Arc<Mutex<Vec<Modality>>>,
+    ) -> Result<(), gst::glib::BoolError> {
+        let head = audio::add_branch(
+            pipeline,
+            Arc::from(self.cfg.name.as_str()),
+            Arc::clone(audio_slot),
+            Arc::clone(&self.shared),
+        )?;
+        upstream.link(&head)?;
+        if let Ok(mut l) = linked.lock() {
+            l.push(Modality::Audio);
         }
         Ok(())
     }

@@ -48,7 +48,7 @@ impl GstSource {
             keep_edges: cfg.kind == SourceKind::Rtsp,
             ..Shared::default()
         });
-        let push = (cfg.kind == SourceKind::Push)
+        let push = matches!(cfg.kind, SourceKind::Push | SourceKind::Zenoh)
             .then(|| super::push::PushInput::new(&cfg.name, cfg.is_live(), cfg.video, cfg.audio));
         Self {
             cfg,
@@ -84,6 +84,13 @@ impl GstSource {
             SourceKind::Rtsp => self.cfg.uri.clone().unwrap_or_default(),
             SourceKind::V4l2 => self.v4l2_device(),
             SourceKind::Push => "pushed frames and audio".into(),
+            SourceKind::Zenoh => format!(
+                "zenoh {}/media",
+                self.cfg
+                    .key
+                    .clone()
+                    .unwrap_or_else(|| format!("avsense/{}", self.cfg.name))
+            ),
             SourceKind::Microphone => format!(
                 "microphone {}",
                 self.cfg.microphone_name().unwrap_or("default")
@@ -180,6 +187,27 @@ impl GstSource {
                 declared,
                 live,
             ),
+            #[cfg(feature = "zenoh")]
+            SourceKind::Zenoh => {
+                // The subscriber feeds the push input while the session runs.
+                let input = self.push.clone().ok_or_else(|| SourceError::Build {
+                    stream: stream.clone(),
+                    reason: "no push input".into(),
+                })?;
+                let done = Arc::new(AtomicBool::new(false));
+                let sub = super::zenoh::spawn(
+                    &self.cfg,
+                    input,
+                    self.shared.stop.clone(),
+                    Arc::clone(&done),
+                )?;
+                let r = self
+                    .run_session(video_slot, audio_slot, modalities, declared, &mut || {})
+                    .map(|_| ());
+                done.store(true, Ordering::Relaxed);
+                let _ = sub.join();
+                r
+            }
             _ => self
                 .run_session(video_slot, audio_slot, modalities, declared, &mut || {})
                 .map(|_| ()),

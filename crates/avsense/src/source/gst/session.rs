@@ -69,7 +69,7 @@ impl GstSource {
                 self.build_launch(&pipeline, video_slot, audio_slot, &linked)
                     .map_err(build_err)?;
             }
-            SourceKind::Push => {
+            SourceKind::Push | SourceKind::Zenoh => {
                 self.build_push(&pipeline, video_slot, audio_slot, &linked)
                     .map_err(|e| build_err(format!("push source: {e}")))?;
             }
