@@ -104,7 +104,9 @@ impl EventSink for ZenohSink {
 /// A tracks tap that publishes each frame's tracks as JSON on `<prefix>/<stream>/tracks`:
 /// `{"stream":…,"time":s,"detected":bool,"tracks":[{"id":…,"class":…,"score":…,"bbox":[x0,y0,x1,y1]}]}`
 /// (boxes normalised to the frame). Opens its own session.
-pub fn tracks_tap(settings: &ZenohSettings) -> Result<crate::encode::video::objects::TracksTap, SinkError> {
+pub fn tracks_tap(
+    settings: &ZenohSettings,
+) -> Result<crate::encode::video::objects::TracksTap, SinkError> {
     let session = settings.open()?;
     let settings = settings.clone();
     let publishers: std::sync::Mutex<HashMap<String, zenoh::pubsub::Publisher<'static>>> =
