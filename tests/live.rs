@@ -173,8 +173,12 @@ fn live_video_two_minutes_with_every_encoder_stays_bounded() {
     assert!(fl.count + dropped >= 3000, "{fl:?}");
     assert!(fl.p50_ms > 0.0 && fl.p50_ms <= fl.p95_ms && fl.p95_ms <= fl.max_ms);
     if detector {
+        // How many of the 600 scheduled detector frames run depends on the machine's speed
+        // (a busy 2-core CI box ran 482 once): the rate is a benchmark (BENCHMARKS.md), not
+        // asserted. What must hold anywhere: the detector keeps running through the whole
+        // two minutes instead of stalling behind the dropped frames.
         let dl = s.detect_latency.expect("detector frames ran");
-        assert!(dl.count >= 500, "5 detections per second for 120 s: {dl:?}");
+        assert!(dl.count >= 120, "the detector stalled: {dl:?}");
         eprintln!("detector frame latency {dl:?}");
     }
     let el = s.latency.expect("event latency");

@@ -68,6 +68,7 @@
 //! office clip ([`DEFAULT_SCORE_THRESHOLD`]).
 
 use super::nanodet::{letterbox_rgb, resize_rgb, Placement, Resize, RgbImage};
+use crate::formats::files::ModelFiles;
 use crate::formats::tfjs::{TfjsError, TfjsGraph};
 use candle_core::{Device, Tensor};
 use serde::{Deserialize, Serialize};
@@ -299,7 +300,21 @@ impl BlazeFace {
         device: &Device,
         cfg: BlazeFaceConfig,
     ) -> Result<Self> {
-        let graph = TfjsGraph::load(model_json, device)?;
+        Self::from_graph(TfjsGraph::load(model_json, device)?, cfg)
+    }
+
+    /// Loads `name` (the model.json) and its shard from `files` (a folder, or bytes in
+    /// memory) with explicit settings.
+    pub fn load_from(
+        files: &dyn ModelFiles,
+        name: &str,
+        device: &Device,
+        cfg: BlazeFaceConfig,
+    ) -> Result<Self> {
+        Self::from_graph(TfjsGraph::load_from(files, name, device)?, cfg)
+    }
+
+    fn from_graph(graph: TfjsGraph, cfg: BlazeFaceConfig) -> Result<Self> {
         let path = graph.path().to_path_buf();
         let bad = |reason: String| BlazeFaceError::Model {
             path: path.clone(),

@@ -673,12 +673,28 @@ impl LightAsd {
         if !path.is_file() {
             return Err(load("not found (run `avsense models fetch`)".into()));
         }
-        let tensors = candle_core::pickle::read_all(path)
+        let file = std::fs::File::open(path).map_err(|e| load(e.to_string()))?;
+        Self::read(std::io::BufReader::new(file), path, device)
+    }
+
+    /// [`Self::load`] from the `.model` file's bytes in memory; `origin` names them in
+    /// errors.
+    pub fn load_bytes(bytes: &[u8], origin: &Path, device: &Device) -> Result<Self> {
+        Self::read(std::io::Cursor::new(bytes), origin, device)
+    }
+
+    fn read<R: std::io::Read + std::io::Seek>(
+        reader: R,
+        origin: &Path,
+        device: &Device,
+    ) -> Result<Self> {
+        let load = |reason: String| LightAsdError::Load {
+            path: origin.to_path_buf(),
+            reason,
+        };
+        let mut map = crate::formats::torch::read_state_dict(reader, device)
             .map_err(|e| load(format!("not a readable PyTorch state dict: {e}")))?;
-        let map: std::collections::HashMap<String, Tensor> = tensors
-            .into_iter()
-            .filter(|(k, _)| !k.ends_with("num_batches_tracked"))
-            .collect();
+        map.retain(|k, _| !k.ends_with("num_batches_tracked"));
         let vb = VarBuilder::from_tensors(map, DType::F32, device);
         Self::new(vb).map_err(|e| load(e.to_string()))
     }

@@ -35,6 +35,7 @@
 //! `[B,128,26,26]`) over the cells whose centres lie in its box (the nearest cell when none
 //! does), L2-normalised: an appearance vector for the tracker at no extra forward cost.
 
+use crate::formats::files::ModelFiles;
 use crate::formats::tfjs::{TfjsError, TfjsGraph};
 use crate::models::coco::COCO80;
 use candle_core::{Device, Tensor};
@@ -344,7 +345,21 @@ impl NanoDet {
         device: &Device,
         cfg: NanoDetConfig,
     ) -> Result<Self> {
-        let graph = TfjsGraph::load(model_json, device)?;
+        Self::from_graph(TfjsGraph::load(model_json, device)?, cfg)
+    }
+
+    /// Loads `name` (the model.json) and its shard from `files` (a folder, or bytes in
+    /// memory) with explicit settings.
+    pub fn load_from(
+        files: &dyn ModelFiles,
+        name: &str,
+        device: &Device,
+        cfg: NanoDetConfig,
+    ) -> Result<Self> {
+        Self::from_graph(TfjsGraph::load_from(files, name, device)?, cfg)
+    }
+
+    fn from_graph(graph: TfjsGraph, cfg: NanoDetConfig) -> Result<Self> {
         let path = graph.path().to_path_buf();
         let bad = |reason: String| NanoDetError::Model {
             path: path.clone(),

@@ -455,6 +455,19 @@ impl SileroVad {
         )
     }
 
+    /// [`Self::load_jit`] from the archive's bytes in memory; `origin` names them in errors.
+    pub fn load_jit_bytes(
+        bytes: &[u8],
+        origin: &str,
+        device: &Device,
+    ) -> Result<Self, SileroError> {
+        let tensors = read_jit_archive(std::io::Cursor::new(bytes), origin, device)?;
+        Self::with_origin(
+            VarBuilder::from_tensors(tensors, DType::F32, device),
+            origin,
+        )
+    }
+
     /// The same weights with a fresh state: for another stream.
     pub fn new_stream(&self) -> Result<Self, SileroError> {
         Ok(Self {
@@ -594,13 +607,26 @@ pub fn read_jit_weights(
     device: &Device,
 ) -> Result<HashMap<String, Tensor>, SileroError> {
     let origin = path.display().to_string();
+    let file = std::fs::File::open(path).map_err(|e| SileroError::Read {
+        origin: origin.clone(),
+        reason: e.to_string(),
+    })?;
+    read_jit_archive(std::io::BufReader::new(file), &origin, device)
+}
+
+/// [`read_jit_weights`] from any seekable reader; `origin` names it in errors.
+pub fn read_jit_archive<R: std::io::Read + std::io::Seek>(
+    reader: R,
+    origin: &str,
+    device: &Device,
+) -> Result<HashMap<String, Tensor>, SileroError> {
+    let origin = origin.to_string();
     let read_err = |reason: String| SileroError::Read {
         origin: origin.clone(),
         reason,
     };
-    let file = std::fs::File::open(path).map_err(|e| read_err(e.to_string()))?;
     let mut zip =
-        zip::ZipArchive::new(file).map_err(|e| read_err(format!("not a zip archive: {e}")))?;
+        zip::ZipArchive::new(reader).map_err(|e| read_err(format!("not a zip archive: {e}")))?;
     let root = zip
         .file_names()
         .find_map(|n| n.strip_suffix("data.pkl"))

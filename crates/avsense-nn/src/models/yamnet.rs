@@ -361,6 +361,16 @@ impl Yamnet {
         Self::from_tflite_model(&model, device)
     }
 
+    /// Loads a `yamnet.tflite` held in memory; `origin` names it in errors.
+    pub fn from_tflite_bytes(
+        bytes: Vec<u8>,
+        origin: &str,
+        device: &Device,
+    ) -> Result<Self, YamnetError> {
+        let model = TfliteModel::from_bytes(bytes, origin)?;
+        Self::from_tflite_model(&model, device)
+    }
+
     /// Builds the model from a parsed TFLite graph.
     pub fn from_tflite_model(model: &TfliteModel, device: &Device) -> Result<Self, YamnetError> {
         let (tensors, cfg) = map_tflite(model, device)?;
@@ -452,11 +462,21 @@ pub fn patch_starts(frames: usize) -> impl Iterator<Item = usize> {
 /// Reads `yamnet_class_map.csv` (`index,mid,display_name`, names may be quoted): the
 /// display names, index = class id.
 pub fn load_class_names(path: &Path) -> Result<Vec<String>, YamnetError> {
+    let origin = path.display().to_string();
+    let text = std::fs::read(path).map_err(|e| YamnetError::ClassMap {
+        path: origin.clone(),
+        reason: format!("cannot read: {e}"),
+    })?;
+    parse_class_names(&text, &origin)
+}
+
+/// Parses a class map's bytes (see [`load_class_names`]); `origin` names it in errors.
+pub fn parse_class_names(bytes: &[u8], origin: &str) -> Result<Vec<String>, YamnetError> {
     let err = |reason: String| YamnetError::ClassMap {
-        path: path.display().to_string(),
+        path: origin.to_string(),
         reason,
     };
-    let text = std::fs::read_to_string(path).map_err(|e| err(format!("cannot read: {e}")))?;
+    let text = std::str::from_utf8(bytes).map_err(|e| err(format!("not UTF-8: {e}")))?;
     let mut names = Vec::new();
     for (n, line) in text.lines().enumerate() {
         let line = line.trim_end_matches('\r');

@@ -55,9 +55,14 @@ impl SpeakerModels {
             return Ok(None);
         };
         let device = models.device()?;
-        let faces = BlazeFace::load_with(&face, &device, faces)
+        let faces = BlazeFace::load_from(&face.folder, &face.name, &device, faces)
             .map_err(|e| EncodeError::load("blazeface", e))?;
-        let asd = LightAsd::load(&asd, &device).map_err(|e| EncodeError::load("light-asd", e))?;
+        let origin = asd.origin();
+        let bytes = asd
+            .read()
+            .map_err(|e| EncodeError::read("light-asd", &origin.display().to_string(), e))?;
+        let asd = LightAsd::load_bytes(&bytes, &origin, &device)
+            .map_err(|e| EncodeError::load("light-asd", e))?;
         Ok(Some(Self { faces, asd }))
     }
 }

@@ -88,6 +88,15 @@ impl EncodeError {
             cause: Box::new(cause),
         }
     }
+
+    /// A model file (on disk, or given as bytes) could not be read.
+    pub fn read(encoder: &'static str, origin: &str, source: std::io::Error) -> Self {
+        Self::ModelFile(crate::model_files::ModelFileError::Read {
+            encoder,
+            path: origin.into(),
+            source,
+        })
+    }
 }
 
 /// What an encoder kind knows of a stream when it makes the stream's encoder.

@@ -3,7 +3,10 @@
 //! [`Toggle`], and that it is the file the manifest pins ([`verify`]). Fetching them is the
 //! `avsense models fetch` command's job (the CLI crate).
 
+pub mod bytes;
 pub mod verify;
+
+pub use bytes::{ModelBytes, ModelFile, ModelFolder};
 
 use crate::core::settings::Toggle;
 use serde::{Deserialize, Serialize};
@@ -37,6 +40,10 @@ pub struct ModelsConfig {
     /// Check every model file against the sha256 the manifest pins before loading it
     /// (default true; `false`, or `--allow-unverified-models`, for your own weights).
     pub verify: bool,
+    /// Model files an embedding program gives as bytes ([`ModelsConfig::with_bytes`]);
+    /// they take the place of the files on disk. Not read from TOML.
+    #[serde(skip)]
+    pub bytes: ModelBytes,
 }
 
 impl Default for ModelsConfig {
@@ -45,6 +52,7 @@ impl Default for ModelsConfig {
             dir: None,
             device: DeviceChoice::Auto,
             verify: true,
+            bytes: ModelBytes::default(),
         }
     }
 }
@@ -135,22 +143,40 @@ impl ModelsConfig {
         self.dir.clone().unwrap_or_else(default_dir)
     }
 
-    /// Resolves an encoder's model file `rel` (under the model directory) under its
-    /// toggle: `Some(path)` to load, `None` to skip (`off`, or `auto` with the file missing,
-    /// which is logged).
+    /// With the model file `rel` (its path under the model directory, as
+    /// `models/manifest.toml` names it: `yamnet/yamnet.tflite`, `human-models/nanodet.bin`)
+    /// given as bytes: the encoders load it from memory instead of the disk. It is verified
+    /// against the manifest's pin like a file (unless `verify` is off).
+    pub fn with_bytes(
+        mut self,
+        rel: impl Into<String>,
+        bytes: impl Into<std::sync::Arc<[u8]>>,
+    ) -> Self {
+        self.bytes.insert(rel, bytes);
+        self
+    }
+
+    /// Resolves an encoder's model file `rel` (`<model id>/<file>` under the model
+    /// directory, or given as bytes) under its toggle: `Some(file)` to load, `None` to skip
+    /// (`off`, or `auto` with the file missing, which is logged).
     pub fn file(
         &self,
         toggle: Toggle,
         encoder: &'static str,
         rel: &str,
-    ) -> Result<Option<PathBuf>, ModelFileError> {
+    ) -> Result<Option<ModelFile>, ModelFileError> {
         if toggle == Toggle::Off {
             return Ok(None);
         }
-        let path = self.dir().join(rel);
-        if path.is_file() {
+        let dir = self.dir();
+        let path = dir.join(rel);
+        if self.bytes.get(rel).is_some() || path.is_file() {
             self.verified(encoder, rel)?;
-            return Ok(Some(path));
+            let (id, name) = rel.split_once('/').unwrap_or(("", rel));
+            return Ok(Some(ModelFile {
+                name: name.to_string(),
+                folder: ModelFolder::new(&dir, id, self.bytes.clone()),
+            }));
         }
         match toggle {
             Toggle::On => Err(ModelFileError::Missing { encoder, path }),
@@ -170,7 +196,7 @@ impl ModelsConfig {
         if !self.verify {
             return Ok(());
         }
-        verify::verify(&self.dir(), encoder, rel)
+        verify::verify(&self.dir(), &self.bytes, encoder, rel)
     }
 
     /// The candle device the config asks for.

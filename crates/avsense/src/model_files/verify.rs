@@ -4,6 +4,7 @@
 //! `<model dir>/.verified.json` by size and modification time, so a start-up hashes only
 //! what changed.
 
+use super::bytes::{memory_origin, ModelBytes};
 use super::ModelFileError;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -138,14 +139,45 @@ pub fn sha256_file(path: &Path) -> std::io::Result<String> {
     Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
 }
 
-/// Checks `rel` and its companions under `dir` against their pins, for `encoder`.
-pub fn verify(dir: &Path, encoder: &'static str, rel: &str) -> Result<(), ModelFileError> {
+/// Checks `rel` and its companions (given as `bytes`, else under `dir`) against their pins,
+/// for `encoder`.
+pub fn verify(
+    dir: &Path,
+    bytes: &ModelBytes,
+    encoder: &'static str,
+    rel: &str,
+) -> Result<(), ModelFileError> {
     let files = companions(rel);
     if files.is_empty() {
         return Err(ModelFileError::Unpinned {
             encoder,
-            path: dir.join(rel),
+            path: match bytes.get(rel) {
+                Some(_) => memory_origin(rel),
+                None => dir.join(rel),
+            },
         });
+    }
+    let (given, files): (Vec<_>, Vec<_>) =
+        files.into_iter().partition(|p| bytes.get(&p.rel).is_some());
+    for p in given {
+        let b = bytes.get(&p.rel).map(|b| &b[..]).unwrap_or_default();
+        let mismatch = |actual: String| ModelFileError::Mismatch {
+            encoder,
+            path: memory_origin(&p.rel),
+            id: p.id.clone(),
+            expected: p.sha256.clone(),
+            actual,
+        };
+        if b.len() as u64 != p.size {
+            return Err(mismatch(format!("{} bytes, not {}", b.len(), p.size)));
+        }
+        let sha = sha256_bytes(b);
+        if sha != p.sha256 {
+            return Err(mismatch(format!("sha256 {sha}")));
+        }
+    }
+    if files.is_empty() {
+        return Ok(());
     }
     let cache_path = dir.join(CACHE_FILE);
     let mut cache: Cache = std::fs::read(&cache_path)
@@ -242,20 +274,41 @@ mod tests {
     fn a_wrong_file_is_refused_with_the_fetch_command() {
         let pin = pin("yamnet/yamnet_class_map.csv").unwrap();
         let d = dir_with(&pin.rel, &vec![b'x'; pin.size as usize]);
-        let err = verify(d.path(), "yamnet", &pin.rel)
+        let err = verify(d.path(), &ModelBytes::default(), "yamnet", &pin.rel)
             .unwrap_err()
             .to_string();
         assert!(err.contains("yamnet_class_map.csv"), "{err}");
         assert!(err.contains("avsense models fetch --only yamnet"), "{err}");
         assert!(err.contains("--allow-unverified-models"), "{err}");
         let d = dir_with(&pin.rel, b"short");
-        let err = verify(d.path(), "yamnet", &pin.rel)
+        let err = verify(d.path(), &ModelBytes::default(), "yamnet", &pin.rel)
             .unwrap_err()
             .to_string();
         assert!(err.contains("a file of 5 bytes"), "{err}");
-        let err = verify(d.path(), "x", "yamnet/unknown.bin")
+        let err = verify(d.path(), &ModelBytes::default(), "x", "yamnet/unknown.bin")
             .unwrap_err()
             .to_string();
         assert!(err.contains("not pinned"), "{err}");
+    }
+
+    #[test]
+    fn bytes_given_in_memory_are_checked_against_the_pin_too() {
+        let pin = pin("yamnet/yamnet_class_map.csv").unwrap();
+        let empty = tempfile::tempdir().unwrap();
+        let mut bytes = ModelBytes::default();
+        bytes.insert(pin.rel.clone(), vec![b'x'; pin.size as usize]);
+        let err = verify(empty.path(), &bytes, "yamnet", &pin.rel)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("<memory>/yamnet/yamnet_class_map.csv"),
+            "{err}"
+        );
+        assert!(err.contains("sha256"), "{err}");
+        bytes.insert(pin.rel.clone(), b"short".to_vec());
+        let err = verify(empty.path(), &bytes, "yamnet", &pin.rel)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("5 bytes, not"), "{err}");
     }
 }

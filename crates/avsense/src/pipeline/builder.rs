@@ -105,6 +105,21 @@ impl PipelineBuilder {
         self
     }
 
+    /// Gives the model file `rel` (its path under the model directory, as
+    /// `models/manifest.toml` names it: `human-models/nanodet.json`,
+    /// `human-models/nanodet.bin`, `yamnet/yamnet.tflite`, …) as bytes, e.g. compiled into
+    /// the program with `include_bytes!`: the encoders load it from memory instead of the
+    /// disk, verified against the manifest's pin like a file. Files not given are still read
+    /// from the model directory.
+    pub fn model_bytes(
+        mut self,
+        rel: impl Into<String>,
+        bytes: impl Into<std::sync::Arc<[u8]>>,
+    ) -> Self {
+        self.cfg.models.bytes.insert(rel, bytes);
+        self
+    }
+
     /// Changes anything else in the config.
     pub fn configure(mut self, f: impl FnOnce(&mut PipelineConfig)) -> Self {
         f(&mut self.cfg);

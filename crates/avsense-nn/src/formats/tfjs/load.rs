@@ -5,6 +5,7 @@ use super::node::{json_i64, split_output, Node};
 use super::ops;
 use super::value::Val;
 use super::{Result, TensorSpec, TfjsError};
+use crate::formats::files::{sibling, ModelFiles};
 use candle_core::{Device, Tensor};
 use half::f16;
 use serde::Deserialize;
@@ -81,24 +82,25 @@ pub(super) struct Model {
     pub(super) weights: HashMap<String, HostWeight>,
 }
 
-/// Reads and parses `path` (a TF.js graph model) and decodes the weight shards it lists
-/// (paths relative to its folder).
-pub(super) fn parse(path: &Path) -> Result<Model> {
+/// Reads and parses `name` from `files` (a TF.js graph model) and decodes the weight shards
+/// it lists (paths relative to its folder).
+pub(super) fn parse(files: &dyn ModelFiles, name: &str) -> Result<Model> {
+    let path = &files.origin(name);
     let format_error = |reason: String| TfjsError::Format {
         path: path.to_path_buf(),
         reason,
     };
-    let text = std::fs::read_to_string(path).map_err(|source| TfjsError::Io {
+    let text = files.read(name).map_err(|source| TfjsError::Io {
         path: path.to_path_buf(),
         source,
     })?;
-    let json: ModelJson = serde_json::from_str(&text).map_err(|e| format_error(e.to_string()))?;
+    let json: ModelJson = serde_json::from_slice(&text).map_err(|e| format_error(e.to_string()))?;
     if let Some(f) = json.format.as_deref().filter(|&f| f != "graph-model") {
         return Err(format_error(format!(
             "format is `{f}`, expected `graph-model`"
         )));
     }
-    let weights = decode_weights(path, &json.weights_manifest)?;
+    let weights = decode_weights(files, name, &json.weights_manifest)?;
 
     let mut index = HashMap::new();
     for (i, n) in json.model_topology.node.iter().enumerate() {
@@ -184,18 +186,24 @@ pub(super) fn const_values(
 }
 
 /// Reads each group's shards (concatenated, in order) and decodes its weights.
-fn decode_weights(path: &Path, groups: &[WeightGroup]) -> Result<HashMap<String, HostWeight>> {
-    let dir = path.parent().unwrap_or(Path::new("."));
+fn decode_weights(
+    files: &dyn ModelFiles,
+    name: &str,
+    groups: &[WeightGroup],
+) -> Result<HashMap<String, HostWeight>> {
+    let path = files.origin(name);
     let mut out = HashMap::new();
     for group in groups {
         let mut data = Vec::new();
         for shard in &group.paths {
-            let p = dir.join(shard);
-            let mut bytes =
-                std::fs::read(&p).map_err(|source| TfjsError::Io { path: p, source })?;
-            data.append(&mut bytes);
+            let shard = sibling(name, shard);
+            let bytes = files.read(&shard).map_err(|source| TfjsError::Io {
+                path: files.origin(&shard),
+                source,
+            })?;
+            data.extend_from_slice(&bytes);
         }
-        decode_group(path, group, &data, &mut out)?;
+        decode_group(&path, group, &data, &mut out)?;
     }
     Ok(out)
 }

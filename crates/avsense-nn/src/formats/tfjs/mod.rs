@@ -97,6 +97,7 @@ mod value;
 
 pub use kernels::resize_bilinear_nhwc;
 
+use crate::formats::files::{DirFiles, ModelFiles};
 use candle_core::{Device, Tensor};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -223,8 +224,15 @@ impl TfjsGraph {
     /// Loads `model.json` and the weight shards it lists (paths relative to its folder),
     /// folds constant sub-graphs and prepares convolution filters for `device`.
     pub fn load(model_json: impl AsRef<Path>, device: &Device) -> Result<Self> {
-        let path = model_json.as_ref().to_path_buf();
-        let model = load::parse(&path)?;
+        let (files, name) = DirFiles::split(model_json.as_ref());
+        Self::load_from(&files, &name, device)
+    }
+
+    /// Loads `name` (a model.json) and the shards it lists (relative to its folder) from
+    /// `files`: a folder, or bytes in memory.
+    pub fn load_from(files: &dyn ModelFiles, name: &str, device: &Device) -> Result<Self> {
+        let path = files.origin(name);
+        let model = load::parse(files, name)?;
         let (order, users) =
             exec::topological_order(&model.nodes).map_err(|stuck| TfjsError::Format {
                 path: path.clone(),

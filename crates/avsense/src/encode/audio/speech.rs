@@ -100,12 +100,16 @@ pub struct SpeechKind {
 impl SpeechKind {
     /// Loads Silero VAD under `[vad] mode` (`None`: off, or `auto` without the file).
     pub fn load(mode: Toggle, models: &ModelsConfig) -> Result<Option<Self>, EncodeError> {
-        let Some(path) = models.file(mode, "silero-vad", "silero-vad/silero_vad.jit")? else {
+        let Some(file) = models.file(mode, "silero-vad", "silero-vad/silero_vad.jit")? else {
             return Ok(None);
         };
         let device = models.device()?;
-        let vad =
-            SileroVad::load_jit(&path, &device).map_err(|e| EncodeError::load("silero-vad", e))?;
+        let origin = file.origin().display().to_string();
+        let bytes = file
+            .read()
+            .map_err(|e| EncodeError::read("silero-vad", &origin, e))?;
+        let vad = SileroVad::load_jit_bytes(&bytes, &origin, &device)
+            .map_err(|e| EncodeError::load("silero-vad", e))?;
         Ok(Some(Self { vad }))
     }
 }

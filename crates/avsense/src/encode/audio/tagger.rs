@@ -9,6 +9,7 @@ use crate::core::media::AudioChunk;
 use crate::core::settings::Toggle;
 use crate::encode::{AudioEncoder, AudioEncoderKind, EncodeError, StreamInfo};
 use crate::model_files::ModelsConfig;
+use avsense_nn::formats::files::ModelFiles;
 use avsense_nn::models::yamnet::{Yamnet, MEL_BANDS, PATCH_FRAMES, PATCH_HOP_FRAMES};
 use std::sync::Arc;
 
@@ -129,17 +130,25 @@ impl TaggerKind {
     /// Loads YAMNet and its class map under `[tagger] mode` (`None`: off, or `auto` without
     /// the file).
     pub fn load(mode: Toggle, models: &ModelsConfig) -> Result<Option<Self>, EncodeError> {
-        let Some(path) = models.file(mode, "yamnet", "yamnet/yamnet.tflite")? else {
+        let Some(file) = models.file(mode, "yamnet", "yamnet/yamnet.tflite")? else {
             return Ok(None);
         };
         models.verified("yamnet", "yamnet/yamnet_class_map.csv")?;
         let device = models.device()?;
-        let model =
-            Yamnet::from_tflite(&path, &device).map_err(|e| EncodeError::load("yamnet", e))?;
-        let names = avsense_nn::models::yamnet::load_class_names(
-            &path.with_file_name("yamnet_class_map.csv"),
-        )
-        .map_err(|e| EncodeError::load("yamnet", e))?;
+        let origin = file.origin().display().to_string();
+        let bytes = file
+            .read()
+            .map_err(|e| EncodeError::read("yamnet", &origin, e))?;
+        let model = Yamnet::from_tflite_bytes(bytes.into_owned(), &origin, &device)
+            .map_err(|e| EncodeError::load("yamnet", e))?;
+        let map = "yamnet_class_map.csv";
+        let map_origin = file.folder.origin(map).display().to_string();
+        let text = file
+            .folder
+            .read(map)
+            .map_err(|e| EncodeError::read("yamnet", &map_origin, e))?;
+        let names = avsense_nn::models::yamnet::parse_class_names(&text, &map_origin)
+            .map_err(|e| EncodeError::load("yamnet", e))?;
         Ok(Some(Self {
             model,
             names: Arc::new(names),

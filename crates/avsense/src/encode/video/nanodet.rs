@@ -24,7 +24,7 @@ impl NanoDetKind {
         tracker: &TrackerConfig,
         models: &ModelsConfig,
     ) -> Result<Option<Self>, EncodeError> {
-        let Some(path) = models.file(detector.mode, "nanodet", "human-models/nanodet.json")? else {
+        let Some(file) = models.file(detector.mode, "nanodet", "human-models/nanodet.json")? else {
             return Ok(None);
         };
         let device = models.device()?;
@@ -35,8 +35,8 @@ impl NanoDetKind {
             resize: detector.resize,
             ..Default::default()
         };
-        let model =
-            NanoDet::load_with(&path, &device, cfg).map_err(|e| EncodeError::load("nanodet", e))?;
+        let model = NanoDet::load_from(&file.folder, &file.name, &device, cfg)
+            .map_err(|e| EncodeError::load("nanodet", e))?;
         Ok(Some(Self {
             model,
             detector: detector.clone(),
