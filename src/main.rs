@@ -690,6 +690,9 @@ fn print_summary(r: &RunReport, json: bool) {
         return;
     }
     eprintln!("── avsense summary ──");
+    for m in &r.models_off {
+        eprintln!("models: {m}");
+    }
     for s in &r.streams {
         eprintln!(
             "stream {}: {} frames, {:.2} s audio, media {:.2} s{}, windows {} ({} partial, {} late items), events {}{}",

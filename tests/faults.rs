@@ -342,6 +342,43 @@ fn a_bit_flipped_or_swapped_model_file_refuses_to_start() {
     );
 }
 
+/// A machine without the models: `auto` encoders switch off and the run goes on, and the
+/// summary says which, with the file and the command that fetches it (not only a log line
+/// that scrolled by at start-up).
+#[test]
+fn missing_models_are_named_in_the_summary_with_the_fetch_command() {
+    let clip = ten_second_clip();
+    let empty = scratch("faults").join("models_none");
+    let _ = std::fs::remove_dir_all(&empty);
+    std::fs::create_dir_all(&empty).expect("mkdir");
+    let o = avsense()
+        .args(["run", "-q", "--input"])
+        .arg(&clip)
+        .env("AVSENSE_MODELS", &empty)
+        .stdout(Stdio::null())
+        .output()
+        .expect("run");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    let summary = &err[err.find("── avsense summary ──").expect("a summary")..];
+    for (encoder, file) in [
+        ("silero-vad", "silero-vad/silero_vad.jit"),
+        ("yamnet", "yamnet/yamnet.tflite"),
+        ("nanodet", "human-models/nanodet.json"),
+        ("light-asd", "human-models/blazeface.json"),
+    ] {
+        let line = summary
+            .lines()
+            .find(|l| l.starts_with("models: ") && l.contains(encoder))
+            .unwrap_or_else(|| panic!("no summary line for {encoder}: {summary}"));
+        assert!(
+            line.contains(&empty.join(file).display().to_string())
+                && line.contains("avsense models fetch"),
+            "{line}"
+        );
+    }
+}
+
 #[test]
 fn config_values_that_would_break_the_run_are_refused() {
     let base = "[[source]]\nname = \"t\"\nkind = \"test\"\nduration = 2.0\n";

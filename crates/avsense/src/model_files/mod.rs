@@ -190,6 +190,13 @@ impl ModelsConfig {
         }
     }
 
+    /// Under an `auto` toggle, where `rel` was looked for when it is neither given as bytes
+    /// nor on disk (the encoder then runs without it); `None` otherwise.
+    pub fn missing(&self, toggle: Toggle, rel: &str) -> Option<PathBuf> {
+        let path = self.dir().join(rel);
+        (toggle == Toggle::Auto && self.bytes.get(rel).is_none() && !path.is_file()).then_some(path)
+    }
+
     /// Checks `rel` (and the files that go with it) against the manifest's pins, unless
     /// `verify` is off.
     pub fn verified(&self, encoder: &'static str, rel: &str) -> Result<(), ModelFileError> {

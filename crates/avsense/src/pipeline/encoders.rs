@@ -8,6 +8,7 @@
 
 use crate::av_encode::SpeakerModels;
 use crate::config::PipelineConfig;
+use crate::core::settings::Toggle;
 use crate::encode::audio::mfcc::MfccKind;
 use crate::encode::audio::speech::SpeechKind;
 use crate::encode::audio::tagger::TaggerKind;
@@ -34,10 +35,25 @@ pub struct Registry {
     pub tagger_names: Option<Arc<Vec<String>>>,
     /// Whether a VAD runs (the face graph uses it).
     pub has_vad: bool,
+    /// Encoders an `auto` mode switched off because a model file is missing: one line each,
+    /// naming the file and the command that fetches it (for the run's summary).
+    pub models_off: Vec<String>,
 }
 
 fn add<K>(list: &mut Vec<K>, kind: Option<K>) {
     list.extend(kind);
+}
+
+impl Registry {
+    /// Notes `encoder` as off for the first of `rels` that is missing under `toggle`.
+    fn note_missing(&mut self, cfg: &PipelineConfig, toggle: Toggle, encoder: &str, rels: &[&str]) {
+        if let Some(path) = rels.iter().find_map(|rel| cfg.models.missing(toggle, rel)) {
+            self.models_off.push(format!(
+                "{encoder} is off: {} not found (run `avsense models fetch`, or set [models] dir)",
+                path.display()
+            ));
+        }
+    }
 }
 
 /// Loads every encoder the config enables and some source can use.
@@ -51,12 +67,28 @@ pub fn register(cfg: &PipelineConfig) -> Result<Registry, EncodeError> {
     if audio {
         let vad = SpeechKind::load(cfg.vad.mode, &cfg.models)?;
         r.has_vad = vad.is_some();
+        if vad.is_none() {
+            r.note_missing(
+                cfg,
+                cfg.vad.mode,
+                "silero-vad (speech)",
+                &["silero-vad/silero_vad.jit"],
+            );
+        }
         add(
             &mut r.audio,
             vad.map(|k| Box::new(k) as Box<dyn AudioEncoderKind>),
         );
         let tagger = TaggerKind::load(cfg.tagger.mode, &cfg.models)?;
         r.tagger_names = tagger.as_ref().map(|t| Arc::clone(t.class_names()));
+        if tagger.is_none() {
+            r.note_missing(
+                cfg,
+                cfg.tagger.mode,
+                "yamnet (sound labels, fusion)",
+                &["yamnet/yamnet.tflite", "yamnet/yamnet_class_map.csv"],
+            );
+        }
         add(
             &mut r.audio,
             tagger.map(|k| Box::new(k) as Box<dyn AudioEncoderKind>),
@@ -64,6 +96,14 @@ pub fn register(cfg: &PipelineConfig) -> Result<Registry, EncodeError> {
     }
     if video {
         let det = NanoDetKind::load(&cfg.detector, &cfg.tracker, &cfg.models)?;
+        if det.is_none() {
+            r.note_missing(
+                cfg,
+                cfg.detector.mode,
+                "nanodet (objects)",
+                &["human-models/nanodet.json", "human-models/nanodet.bin"],
+            );
+        }
         add(
             &mut r.video,
             det.map(|k| Box::new(k) as Box<dyn VideoEncoderKind>),
@@ -92,6 +132,17 @@ pub fn register(cfg: &PipelineConfig) -> Result<Registry, EncodeError> {
                 r.sync = Some(head);
             }
             r.asd = Some(sp.asd);
+        } else {
+            r.note_missing(
+                cfg,
+                cfg.speaker.mode,
+                "blazeface + light-asd (active speaker)",
+                &[
+                    "human-models/blazeface.json",
+                    "human-models/blazeface.bin",
+                    cfg.speaker.weights.file(),
+                ],
+            );
         }
     }
     if video {

@@ -75,6 +75,7 @@ pub struct Running {
     edges: Vec<EdgeProbe>,
     sink: JoinHandle<sinks::SinkOutcome>,
     monitor: Monitor,
+    models_off: Vec<String>,
 }
 
 fn spawn<T: Send + 'static>(
@@ -245,6 +246,7 @@ impl Pipeline {
             edges,
             sink,
             monitor,
+            models_off: self.encoders.models_off.clone(),
         })
     }
 
@@ -380,6 +382,7 @@ impl Running {
             wall_seconds: self.started.elapsed().as_secs_f64(),
             sink_error,
             sinks: out.sinks,
+            models_off: self.models_off,
         })
     }
 }

@@ -60,6 +60,9 @@ pub struct RunReport {
     pub sink_error: Option<String>,
     /// Per sink: events taken and how it ended.
     pub sinks: Vec<SinkReport>,
+    /// Encoders an `auto` mode switched off because a model file is missing (one line each,
+    /// with the file and the command that fetches it).
+    pub models_off: Vec<String>,
 }
 
 impl RunReport {
