@@ -11,6 +11,7 @@
 //! dataset   labelled fusion graphs from real clips + real sounds (espeak-ng, freedesktop)
 //! train     fitting the fusion networks (gnn, attention, concat) on such a dataset
 //! sync_train  fitting the audio-visual sync head on real talking clips (train --model sync)
+//! fleet     scale-out on NATS JetStream: worker, submit, jobs (cargo feature `nats`)
 //! ```
 //!
 //! `src/main.rs` is the command line on top of these and of the `avsense` library.
@@ -19,5 +20,7 @@ pub mod dataset;
 pub mod eval;
 pub mod example;
 pub mod fetch;
+#[cfg(feature = "nats")]
+pub mod fleet;
 pub mod sync_train;
 pub mod train;

@@ -139,6 +139,98 @@ enum Command {
         #[command(subcommand)]
         action: ExampleAction,
     },
+    /// Take jobs from NATS JetStream and run them (a fleet member; README "Scale out").
+    #[cfg(feature = "nats")]
+    Worker {
+        #[command(flatten)]
+        fleet: FleetArgs,
+        /// This worker's name in the job records (default `<host>-<pid>`).
+        #[arg(long)]
+        name: Option<String>,
+        /// Seconds a job may go without an ack before JetStream gives it to another worker
+        /// (the worker sends "in progress" acks every third of it while it works; set when
+        /// the site's consumer is created).
+        #[arg(long, default_value_t = 30.0)]
+        ack_wait: f64,
+        /// Deliveries of a failing job before it goes to the dead-letter subject (set when
+        /// the site's consumer is created).
+        #[arg(long, default_value_t = 3)]
+        max_deliver: i64,
+        /// The NATS sink's spool directory (default `avsense-spool/worker-<name>`).
+        #[arg(long)]
+        spool: Option<PathBuf>,
+        /// Exit after this many seconds without a job or a camera (default: run until
+        /// Ctrl-C).
+        #[arg(long)]
+        exit_when_idle: Option<f64>,
+        /// Live cameras (`avsense submit --live`) this worker may run at once.
+        #[arg(long, default_value_t = 0)]
+        live_slots: usize,
+    },
+    /// Put jobs on the fleet's queue: files, globs (`clips/*.mp4`), directories (their
+    /// media files, recursively); prints one job id per line.
+    #[cfg(feature = "nats")]
+    Submit {
+        #[command(flatten)]
+        fleet: FleetArgs,
+        /// A pipeline config whose first source runs each file (default settings without);
+        /// with `--live`, the camera's pipeline.
+        #[arg(long)]
+        pipeline: Option<PathBuf>,
+        /// Record a live camera of this name instead (its pipeline: `--pipeline`, or the
+        /// one URI given, e.g. rtsp://…); workers with `--live-slots` hold it under a lease.
+        #[arg(long)]
+        live: Option<String>,
+        /// Files, globs, directories (with `--live`: at most one URI).
+        inputs: Vec<String>,
+    },
+    /// The fleet's jobs and their states (pending, running, done, failed).
+    #[cfg(feature = "nats")]
+    Jobs {
+        #[command(flatten)]
+        fleet: FleetArgs,
+        /// JSON: a list of {id, state, input, worker, deliveries, error, events, updated}.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Where the fleet is.
+#[cfg(feature = "nats")]
+#[derive(clap::Args)]
+struct FleetArgs {
+    /// NATS server URLs, comma-separated.
+    #[arg(long, default_value = "nats://127.0.0.1:4222")]
+    nats: String,
+    /// The site: jobs on avsense_jobs.<site>, events on avsense.<site>.<stream>.<kind>.
+    #[arg(long, default_value = "default")]
+    site: String,
+    /// Replicas of the streams and buckets created (3 on a 3-node cluster).
+    #[arg(long, default_value_t = 1)]
+    replicas: usize,
+    /// NATS user name.
+    #[arg(long)]
+    user: Option<String>,
+    /// The environment variable holding the password (or, without --user, a token).
+    #[arg(long)]
+    password_env: Option<String>,
+    /// Seconds a camera lease lives without renewal (set when the lease bucket is made).
+    #[arg(long, default_value_t = 10.0)]
+    lease_ttl: f64,
+}
+
+#[cfg(feature = "nats")]
+impl FleetArgs {
+    fn config(&self) -> avsense_cli::fleet::FleetConfig {
+        avsense_cli::fleet::FleetConfig {
+            url: self.nats.clone(),
+            site: self.site.clone(),
+            replicas: self.replicas,
+            username: self.user.clone(),
+            password_env: self.password_env.clone(),
+            lease_ttl: Duration::from_secs_f64(self.lease_ttl.clamp(1.0, 3600.0)),
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -477,7 +569,184 @@ fn real_main() -> Result<i32> {
                 Ok(0)
             }
         },
+        #[cfg(feature = "nats")]
+        Command::Worker {
+            fleet,
+            name,
+            ack_wait,
+            max_deliver,
+            spool,
+            exit_when_idle,
+            live_slots,
+        } => worker(
+            fleet,
+            name,
+            ack_wait,
+            max_deliver,
+            spool,
+            exit_when_idle,
+            live_slots,
+        ),
+        #[cfg(feature = "nats")]
+        Command::Submit {
+            fleet,
+            pipeline,
+            live: Some(name),
+            inputs,
+        } => {
+            let f = fleet.config();
+            if inputs.len() > 1 || (inputs.is_empty() == pipeline.is_none()) {
+                bail!("submit --live {name}: give either --pipeline FILE or one URI");
+            }
+            let camera = avsense_cli::fleet::live::Camera {
+                name: name.clone(),
+                input: inputs.first().cloned(),
+                pipeline: match pipeline {
+                    Some(p) => Some(
+                        std::fs::canonicalize(&p)
+                            .with_context(|| format!("--pipeline {}", p.display()))?
+                            .to_string_lossy()
+                            .into_owned(),
+                    ),
+                    None => None,
+                },
+            };
+            avsense_cli::fleet::block_on(avsense_cli::fleet::live::add_camera(&f, &camera))??;
+            println!("{name}");
+            Ok(0)
+        }
+        #[cfg(feature = "nats")]
+        Command::Submit {
+            fleet,
+            pipeline,
+            live: None,
+            inputs,
+        } => {
+            if inputs.is_empty() {
+                bail!("submit: give files, globs or directories");
+            }
+            let f = fleet.config();
+            let jobs = avsense_cli::fleet::block_on(avsense_cli::fleet::jobs::submit(
+                &f,
+                &inputs,
+                pipeline.as_deref(),
+            ))??;
+            for j in &jobs {
+                println!("{}", j.id);
+            }
+            eprintln!(
+                "avsense: {} job(s) submitted to {}",
+                jobs.len(),
+                f.jobs_subject()
+            );
+            Ok(0)
+        }
+        #[cfg(feature = "nats")]
+        Command::Jobs { fleet, json } => {
+            let f = fleet.config();
+            let mut all = avsense_cli::fleet::block_on(avsense_cli::fleet::jobs::list(&f))??;
+            // Cameras list as live jobs: running while a worker holds the lease.
+            let cams = avsense_cli::fleet::block_on(avsense_cli::fleet::live::cameras(&f))??;
+            for (cam, lease) in cams {
+                all.push(avsense_cli::fleet::JobRecord {
+                    id: format!("camera:{}", cam.name),
+                    state: if lease.is_some() {
+                        avsense_cli::fleet::JobState::Running
+                    } else {
+                        avsense_cli::fleet::JobState::Pending
+                    },
+                    input: cam.input.or(cam.pipeline).unwrap_or_default(),
+                    worker: lease.as_ref().map(|l| l.worker.clone()),
+                    deliveries: 0,
+                    error: None,
+                    events: None,
+                    updated: lease.map(|l| l.since).unwrap_or(0.0),
+                });
+            }
+            if json {
+                println!("{}", serde_json::to_string_pretty(&all)?);
+            } else {
+                println!(
+                    "{:<36}  {:<8}  {:>5}  {:>6}  input / error",
+                    "id", "state", "tries", "events"
+                );
+                for j in &all {
+                    println!(
+                        "{:<36}  {:<8}  {:>5}  {:>6}  {}{}",
+                        j.id,
+                        format!("{:?}", j.state).to_lowercase(),
+                        j.deliveries,
+                        j.events.map(|n| n.to_string()).unwrap_or_default(),
+                        j.input,
+                        j.error
+                            .as_deref()
+                            .map(|e| format!(" — {e}"))
+                            .unwrap_or_default()
+                    );
+                }
+            }
+            Ok(0)
+        }
     }
+}
+
+/// `avsense worker`: runs until Ctrl-C (the job at hand is finished first) or idle.
+#[cfg(feature = "nats")]
+fn worker(
+    fleet: FleetArgs,
+    name: Option<String>,
+    ack_wait: f64,
+    max_deliver: i64,
+    spool: Option<PathBuf>,
+    exit_when_idle: Option<f64>,
+    live_slots: usize,
+) -> Result<i32> {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    if !(ack_wait.is_finite() && ack_wait >= 1.0) {
+        bail!("--ack-wait {ack_wait}: expected seconds, at least 1");
+    }
+    if max_deliver < 1 {
+        bail!("--max-deliver {max_deliver}: expected at least 1");
+    }
+    let name = name.unwrap_or_else(|| {
+        let host = std::fs::read_to_string("/etc/hostname")
+            .map(|h| h.trim().to_string())
+            .unwrap_or_else(|_| "worker".into());
+        format!("{host}-{}", std::process::id())
+    });
+    let spool = spool.unwrap_or_else(|| {
+        PathBuf::from("avsense-spool").join(format!("worker-{}", avsense::sink::topic_level(&name)))
+    });
+    let opts = avsense_cli::fleet::WorkerOptions {
+        fleet: fleet.config(),
+        name: name.clone(),
+        ack_wait: Duration::from_secs_f64(ack_wait),
+        max_deliver,
+        spool,
+        exit_when_idle: exit_when_idle.map(Duration::from_secs_f64),
+        live_slots,
+    };
+    let stop = std::sync::Arc::new(AtomicBool::new(false));
+    {
+        let stop = std::sync::Arc::clone(&stop);
+        ctrlc::set_handler(move || {
+            if stop.swap(true, Ordering::SeqCst) {
+                eprintln!("avsense: second interrupt, aborting");
+                std::process::exit(130);
+            }
+        })
+        .context("installing the Ctrl-C handler")?;
+    }
+    eprintln!(
+        "avsense: worker {name} on {} (site {})",
+        fleet.nats, fleet.site
+    );
+    let r = avsense_cli::fleet::block_on(avsense_cli::fleet::worker::work(&opts, stop))??;
+    eprintln!(
+        "avsense: worker {name}: {} job(s) done, {} given back for another try, {} dead-lettered",
+        r.done, r.retried, r.failed
+    );
+    Ok(0)
 }
 
 fn models(action: ModelsAction) -> Result<i32> {

@@ -83,6 +83,25 @@ pub enum EventKind {
     SourceWarning,
 }
 
+impl EventKind {
+    /// Its name in events and subjects (`sound_source`), as serde writes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Motion => "motion",
+            Self::Sound => "sound",
+            Self::Speech => "speech",
+            Self::Object => "object",
+            Self::SourceError => "source_error",
+            Self::SoundSource => "sound_source",
+            Self::OffscreenSound => "offscreen_sound",
+            Self::StreamGap => "stream_gap",
+            Self::AvEvent => "av_event",
+            Self::ActiveSpeaker => "active_speaker",
+            Self::SourceWarning => "source_warning",
+        }
+    }
+}
+
 /// Something incomplete about a source's media, found when it ended; the run went on.
 /// It becomes a `source_warning` event.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -341,6 +360,25 @@ impl Event {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn kind_names_are_the_serialised_names() {
+        for k in [
+            EventKind::Motion,
+            EventKind::Sound,
+            EventKind::Speech,
+            EventKind::Object,
+            EventKind::SourceError,
+            EventKind::SoundSource,
+            EventKind::OffscreenSound,
+            EventKind::StreamGap,
+            EventKind::AvEvent,
+            EventKind::ActiveSpeaker,
+            EventKind::SourceWarning,
+        ] {
+            assert_eq!(serde_json::to_value(k).unwrap(), k.as_str());
+        }
+    }
 
     #[test]
     fn serialises_with_schema_and_round_trips() {

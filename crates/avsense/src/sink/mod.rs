@@ -4,6 +4,8 @@
 pub mod jsonl;
 #[cfg(feature = "mqtt")]
 pub mod mqtt;
+#[cfg(feature = "nats")]
+pub mod nats;
 pub mod spool;
 #[cfg(feature = "zenoh")]
 pub mod zenoh;
@@ -27,6 +29,9 @@ pub enum SinkKind {
     /// zenoh (`listen` / `connect`, `topic_prefix`; cargo feature `zenoh`): events on
     /// `<prefix>/<stream>/events`, tracks on `<prefix>/<stream>/tracks`.
     Zenoh,
+    /// NATS JetStream (`url`, `site`, …; cargo feature `nats`): events on
+    /// `avsense.<site>.<stream>.<kind>`, de-duplicated by message id.
+    Nats,
 }
 
 /// `[[sink]]`: one event sink.
@@ -97,6 +102,23 @@ pub struct SinkConfig {
     /// `zenoh`: endpoints to connect to.
     #[serde(default)]
     pub connect: Vec<String>,
+    /// `nats`: server URLs, comma-separated (default `nats://127.0.0.1:4222`).
+    #[serde(default)]
+    pub url: Option<String>,
+    /// `nats`: the site, the subjects' second token (default `default`).
+    #[serde(default)]
+    pub site: Option<String>,
+    /// `nats`: the JetStream stream storing the events (default `AVSENSE_EVENTS`; created
+    /// with subjects `avsense.>` when missing).
+    #[serde(default)]
+    pub jetstream: Option<String>,
+    /// `nats`: the stream's replicas when it is created (default 1; 3 on a 3-node cluster).
+    #[serde(default)]
+    pub replicas: Option<usize>,
+    /// `nats`: the stream's duplicate window in seconds when it is created (default 3600):
+    /// a message id seen again within it is stored once.
+    #[serde(default)]
+    pub dedup_window: Option<f64>,
 }
 
 /// What a sink may need to know about the pipeline it serves.
@@ -268,6 +290,11 @@ impl SinkConfig {
             drain_timeout: None,
             listen: Vec::new(),
             connect: Vec::new(),
+            url: None,
+            site: None,
+            jetstream: None,
+            replicas: None,
+            dedup_window: None,
         }
     }
 
@@ -298,15 +325,27 @@ impl SinkConfig {
             )?;
             check_endpoints([("listen", &self.listen), ("connect", &self.connect)])?;
         }
+        if self.kind != SinkKind::Nats {
+            let set = [
+                ("url", self.url.is_some()),
+                ("site", self.site.is_some()),
+                ("jetstream", self.jetstream.is_some()),
+                ("replicas", self.replicas.is_some()),
+                ("dedup_window", self.dedup_window.is_some()),
+            ];
+            if let Some((k, _)) = set.iter().find(|(_, on)| *on) {
+                return Err(Invalid::new(*k, "(set)", "only for kind = \"nats\""));
+            }
+        } else {
+            self.validate_nats()?;
+        }
+        let broker = matches!(self.kind, SinkKind::Mqtt | SinkKind::Nats);
         if self.kind != SinkKind::Mqtt {
             let set = [
                 ("host", self.host.is_some()),
                 ("port", self.port.is_some()),
                 ("tls", self.tls),
-                ("ca_file", self.ca_file.is_some()),
                 ("client_id", self.client_id.is_some()),
-                ("username", self.username.is_some()),
-                ("password_env", self.password_env.is_some()),
                 (
                     "topic_prefix",
                     self.topic_prefix.is_some() && self.kind != SinkKind::Zenoh,
@@ -314,6 +353,11 @@ impl SinkConfig {
                 ("qos", self.qos.is_some()),
                 ("discovery", self.discovery),
                 ("discovery_prefix", self.discovery_prefix.is_some()),
+            ];
+            let shared = [
+                ("ca_file", self.ca_file.is_some()),
+                ("username", self.username.is_some()),
+                ("password_env", self.password_env.is_some()),
                 ("spool", self.spool.is_some()),
                 ("spool_size", self.spool_size.is_some()),
                 ("drain_timeout", self.drain_timeout.is_some()),
@@ -321,7 +365,14 @@ impl SinkConfig {
             if let Some((k, _)) = set.iter().find(|(_, on)| *on) {
                 return Err(Invalid::new(*k, "(set)", "only for kind = \"mqtt\""));
             }
-            return Ok(());
+            if let Some((k, _)) = shared.iter().find(|(_, on)| *on && !broker) {
+                return Err(Invalid::new(
+                    *k,
+                    "(set)",
+                    "only for kind = \"mqtt\" or \"nats\"",
+                ));
+            }
+            return self.validate_spool();
         }
         check(
             cfg!(feature = "mqtt"),
@@ -343,6 +394,17 @@ impl SinkConfig {
                 "a topic without wildcards or a trailing /",
             )?;
         }
+        self.validate_spool()?;
+        check(
+            self.host.as_deref().is_none_or(|h| !h.trim().is_empty()),
+            "host",
+            "\"\"",
+            "a host name or address",
+        )
+    }
+
+    /// The spool keys of a broker sink.
+    fn validate_spool(&self) -> Result<(), Invalid> {
         check(
             self.spool_size
                 .is_none_or(|m| m.is_finite() && (0.01..=1_000_000.0).contains(&m)),
@@ -356,21 +418,109 @@ impl SinkConfig {
             "drain_timeout",
             format!("{:?}", self.drain_timeout),
             "seconds, 0 to 3600",
+        )
+    }
+
+    /// The keys of `kind = "nats"`.
+    fn validate_nats(&self) -> Result<(), Invalid> {
+        check(
+            cfg!(feature = "nats"),
+            "kind",
+            "\"nats\"",
+            "a sink this build has: rebuild with the cargo feature `nats` (on by default)",
+        )?;
+        if let Some(u) = &self.url {
+            check(
+                !u.trim().is_empty()
+                    && u.split(',').all(|a| {
+                        let a = a.trim();
+                        !a.is_empty() && !a.contains(char::is_whitespace)
+                    }),
+                "url",
+                format!("{u:?}"),
+                "server URLs, comma-separated (nats://host:4222)",
+            )?;
+        }
+        for (key, v) in [("site", &self.site), ("jetstream", &self.jetstream)] {
+            if let Some(v) = v {
+                check(
+                    !v.is_empty()
+                        && v.chars()
+                            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-'),
+                    key,
+                    format!("{v:?}"),
+                    "letters, digits, _ and - only",
+                )?;
+            }
+        }
+        check(
+            self.replicas.is_none_or(|r| (1..=5).contains(&r)),
+            "replicas",
+            format!("{:?}", self.replicas),
+            "1 to 5",
         )?;
         check(
-            self.host.as_deref().is_none_or(|h| !h.trim().is_empty()),
-            "host",
-            "\"\"",
-            "a host name or address",
+            self.dedup_window
+                .is_none_or(|t| t.is_finite() && (1.0..=7.0 * 86400.0).contains(&t)),
+            "dedup_window",
+            format!("{:?}", self.dedup_window),
+            "seconds, 1 to 604800",
         )
     }
 
     /// Opens the sink for a pipeline.
     pub fn open_for(&self, ctx: &SinkContext) -> Result<Box<dyn EventSink>, SinkError> {
-        if self.kind == SinkKind::Mqtt {
-            return self.open_mqtt(ctx);
+        match self.kind {
+            SinkKind::Mqtt => self.open_mqtt(ctx),
+            SinkKind::Nats => self.open_nats(ctx),
+            _ => self.open(),
         }
-        self.open()
+    }
+
+    /// `nats`: its settings for a pipeline named `pipeline`.
+    #[cfg(feature = "nats")]
+    pub fn nats_settings(&self, pipeline: &str) -> nats::NatsSettings {
+        let site = self.site.clone().unwrap_or_else(|| "default".into());
+        let mut s = nats::NatsSettings::new(
+            self.url.as_deref().unwrap_or("nats://127.0.0.1:4222"),
+            &site,
+            self.spool.clone().unwrap_or_else(|| {
+                PathBuf::from("avsense-spool").join(format!(
+                    "nats-{}-{}",
+                    topic_level(&site),
+                    topic_level(pipeline)
+                ))
+            }),
+        );
+        if let Some(j) = &self.jetstream {
+            s.stream = j.clone();
+        }
+        s.replicas = self.replicas.unwrap_or(1);
+        if let Some(w) = self.dedup_window {
+            s.dedup_window = std::time::Duration::from_secs_f64(w);
+        }
+        s.username = self.username.clone();
+        s.password_env = self.password_env.clone();
+        s.ca_file = self.ca_file.clone();
+        s.spool_bytes = (self.spool_size.unwrap_or(64.0) * 1024.0 * 1024.0) as u64;
+        s.drain_timeout = std::time::Duration::from_secs_f64(self.drain_timeout.unwrap_or(10.0));
+        s
+    }
+
+    #[cfg(feature = "nats")]
+    fn open_nats(&self, ctx: &SinkContext) -> Result<Box<dyn EventSink>, SinkError> {
+        Ok(Box::new(nats::NatsSink::open(
+            self.nats_settings(&ctx.pipeline),
+            self.phases,
+        )?))
+    }
+
+    #[cfg(not(feature = "nats"))]
+    fn open_nats(&self, _ctx: &SinkContext) -> Result<Box<dyn EventSink>, SinkError> {
+        Err(SinkError::Refused {
+            target: "nats".into(),
+            reason: "this build has no NATS sink (cargo feature `nats`)".into(),
+        })
     }
 
     /// `zenoh`: where it publishes.
@@ -450,6 +600,7 @@ impl SinkConfig {
     pub fn open(&self) -> Result<Box<dyn EventSink>, SinkError> {
         Ok(match (self.kind, &self.path) {
             (SinkKind::Mqtt, _) => return self.open_mqtt(&SinkContext::default()),
+            (SinkKind::Nats, _) => return self.open_nats(&SinkContext::default()),
             (SinkKind::Zenoh, _) => return self.open_zenoh(),
             (SinkKind::Stdout, _) | (SinkKind::Jsonl, None) => {
                 Box::new(JsonlSink::stdout().with_phases(self.phases))
@@ -525,5 +676,55 @@ impl<F: FnMut(&Event) + Send> EventSink for CallbackSink<F> {
     }
     fn flush(&mut self) -> Result<(), SinkError> {
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sink(toml_text: &str) -> Result<(), Invalid> {
+        let s: SinkConfig = toml::from_str(toml_text).expect("toml");
+        s.validate()
+    }
+
+    #[test]
+    fn broker_keys_are_checked_per_kind() {
+        // The other kinds refuse the NATS keys whatever the build.
+        for (text, key) in [
+            ("kind = \"mqtt\"\nurl = \"nats://a:4222\"", "url"),
+            ("kind = \"jsonl\"\npath = \"x\"\nsite = \"s\"", "site"),
+            ("kind = \"stdout\"\nspool_size = 1", "spool_size"),
+        ] {
+            let e = sink(text).expect_err(text).to_string();
+            assert!(e.contains(key), "{text}: {e}");
+        }
+        if !cfg!(feature = "nats") {
+            let e = sink("kind = \"nats\"").expect_err("no nats").to_string();
+            assert!(e.contains("cargo feature `nats`"), "{e}");
+            return;
+        }
+        assert!(sink("kind = \"nats\"\nurl = \"nats://a:4222,nats://b:4222\"\nsite = \"lobby\"\nreplicas = 3\nspool_size = 8\n").is_ok());
+        for (text, key) in [
+            ("kind = \"nats\"\nqos = 1", "qos"),
+            ("kind = \"nats\"\nreplicas = 7", "replicas"),
+            ("kind = \"nats\"\nsite = \"a.b\"", "site"),
+            ("kind = \"nats\"\nurl = \"nats://a b\"", "url"),
+            ("kind = \"nats\"\ndedup_window = 0", "dedup_window"),
+        ] {
+            let e = sink(text).expect_err(text).to_string();
+            assert!(e.contains(key), "{text}: {e}");
+        }
+        // The spool and credential keys serve both brokers.
+        if cfg!(feature = "mqtt") {
+            assert!(sink(
+                "kind = \"mqtt\"\nusername = \"u\"\npassword_env = \"P\"\nspool_size = 2"
+            )
+            .is_ok());
+        }
+        assert!(
+            sink("kind = \"nats\"\nusername = \"u\"\npassword_env = \"P\"\ndrain_timeout = 2")
+                .is_ok()
+        );
     }
 }
