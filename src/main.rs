@@ -141,32 +141,7 @@ enum Command {
     },
     /// Take jobs from NATS JetStream and run them (a fleet member; README "Scale out").
     #[cfg(feature = "nats")]
-    Worker {
-        #[command(flatten)]
-        fleet: FleetArgs,
-        /// This worker's name in the job records (default `<host>-<pid>`).
-        #[arg(long)]
-        name: Option<String>,
-        /// Seconds a job may go without an ack before JetStream gives it to another worker
-        /// (the worker sends "in progress" acks every third of it while it works; set when
-        /// the site's consumer is created).
-        #[arg(long, default_value_t = 30.0)]
-        ack_wait: f64,
-        /// Deliveries of a failing job before it goes to the dead-letter subject (set when
-        /// the site's consumer is created).
-        #[arg(long, default_value_t = 3)]
-        max_deliver: i64,
-        /// The NATS sink's spool directory (default `avsense-spool/worker-<name>`).
-        #[arg(long)]
-        spool: Option<PathBuf>,
-        /// Exit after this many seconds without a job or a camera (default: run until
-        /// Ctrl-C).
-        #[arg(long)]
-        exit_when_idle: Option<f64>,
-        /// Live cameras (`avsense submit --live`) this worker may run at once.
-        #[arg(long, default_value_t = 0)]
-        live_slots: usize,
-    },
+    Worker(WorkerArgs),
     /// Put jobs on the fleet's queue: files, globs (`clips/*.mp4`), directories (their
     /// media files, recursively); prints one job id per line.
     #[cfg(feature = "nats")]
@@ -193,6 +168,36 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+}
+
+/// `avsense worker`'s options.
+#[cfg(feature = "nats")]
+#[derive(clap::Args)]
+struct WorkerArgs {
+    #[command(flatten)]
+    fleet: FleetArgs,
+    /// This worker's name in the job records (default `<host>-<pid>`).
+    #[arg(long)]
+    name: Option<String>,
+    /// Seconds a job may go without an ack before JetStream gives it to another worker
+    /// (the worker sends "in progress" acks every third of it while it works; set when
+    /// the site's consumer is created).
+    #[arg(long, default_value_t = 30.0)]
+    ack_wait: f64,
+    /// Deliveries of a failing job before it goes to the dead-letter subject (set when
+    /// the site's consumer is created).
+    #[arg(long, default_value_t = 3)]
+    max_deliver: i64,
+    /// The NATS sink's spool directory (default `avsense-spool/worker-<name>`).
+    #[arg(long)]
+    spool: Option<PathBuf>,
+    /// Exit after this many seconds without a job or a camera (default: run until
+    /// Ctrl-C).
+    #[arg(long)]
+    exit_when_idle: Option<f64>,
+    /// Live cameras (`avsense submit --live`) this worker may run at once.
+    #[arg(long, default_value_t = 0)]
+    live_slots: usize,
 }
 
 /// Where the fleet is.
@@ -570,23 +575,7 @@ fn real_main() -> Result<i32> {
             }
         },
         #[cfg(feature = "nats")]
-        Command::Worker {
-            fleet,
-            name,
-            ack_wait,
-            max_deliver,
-            spool,
-            exit_when_idle,
-            live_slots,
-        } => worker(
-            fleet,
-            name,
-            ack_wait,
-            max_deliver,
-            spool,
-            exit_when_idle,
-            live_slots,
-        ),
+        Command::Worker(args) => worker(args),
         #[cfg(feature = "nats")]
         Command::Submit {
             fleet,
@@ -692,16 +681,17 @@ fn real_main() -> Result<i32> {
 
 /// `avsense worker`: runs until Ctrl-C (the job at hand is finished first) or idle.
 #[cfg(feature = "nats")]
-fn worker(
-    fleet: FleetArgs,
-    name: Option<String>,
-    ack_wait: f64,
-    max_deliver: i64,
-    spool: Option<PathBuf>,
-    exit_when_idle: Option<f64>,
-    live_slots: usize,
-) -> Result<i32> {
+fn worker(args: WorkerArgs) -> Result<i32> {
     use std::sync::atomic::{AtomicBool, Ordering};
+    let WorkerArgs {
+        fleet,
+        name,
+        ack_wait,
+        max_deliver,
+        spool,
+        exit_when_idle,
+        live_slots,
+    } = args;
     if !(ack_wait.is_finite() && ack_wait >= 1.0) {
         bail!("--ack-wait {ack_wait}: expected seconds, at least 1");
     }

@@ -39,11 +39,17 @@ fn nats_server_ready() -> bool {
     )
 }
 
-/// Nine loopback ports P…P+2, P+2000…, P+4000… that are free now.
+/// Nine loopback ports P…P+2, P+2000…, P+4000… that are free now, all below the kernel's
+/// ephemeral range (32768 up on Linux), so that no outgoing connection (a route between the
+/// nodes, a client) takes one of them between this check and the servers' start.
 fn free_block() -> u16 {
+    // Each cluster of this process gets other ports than the one before it, so that a
+    // process left over from an earlier test cannot reach the next test's cluster.
+    static NEXT: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(0);
     let pid = std::process::id() as u16;
-    for i in 0..200u16 {
-        let base = 20000 + (pid.wrapping_mul(31).wrapping_add(i * 97)) % 15000;
+    for _ in 0..200u16 {
+        let i = NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let base = 10000 + (pid.wrapping_mul(31).wrapping_add(i.wrapping_mul(97))) % 18000;
         let all = [0u16, 1, 2, 2000, 2001, 2002, 4000, 4001, 4002]
             .iter()
             .all(|o| std::net::TcpListener::bind(("127.0.0.1", base + o)).is_ok());
@@ -58,6 +64,8 @@ fn free_block() -> u16 {
 struct Cluster {
     dir: PathBuf,
     urls: String,
+    /// Workers started against it: killed with it, so none outlives a failed test.
+    pids: std::cell::RefCell<Vec<u32>>,
 }
 
 impl Cluster {
@@ -78,7 +86,11 @@ impl Cluster {
             .output()
             .expect("urls");
         let urls = String::from_utf8_lossy(&out.stdout).trim().to_string();
-        Self { dir, urls }
+        Self {
+            dir,
+            urls,
+            pids: Default::default(),
+        }
     }
 
     fn script(&self, args: &[&str]) {
@@ -117,6 +129,7 @@ impl Cluster {
                 std::fs::File::create(self.dir.join(format!("{name}.log"))).expect("log"),
             ))
             .spawn()
+            .inspect(|c| self.pids.borrow_mut().push(c.id()))
             .expect("avsense worker")
     }
 
@@ -184,8 +197,14 @@ impl Cluster {
                     .await
                     .expect("fetch");
                 let before = out.len();
+                let mut again = false;
                 while let Some(m) = b.next().await {
-                    let m = m.expect("message");
+                    // A node just lost or a leader being elected: read again.
+                    let Ok(m) = m else {
+                        tokio::time::sleep(Duration::from_millis(300)).await;
+                        again = true;
+                        break;
+                    };
                     let id = m
                         .headers
                         .as_ref()
@@ -194,7 +213,7 @@ impl Cluster {
                         .unwrap_or_default();
                     out.push((m.subject.to_string(), id, m.payload.to_vec()));
                 }
-                if out.len() == before {
+                if out.len() == before && !again {
                     return out;
                 }
             }
@@ -204,39 +223,55 @@ impl Cluster {
 
 impl Drop for Cluster {
     fn drop(&mut self) {
+        for pid in self.pids.borrow().iter() {
+            let _ = Command::new("kill")
+                .args(["-9", &pid.to_string()])
+                .stderr(Stdio::null())
+                .status();
+        }
         self.script(&["stop"]);
     }
 }
 
-/// The dev clip cut into 5 s segments (re-encoded with a keyframe every second so each
-/// segment is a whole file of its own).
-fn segments() -> Option<Vec<PathBuf>> {
+/// Re-encodes the dev clip with ffmpeg (H.264 with a keyframe every second, AAC) into
+/// `out`, with `args` (the cut or the segmenting) before the output.
+fn reencode(args: &[&str], out: &Path) -> Option<()> {
     let clip = shared_media("av/person_sounds_dev.mp4")?;
+    let st = Command::new("ffmpeg")
+        .args(["-v", "error", "-y", "-i"])
+        .arg(&clip)
+        .args([
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-g",
+            "10",
+            "-c:a",
+            "aac",
+        ])
+        .args(args)
+        .arg(out)
+        .status()
+        .expect("ffmpeg (Debian package ffmpeg) makes the fleet's media");
+    assert!(st.success(), "ffmpeg {args:?}");
+    Some(())
+}
+
+/// The dev clip cut into 5 s segments (each a whole file of its own).
+fn segments() -> Option<Vec<PathBuf>> {
+    shared_media("av/person_sounds_dev.mp4")?;
     let dir = scratch("fleet-media");
     let done = generate_once(&dir.join("segments.done"), |marker| {
-        let st = Command::new("ffmpeg")
-            .args(["-v", "error", "-y", "-i"])
-            .arg(&clip)
-            .args([
-                "-c:v",
-                "libx264",
-                "-preset",
-                "ultrafast",
-                "-g",
-                "10",
-                "-c:a",
-                "aac",
-                "-f",
-                "segment",
-                "-segment_time",
-                "5",
-                "-reset_timestamps",
-                "1",
-            ])
-            .arg(dir.join("seg_%02d.mp4"))
-            .status()
-            .expect("ffmpeg (Debian package ffmpeg) makes the segments");
-        assert!(st.success(), "ffmpeg segment");
+        let args = [
+            "-f",
+            "segment",
+            "-segment_time",
+            "5",
+            "-reset_timestamps",
+            "1",
+        ];
+        reencode(&args, &dir.join("seg_%02d.mp4"));
         std::fs::write(marker, b"").expect("marker");
     });
     let mut segs: Vec<PathBuf> = std::fs::read_dir(done.parent()?)
@@ -255,30 +290,9 @@ fn segments() -> Option<Vec<PathBuf>> {
 /// The dev clip's first 20 s as one file (absolute path): a job long enough for a fault to
 /// land inside it (its events start in its second 5 s).
 fn whole_clip(segs: &[PathBuf]) -> String {
-    let clip = shared_media("av/person_sounds_dev.mp4").expect("the dev clip");
     let dir = segs[0].parent().expect("segments' folder");
     let cut = generate_once(&dir.join("first_20s.mp4"), |out| {
-        let st = Command::new("ffmpeg")
-            .args(["-v", "error", "-y", "-i"])
-            .arg(&clip)
-            .args([
-                "-t",
-                "20",
-                "-c:v",
-                "libx264",
-                "-preset",
-                "ultrafast",
-                "-g",
-                "10",
-                "-c:a",
-                "aac",
-                "-f",
-                "mp4",
-            ])
-            .arg(out)
-            .status()
-            .expect("ffmpeg");
-        assert!(st.success(), "ffmpeg cut");
+        reencode(&["-t", "20", "-f", "mp4"], out);
     });
     std::fs::canonicalize(cut)
         .expect("clip")

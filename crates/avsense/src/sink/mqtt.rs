@@ -408,14 +408,12 @@ impl EventSink for MqttSink {
         }
         self.spool(&msgs)?;
         let dropped = self.shared.0.lock().map(|g| g.spool.dropped()).unwrap_or(0);
-        if dropped > self.reported_drops {
-            tracing::warn!(
-                "{}: the spool is full ({} MB): {dropped} message(s) dropped so far",
-                self.target,
-                self.settings.spool_bytes >> 20
-            );
-            self.reported_drops = dropped;
-        }
+        super::spool::warn_drops(
+            &self.target,
+            self.settings.spool_bytes,
+            dropped,
+            &mut self.reported_drops,
+        );
         Ok(())
     }
 
@@ -440,19 +438,7 @@ impl EventSink for MqttSink {
         if let Some(h) = self.publisher.take() {
             let _ = h.join();
         }
-        if left > 0 {
-            tracing::warn!(
-                "{}: {left} message(s) not taken by the broker stay in the spool {} for the next run",
-                self.target,
-                self.settings.spool.display()
-            );
-        }
-        if dropped > 0 {
-            tracing::warn!(
-                "{}: {dropped} message(s) dropped: the spool was full",
-                self.target
-            );
-        }
+        super::spool::warn_leftovers(&self.target, &self.settings.spool, left, dropped);
         Ok(())
     }
 }

@@ -324,14 +324,12 @@ impl EventSink for NatsSink {
             g.spool.dropped()
         };
         self.wake.notify_one();
-        if dropped > self.reported_drops {
-            tracing::warn!(
-                "{}: the spool is full ({} MB): {dropped} message(s) dropped so far",
-                self.target,
-                self.settings.spool_bytes >> 20
-            );
-            self.reported_drops = dropped;
-        }
+        super::spool::warn_drops(
+            &self.target,
+            self.settings.spool_bytes,
+            dropped,
+            &mut self.reported_drops,
+        );
         Ok(())
     }
 
@@ -344,19 +342,8 @@ impl EventSink for NatsSink {
             (g.spool.pending().len(), g.spool.dropped())
         };
         self.stop_publisher();
-        if !drained && left > 0 {
-            tracing::warn!(
-                "{}: {left} message(s) not stored by JetStream stay in the spool {} for the next run",
-                self.target,
-                self.settings.spool.display()
-            );
-        }
-        if dropped > 0 {
-            tracing::warn!(
-                "{}: {dropped} message(s) dropped: the spool was full",
-                self.target
-            );
-        }
+        let left = if drained { 0 } else { left };
+        super::spool::warn_leftovers(&self.target, &self.settings.spool, left, dropped);
         Ok(())
     }
 }

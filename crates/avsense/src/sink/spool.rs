@@ -274,6 +274,31 @@ fn read_segment(path: &Path) -> Result<(Vec<Record>, u64), SpoolError> {
     Ok((out, at as u64))
 }
 
+/// Logs newly dropped messages of a full spool (once per increase of the count).
+pub fn warn_drops(target: &str, spool_bytes: u64, dropped: u64, reported: &mut u64) {
+    if dropped > *reported {
+        tracing::warn!(
+            "{target}: the spool is full ({} MB): {dropped} message(s) dropped so far",
+            spool_bytes >> 20
+        );
+        *reported = dropped;
+    }
+}
+
+/// Logs what a network sink leaves behind at the end of a run: messages still in the spool
+/// (sent by the next run with the same spool directory) and messages a full spool dropped.
+pub fn warn_leftovers(target: &str, spool: &Path, left: usize, dropped: u64) {
+    if left > 0 {
+        tracing::warn!(
+            "{target}: {left} message(s) not taken by the server stay in the spool {} for the next run",
+            spool.display()
+        );
+    }
+    if dropped > 0 {
+        tracing::warn!("{target}: {dropped} message(s) dropped: the spool was full");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
