@@ -156,6 +156,12 @@ enum Command {
         /// one URI given, e.g. rtsp://…); workers with `--live-slots` hold it under a lease.
         #[arg(long)]
         live: Option<String>,
+        /// Analyse each file from this time, seconds (events keep the file's times).
+        #[arg(long)]
+        start: Option<f64>,
+        /// Analyse each file up to this time, seconds.
+        #[arg(long)]
+        end: Option<f64>,
         /// Files, globs, directories (with `--live`: at most one URI).
         inputs: Vec<String>,
     },
@@ -582,8 +588,13 @@ fn real_main() -> Result<i32> {
             pipeline,
             live: Some(name),
             inputs,
+            start,
+            end,
         } => {
             let f = fleet.config();
+            if start.is_some() || end.is_some() {
+                bail!("submit --live {name}: --start/--end are for recorded files");
+            }
             if inputs.len() > 1 || (inputs.is_empty() == pipeline.is_none()) {
                 bail!("submit --live {name}: give either --pipeline FILE or one URI");
             }
@@ -610,6 +621,8 @@ fn real_main() -> Result<i32> {
             pipeline,
             live: None,
             inputs,
+            start,
+            end,
         } => {
             if inputs.is_empty() {
                 bail!("submit: give files, globs or directories");
@@ -619,6 +632,7 @@ fn real_main() -> Result<i32> {
                 &f,
                 &inputs,
                 pipeline.as_deref(),
+                (start, end),
             ))??;
             for j in &jobs {
                 println!("{}", j.id);

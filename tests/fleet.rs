@@ -506,6 +506,19 @@ fn a_corrupt_file_ends_in_the_dead_letter_stream_and_the_others_complete() {
         &[bad.to_string_lossy().into_owned(), good.clone()],
     );
     assert_eq!(ids.len(), 2);
+    // And a time range inside a file: seconds 1 to 3 of a 5 s segment.
+    let ranged = cluster.submit(
+        "td",
+        &pipeline,
+        &[
+            "--start".into(),
+            "1".into(),
+            "--end".into(),
+            "3".into(),
+            good.clone(),
+        ],
+    );
+    assert_eq!(ranged.len(), 1);
     let mut w = cluster.worker("td", "w", &["--max-deliver", "2", "--exit-when-idle", "6"]);
     wait_exit(&mut w, Duration::from_secs(300), "worker");
     let jobs = cluster.jobs("td");
@@ -525,6 +538,29 @@ fn a_corrupt_file_ends_in_the_dead_letter_stream_and_the_others_complete() {
         "{dead:#}"
     );
     assert_eq!(state(&ids[1])["state"], "done");
+    assert_eq!(state(&ranged[0])["state"], "done");
+    // The ranged job's events lie inside seconds 1 to 3, in the file's time; the stream's
+    // end is at 3 s (its last frame).
+    let in_range: Vec<serde_json::Value> = cluster
+        .messages("AVSENSE_EVENTS")
+        .iter()
+        .filter(|(_, id, _)| id.starts_with(&ranged[0]))
+        .map(|(_, _, b)| serde_json::from_slice(b).expect("event json"))
+        .collect();
+    assert!(!in_range.is_empty(), "the ranged job's events");
+    for e in &in_range {
+        let (a, b) = (
+            e["start"].as_f64().expect("start"),
+            e["end"].as_f64().expect("end"),
+        );
+        assert!(a >= 0.99 && b <= 3.05, "outside 1–3 s: {e}");
+    }
+    assert!(
+        in_range
+            .iter()
+            .any(|e| e["end"].as_f64().is_some_and(|b| b > 2.5)),
+        "the range runs to its end: {in_range:?}"
+    );
     let letters = cluster.messages("AVSENSE_DEAD");
     assert_eq!(letters.len(), 1, "one dead letter");
     let (subject, _, body) = &letters[0];

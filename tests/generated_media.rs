@@ -280,3 +280,90 @@ fn av_offset_moves_the_audio_timeline() {
         "{e}"
     );
 }
+
+/// A time range inside a file (`start`/`end`): the decoder seeks, the events keep the file's
+/// times, and nothing outside the range is analysed.
+#[test]
+fn a_time_range_inside_a_file_is_analysed_in_the_files_times() {
+    let clip = beeps_and_ball();
+    let text = format!(
+        "[[source]]\nname = \"r\"\nkind = \"file\"\npath = {:?}\nstart = 1.5\nend = 4.0\n",
+        clip.display().to_string()
+    );
+    let cfg = PipelineConfig::parse(&text, Path::new("range.toml")).expect("config");
+    let out = run(cfg);
+    assert!(
+        out.report.first_error().is_none(),
+        "{:?}",
+        out.report.first_error()
+    );
+    // Frames 45..120 of the file (1.5 s to 4.0 s at 30 fps).
+    let frames = out.report.streams[0].frames;
+    assert!((74..=76).contains(&frames), "{frames} frames");
+    assert!(
+        (out.report.streams[0].audio_seconds - 2.5).abs() < 0.05,
+        "{} s of audio",
+        out.report.streams[0].audio_seconds
+    );
+    // The second beep (2.5–3.0 s) only, at its time in the file (the first half second of
+    // a stream only learns the noise floor, as at a file's start).
+    let sounds = out.of_kind("sound");
+    assert_eq!(sounds.len(), 1, "{sounds:#?}");
+    assert!((sounds[0].start - 2.5).abs() <= 0.05, "{}", sounds[0].start);
+    for e in &out.events {
+        assert!(
+            e.start >= 1.5 - 1e-6 && e.end <= 4.0 + 0.05,
+            "{} outside 1.5–4.0 s: {}–{}",
+            e.kind.as_str(),
+            e.start,
+            e.end
+        );
+    }
+    let motion = out.of_kind("motion");
+    assert!(
+        !motion.is_empty() && (motion[0].start - BALL_AT).abs() <= 1.0 / FPS + 1e-6,
+        "the ball moves from {BALL_AT} s on: {motion:#?}"
+    );
+
+    // A range where none can be: on a test source, and past the end.
+    let e = PipelineConfig::parse(
+        "[[source]]\nname = \"t\"\nkind = \"test\"\nduration = 1.0\nstart = 1.0\n",
+        Path::new("r.toml"),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("source[0].start") && e.contains("recorded file"),
+        "{e}"
+    );
+    let e = PipelineConfig::parse(
+        &format!(
+            "[[source]]\nname = \"r\"\nkind = \"file\"\npath = {:?}\nstart = 3.0\nend = 2.0\n",
+            clip.display().to_string()
+        ),
+        Path::new("r.toml"),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("source[0].end") && e.contains("after start"),
+        "{e}"
+    );
+    let cfg = PipelineConfig::parse(
+        &format!(
+            "[[source]]\nname = \"r\"\nkind = \"file\"\npath = {:?}\nstart = 9.0\n",
+            clip.display().to_string()
+        ),
+        Path::new("r.toml"),
+    )
+    .expect("config");
+    let out = run(cfg);
+    let err = out
+        .report
+        .first_error()
+        .expect("a start past the end fails");
+    assert!(
+        err.contains("start = 9.000 s") && err.contains("beeps_and_ball.mp4"),
+        "{err}"
+    );
+}

@@ -111,13 +111,24 @@ pub fn expand(input: &str) -> Result<Vec<String>, FleetError> {
     Err(bad("no such file or directory".into()))
 }
 
-/// Puts one job per file of `inputs` on the site's queue (each with its state `pending`);
-/// returns them in order.
+/// Puts one job per file of `inputs` on the site's queue (each with its state `pending`),
+/// each over `range` (start, end in seconds; the whole file when both are `None`); returns
+/// them in order.
 pub async fn submit(
     fleet: &FleetConfig,
     inputs: &[String],
     pipeline: Option<&Path>,
+    range: (Option<f64>, Option<f64>),
 ) -> Result<Vec<Job>, FleetError> {
+    let (start, end) = range;
+    if start.is_some_and(|s| !(s.is_finite() && s >= 0.0))
+        || end.is_some_and(|e| !(e.is_finite() && e > start.unwrap_or(0.0)))
+    {
+        return Err(FleetError::Input {
+            input: format!("--start {start:?} --end {end:?}"),
+            reason: "a range is start ≥ 0 and end after start, in seconds".into(),
+        });
+    }
     let mut files = Vec::new();
     for i in inputs {
         files.extend(expand(i)?);
@@ -143,6 +154,8 @@ pub async fn submit(
             id: super::job_id(),
             input,
             pipeline: pipeline.clone(),
+            start,
+            end,
         };
         store
             .put(

@@ -209,6 +209,12 @@ pub struct Job {
     /// without one.
     #[serde(default)]
     pub pipeline: Option<String>,
+    /// Where in the file to start, seconds (the source's `start`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start: Option<f64>,
+    /// Where in the file to stop, seconds (the source's `end`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end: Option<f64>,
 }
 
 /// A job's state, as `avsense jobs` shows it.

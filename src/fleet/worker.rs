@@ -54,6 +54,13 @@ fn run_job(job: &Job, o: &WorkerOptions) -> Outcome {
         }),
         None => PipelineConfig::for_input(&job.input, None),
     };
+    let cfg = cfg.and_then(|mut c| {
+        if let Some(s) = c.sources.first_mut() {
+            s.start = job.start;
+            s.end = job.end;
+        }
+        c.validate(std::path::Path::new(&job.input)).map(|()| c)
+    });
     let cfg = match cfg {
         Ok(c) => c,
         Err(e) => return Outcome::Failed(format!("{e}")),

@@ -95,6 +95,13 @@ pub struct SourceConfig {
     /// Length in seconds of a `test` source (required for a non-live test source).
     #[serde(default)]
     pub duration: Option<f64>,
+    /// A recorded `file`/`uri` input: analyse from this time in the file (seconds; events
+    /// keep the file's times). The decoder seeks to it, frame-accurately.
+    #[serde(default)]
+    pub start: Option<f64>,
+    /// A recorded `file`/`uri` input: stop at this time in the file (seconds).
+    #[serde(default)]
+    pub end: Option<f64>,
     /// A live test source (runs in real time; edges drop the oldest by default).
     #[serde(default)]
     pub live: bool,
@@ -210,6 +217,8 @@ impl SourceConfig {
             uri: None,
             launch: None,
             duration: None,
+            start: None,
+            end: None,
             live: false,
             video: kind != SourceKind::Microphone,
             audio: true,
@@ -408,6 +417,27 @@ impl SourceConfig {
         )?;
         if let Some(d) = s.duration {
             check(d.is_finite() && d > 0.0, "duration", d, "seconds > 0")?;
+        }
+        if s.start.is_some() || s.end.is_some() {
+            let what = "a time in seconds on a recorded file or uri source (not live)";
+            let recorded = matches!(s.kind, SourceKind::File | SourceKind::Uri) && !s.is_live();
+            let key = if s.start.is_some() { "start" } else { "end" };
+            check(recorded, key, format!("{:?}", s.start.or(s.end)), what)?;
+            let start = s.start.unwrap_or(0.0);
+            check(
+                start.is_finite() && start >= 0.0,
+                "start",
+                start,
+                "seconds ≥ 0",
+            )?;
+            if let Some(end) = s.end {
+                check(
+                    end.is_finite() && end > start,
+                    "end",
+                    end,
+                    "seconds after start",
+                )?;
+            }
         }
         check(
             s.video || s.audio,

@@ -78,6 +78,12 @@ impl GstSource {
         let bus = pipeline
             .bus()
             .ok_or_else(|| build_err("the pipeline has no bus".into()))?;
+        if self.cfg.start.is_some() || self.cfg.end.is_some() {
+            if let Err(e) = self.seek_to_range(&pipeline, &bus) {
+                let _ = pipeline.set_state(gst::State::Null);
+                return Err(e);
+            }
+        }
         if let Err(e) = pipeline.set_state(gst::State::Playing) {
             // The bus usually holds the real reason (e.g. a missing file or plugin).
             let reason =
@@ -171,7 +177,11 @@ impl GstSource {
             modalities.extend(l.iter().copied());
         }
         let dur = self.shared.duration_ns.load(Ordering::Relaxed);
-        *declared = (dur > 0).then(|| dur as f64 / 1e9);
+        *declared = (dur > 0).then(|| {
+            // A range ends where it says (or at the file's end, if that comes first).
+            let dur = dur as f64 / 1e9;
+            self.cfg.end.map_or(dur, |e| e.min(dur))
+        });
         if result.is_ok() && modalities.is_empty() && !eos_sent {
             result = Err(SourceError::NoStreams {
                 stream: stream.clone(),
@@ -236,6 +246,77 @@ impl GstSource {
         if let Ok(mut w) = self.shared.warnings.lock() {
             w.extend(warnings);
         }
+    }
+
+    /// A recorded input with `start`/`end`: prerolls the pipeline (paused), then seeks to
+    /// the range, frame-accurately (decoders drop what comes before `start`, so the first
+    /// frame and audio sample are at `start` in the file's time).
+    fn seek_to_range(&self, pipeline: &gst::Pipeline, bus: &gst::Bus) -> Result<(), SourceError> {
+        let failed = |message: String| SourceError::Stream {
+            stream: self.cfg.name.clone(),
+            input: self.input_name(),
+            element: "seek".into(),
+            message,
+            debug: String::new(),
+        };
+        let bus_error = |bus: &gst::Bus| {
+            bus.pop_filtered(&[gst::MessageType::Error])
+                .and_then(|m| match m.view() {
+                    gst::MessageView::Error(err) => Some(self.stream_error(err)),
+                    _ => None,
+                })
+        };
+        if let Err(e) = pipeline.set_state(gst::State::Paused) {
+            return Err(bus_error(bus).unwrap_or_else(|| failed(format!("cannot start: {e}"))));
+        }
+        // Preroll: every pad linked and a first buffer at every sink (a file opens in well
+        // under a second; a remote URI may take longer; a stop ends the wait).
+        let deadline = clock_now() + 60_000_000_000;
+        loop {
+            if self.shared.stop.is_set() {
+                return Ok(());
+            }
+            if clock_now() > deadline {
+                return Err(failed(
+                    "the input did not preroll within 60 s, so it cannot seek".into(),
+                ));
+            }
+            let Some(msg) = bus.timed_pop_filtered(
+                gst::ClockTime::from_mseconds(100),
+                &[gst::MessageType::AsyncDone, gst::MessageType::Error],
+            ) else {
+                continue;
+            };
+            match msg.view() {
+                gst::MessageView::Error(err) => return Err(self.stream_error(err)),
+                _ => break,
+            }
+        }
+        self.update_duration(pipeline);
+        let secs = |s: f64| gst::ClockTime::from_nseconds((s * 1e9).round() as u64);
+        let start = secs(self.cfg.start.unwrap_or(0.0));
+        let known = self.shared.duration_ns.load(Ordering::Relaxed);
+        if known > 0 && start.nseconds() >= known {
+            return Err(failed(format!(
+                "start = {:.3} s is at or after the input's end ({:.3} s)",
+                start.seconds_f64(),
+                known as f64 / 1e9
+            )));
+        }
+        let (stop_type, stop) = match self.cfg.end {
+            Some(e) => (gst::SeekType::Set, Some(secs(e))),
+            None => (gst::SeekType::None, gst::ClockTime::NONE),
+        };
+        pipeline
+            .seek(
+                1.0,
+                gst::SeekFlags::FLUSH | gst::SeekFlags::ACCURATE,
+                gst::SeekType::Set,
+                Some(start),
+                stop_type,
+                stop,
+            )
+            .map_err(|e| failed(format!("the input cannot seek to {start}: {e}")))
     }
 
     /// Notes the container's duration, once the pipeline knows it.
