@@ -12,6 +12,7 @@
 //! train     fitting the fusion networks (gnn, attention, concat) on such a dataset
 //! sync_train  fitting the audio-visual sync head on real talking clips (train --model sync)
 //! fleet     scale-out on NATS JetStream: worker, submit, jobs (cargo feature `nats`)
+//! timeline  a picture (PNG/SVG) of an events file: lanes per stream on a time axis
 //! ```
 //!
 //! `src/main.rs` is the command line on top of these and of the `avsense` library.
@@ -23,4 +24,5 @@ pub mod fetch;
 #[cfg(feature = "nats")]
 pub mod fleet;
 pub mod sync_train;
+pub mod timeline;
 pub mod train;

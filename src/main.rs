@@ -123,6 +123,31 @@ enum Command {
         #[arg(long)]
         report: Option<PathBuf>,
     },
+    /// Draw an events file (JSON Lines) as a picture: per stream, lanes for motion, each
+    /// object track, speech, sounds, off-screen sounds, active speakers, with an arrow from
+    /// each sound to the track that made it.
+    Timeline {
+        /// The events (`avsense run --events FILE`).
+        events: PathBuf,
+        /// The picture: `.png` or `.svg`.
+        #[arg(short, long)]
+        output: PathBuf,
+        /// Width in pixels.
+        #[arg(long, default_value_t = 1600)]
+        width: u32,
+        /// Only this stream.
+        #[arg(long)]
+        stream: Option<String>,
+        /// Start of the time axis, seconds (default: the events' span).
+        #[arg(long)]
+        from: Option<f64>,
+        /// End of the time axis, seconds.
+        #[arg(long)]
+        to: Option<f64>,
+        /// A TrueType font for a PNG's text (default: DejaVu Sans or another system font).
+        #[arg(long)]
+        font: Option<PathBuf>,
+    },
     /// List cameras (GStreamer DeviceMonitor) and microphones (cpal) with their capabilities.
     Devices {
         /// JSON output.
@@ -541,6 +566,39 @@ fn real_main() -> Result<i32> {
             seed,
             report,
         ),
+        Command::Timeline {
+            events,
+            output,
+            width,
+            stream,
+            from,
+            to,
+            font,
+        } => {
+            let o = avsense_cli::timeline::TimelineOptions {
+                width: Some(width),
+                font,
+                stream,
+                from,
+                to,
+            };
+            let p = avsense_cli::timeline::draw(&events, &output, &o)?;
+            let streams = p
+                .lanes
+                .iter()
+                .map(|l| l.stream.as_str())
+                .collect::<std::collections::BTreeSet<_>>()
+                .len();
+            eprintln!(
+                "avsense: {} ({}×{} px, {} stream(s), {} lanes)",
+                output.display(),
+                p.width,
+                p.height,
+                streams,
+                p.lanes.len()
+            );
+            Ok(0)
+        }
         Command::Devices { json } => {
             let mut all = avsense::source::devices::gstreamer_devices()?;
             all.extend(avsense::source::devices::cpal_inputs());
