@@ -50,7 +50,8 @@ fn load(path: &Path) -> Result<fontdue::Font, TimelineError> {
 }
 
 impl Fonts {
-    /// `font` (for both weights), or the first system font of [`FONTS`] found.
+    /// `font` (for both weights), or the first system sans font found (DejaVu Sans,
+    /// Liberation Sans, …).
     pub fn find(font: Option<&Path>) -> Result<Self, TimelineError> {
         if let Some(f) = font {
             let regular = load(f)?;
