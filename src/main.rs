@@ -62,6 +62,11 @@ enum Command {
         /// [snapshots] enabled = true).
         #[arg(long)]
         snapshots: bool,
+        /// After the run, write the input file again as MP4 (H.264 + AAC) with what the run
+        /// perceived drawn on it: track boxes (class, id, score), the speaking person, a caption
+        /// strip with the sounds and their sources. One recorded file source only.
+        #[arg(long, value_name = "OUT.mp4")]
+        annotate: Option<PathBuf>,
         /// No progress bar.
         #[arg(long, short)]
         quiet: bool,
@@ -408,6 +413,7 @@ fn real_main() -> Result<i32> {
             http,
             serve,
             snapshots,
+            annotate,
             quiet,
         } => {
             let cfg = match (config, input) {
@@ -443,10 +449,25 @@ fn real_main() -> Result<i32> {
             }
             // The sinks' paths against the inputs, before anything is opened.
             cfg.validate(std::path::Path::new("avsense run"))?;
-            let report = run(cfg, quiet, serve, json_summary)?;
+            // --annotate: checked (one recorded file, a font) before the run.
+            let annotation = match &annotate {
+                Some(out) => Some(Annotation::prepare(&cfg, out)?),
+                None => None,
+            };
+            let recorder = annotation
+                .as_ref()
+                .map(|_| avsense_cli::annotate::scene::Recorder::default());
+            let report = run(cfg, quiet, serve, json_summary, recorder.as_ref())?;
             if let Some(err) = report.first_error() {
                 eprintln!("avsense: error: {err}");
                 return Ok(1);
+            }
+            if let (Some(a), Some(rec)) = (annotation, recorder) {
+                let audio = report
+                    .streams
+                    .first()
+                    .is_some_and(|s| s.audio_seconds > 0.0);
+                a.render(rec.take(), audio)?;
             }
             let warnings = report.warnings();
             if strict && !warnings.is_empty() {
@@ -894,11 +915,76 @@ fn models(action: ModelsAction) -> Result<i32> {
 
 /// Runs the pipeline (and its HTTP API when configured), prints the summary, and with
 /// `serve` keeps the API up until Ctrl-C.
-fn run(cfg: PipelineConfig, quiet: bool, serve: bool, json_summary: bool) -> Result<RunReport> {
+/// `run --annotate`: what the render after the run needs.
+struct Annotation {
+    input: PathBuf,
+    out: PathBuf,
+    font: fontdue::Font,
+}
+
+impl Annotation {
+    fn prepare(cfg: &PipelineConfig, out: &std::path::Path) -> Result<Self> {
+        let bad = |why: &str| avsense_cli::annotate::AnnotateError::Input {
+            out: out.to_path_buf(),
+            why: why.into(),
+        };
+        let [src] = cfg.sources.as_slice() else {
+            return Err(bad("annotation takes a pipeline with one source").into());
+        };
+        let (avsense::source::SourceKind::File, Some(input)) = (src.kind, &src.path) else {
+            return Err(bad("annotation takes a recorded file source (kind = \"file\")").into());
+        };
+        if src.start.is_some() || src.end.is_some() {
+            // The render decodes the whole file; a range would need its own seek there.
+            return Err(bad("annotation takes a whole file (no start/end)").into());
+        }
+        if out
+            .extension()
+            .is_none_or(|e| !e.eq_ignore_ascii_case("mp4"))
+        {
+            return Err(bad("write an .mp4").into());
+        }
+        let fonts = avsense_cli::timeline::raster::Fonts::find(None)
+            .map_err(avsense_cli::annotate::AnnotateError::from)?;
+        Ok(Self {
+            input: input.clone(),
+            out: out.to_path_buf(),
+            font: fonts.regular().clone(),
+        })
+    }
+
+    fn render(self, rec: avsense_cli::annotate::scene::Recording, audio: bool) -> Result<()> {
+        let t0 = std::time::Instant::now();
+        let r =
+            avsense_cli::annotate::render::render(&self.input, &self.out, rec, self.font, audio)?;
+        eprintln!(
+            "avsense: annotated video {} ({} frames, {} overlays drawn, {:.1} s)",
+            self.out.display(),
+            r.frames,
+            r.drawn,
+            t0.elapsed().as_secs_f64()
+        );
+        Ok(())
+    }
+}
+
+fn run(
+    cfg: PipelineConfig,
+    quiet: bool,
+    serve: bool,
+    json_summary: bool,
+    recorder: Option<&avsense_cli::annotate::scene::Recorder>,
+) -> Result<RunReport> {
     let http = start_http(&cfg)?;
-    let pipeline = Pipeline::new(cfg)?;
+    let mut pipeline = Pipeline::new(cfg)?;
+    if let Some(r) = recorder {
+        pipeline = pipeline.with_tracks_tap(r.tap());
+    }
     #[allow(unused_mut)] // the HTTP API's sink joins when the feature is on
     let mut sinks = pipeline.configured_sinks()?;
+    if let Some(r) = recorder {
+        sinks.push(Box::new(r.sink()));
+    }
     #[cfg(feature = "http")]
     if let Some((_, hub)) = &http {
         sinks.push(Box::new(hub.sink()));

@@ -75,6 +75,13 @@ impl Fonts {
     }
 }
 
+impl Fonts {
+    /// The regular weight.
+    pub fn regular(&self) -> &fontdue::Font {
+        &self.regular
+    }
+}
+
 /// An RGB image.
 pub struct Pixels {
     /// Width.
