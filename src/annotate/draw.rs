@@ -4,6 +4,7 @@
 //! bottom with the sounds heard, each with a line to its source's box or "off-screen".
 
 use super::scene::{Scene, TrackBox};
+use crate::timeline::raster::{glyph_pixels, text_width};
 
 /// A person's box.
 pub const PERSON: [u8; 3] = [0, 230, 255];
@@ -88,30 +89,9 @@ impl Overlay {
         s: &str,
         c: [u8; 3],
     ) -> f32 {
-        let mut pen = x;
-        for ch in s.chars() {
-            let (m, cov) = font.rasterize(ch, size);
-            let left = (pen + m.xmin as f32).round() as i64;
-            let top = (baseline - m.height as f32 - m.ymin as f32).round() as i64;
-            for row in 0..m.height {
-                for col in 0..m.width {
-                    self.put(
-                        left + col as i64,
-                        top + row as i64,
-                        c,
-                        cov[row * m.width + col],
-                    );
-                }
-            }
-            pen += m.advance_width;
-        }
-        pen - x
-    }
-
-    fn width_of(font: &fontdue::Font, size: f32, s: &str) -> f32 {
-        s.chars()
-            .map(|ch| font.metrics(ch, size).advance_width)
-            .sum()
+        glyph_pixels(font, x, baseline, size, s, |px, py, a| {
+            self.put(px, py, c, a)
+        })
     }
 }
 
@@ -152,7 +132,7 @@ pub fn draw(scene: &Scene, width: u32, height: u32, font: &fontdue::Font) -> Ove
             t.score,
             if speaking { " speaking" } else { "" }
         );
-        let tw = Overlay::width_of(font, size, &tag) + 6.0;
+        let tw = text_width(font, size, &tag) + 6.0;
         let th = size * 1.3;
         // Above the box, or inside its top when the box touches the frame's top.
         let ty = if (b[1] as f32) >= th {

@@ -195,28 +195,52 @@ impl Pixels {
         s: &str,
         c: [u8; 3],
     ) {
-        let width: f32 = s
-            .chars()
-            .map(|ch| font.metrics(ch, size).advance_width)
-            .sum();
-        let mut pen = match anchor {
+        let width = text_width(font, size, s);
+        let left = match anchor {
             Anchor::Start => x,
             Anchor::End => x - width,
             Anchor::Middle => x - width / 2.0,
         };
-        for ch in s.chars() {
-            let (m, coverage) = font.rasterize(ch, size);
-            let left = (pen + m.xmin as f32).round() as i64;
-            let top = (y - m.height as f32 - m.ymin as f32).round() as i64;
-            for row in 0..m.height {
-                for col in 0..m.width {
-                    let a = f32::from(coverage[row * m.width + col]) / 255.0;
-                    self.blend(left + col as i64, top + row as i64, c, a);
-                }
-            }
-            pen += m.advance_width;
-        }
+        glyph_pixels(font, left, y, size, s, |px, py, a| {
+            self.blend(px, py, c, f32::from(a) / 255.0)
+        });
     }
+}
+
+/// The advance of `s` at `size` pixels.
+pub fn text_width(font: &fontdue::Font, size: f32, s: &str) -> f32 {
+    s.chars()
+        .map(|ch| font.metrics(ch, size).advance_width)
+        .sum()
+}
+
+/// Rasterises `s` from `x` on the baseline `y`: calls `f(x, y, coverage)` for every pixel
+/// of every glyph; returns the advance.
+pub fn glyph_pixels(
+    font: &fontdue::Font,
+    x: f32,
+    y: f32,
+    size: f32,
+    s: &str,
+    mut f: impl FnMut(i64, i64, u8),
+) -> f32 {
+    let mut pen = x;
+    for ch in s.chars() {
+        let (m, coverage) = font.rasterize(ch, size);
+        let left = (pen + m.xmin as f32).round() as i64;
+        let top = (y - m.height as f32 - m.ymin as f32).round() as i64;
+        for row in 0..m.height {
+            for col in 0..m.width {
+                f(
+                    left + col as i64,
+                    top + row as i64,
+                    coverage[row * m.width + col],
+                );
+            }
+        }
+        pen += m.advance_width;
+    }
+    pen - x
 }
 
 /// Draws `p`.
