@@ -980,7 +980,11 @@ fn run(
     if let Some(r) = recorder {
         pipeline = pipeline.with_tracks_tap(r.tap());
     }
-    #[allow(unused_mut)] // the HTTP API's sink joins when the feature is on
+    #[cfg(feature = "http")]
+    if let Some((_, hub)) = &http {
+        // The live view's pictures (made only while someone watches).
+        pipeline = pipeline.with_frame_tap(hub.frame_tap());
+    }
     let mut sinks = pipeline.configured_sinks()?;
     if let Some(r) = recorder {
         sinks.push(Box::new(r.sink()));

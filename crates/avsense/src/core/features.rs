@@ -12,6 +12,11 @@ use super::media::{Frame, Modality};
 use std::any::{Any, TypeId};
 use std::sync::Arc;
 
+/// A callback that sees each video frame with its features as soon as the video encoders
+/// are done with it (before any window): for live views and recorders. Keep it cheap: it
+/// runs on the stream's video thread.
+pub type FrameTap = Arc<dyn Fn(&Frame, &VisionFeatures) + Send + Sync>;
+
 /// A typed map of per-encoder results: at most one value per type.
 ///
 /// Values are reference-counted, so cloning the map (a window tap cloning a window) costs

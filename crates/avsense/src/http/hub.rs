@@ -44,6 +44,7 @@ pub(super) struct Inner {
     monitor: OnceLock<Box<dyn Fn() -> LiveStats + Send + Sync>>,
     rates: Mutex<HashMap<String, Rate>>,
     started: Instant,
+    pub view: super::view::LiveView,
 }
 
 /// The HTTP API's state: fed by a [`HubSink`] and the pipeline's counters; cheap to
@@ -100,12 +101,20 @@ impl Hub {
             monitor: OnceLock::new(),
             rates: Mutex::default(),
             started: Instant::now(),
+            view: super::view::LiveView::default(),
         }))
     }
 
     /// The sink that feeds this hub (every lifecycle message).
     pub fn sink(&self) -> HubSink {
         HubSink(self.clone())
+    }
+
+    /// The tap that feeds the live view's pictures: give it to
+    /// [`crate::Pipeline::with_frame_tap`] (frames are drawn and encoded only while the view
+    /// is watched).
+    pub fn frame_tap(&self) -> crate::core::features::FrameTap {
+        self.0.view.tap()
     }
 
     /// Attaches the running pipeline's counters (once), e.g.

@@ -6,6 +6,7 @@
 //! sink stage ──every message──▶ HubSink ─▶ Hub (ring of recent messages, live broadcast, counters)
 //! Running::monitor() ─────────────────────▶ Hub (fps, edges, latency, model times)
 //! HttpServer (axum) ◀── GET /api/stats, /api/events, /api/events/stream, /api/events/{id}/snapshot.jpg, /metrics, /healthz
+//! Pipeline::with_frame_tap(hub.frame_tap()) ──▶ LiveView ◀── GET /, /api/streams/{name}/frame.jpg, /mjpeg
 //! ```
 //!
 //! [`HttpConfig`] (`[http]`) is always compiled so that every build reads the same configs;
@@ -17,6 +18,8 @@ mod hub;
 mod metrics;
 #[cfg(feature = "http")]
 mod server;
+#[cfg(feature = "http")]
+pub mod view;
 
 #[cfg(feature = "http")]
 pub use hub::{Hub, HubSink, Stats, StreamStats};

@@ -8,6 +8,9 @@
 //! | `GET /api/events/stream?stream=&kind=&phase=` | live messages as Server-Sent Events |
 //! | `GET /api/events/{id}/snapshot.jpg` | the event's snapshot |
 //! | `GET /metrics` | Prometheus / OpenMetrics text |
+//! | `GET /` | the live view: each stream's picture, the live event list, a timeline |
+//! | `GET /api/streams/{name}/frame.jpg` | the stream's latest picture with its track boxes |
+//! | `GET /api/streams/{name}/mjpeg` | those pictures as MJPEG (`multipart/x-mixed-replace`) |
 
 use super::hub::{Hub, Item};
 use super::metrics::Metrics;
@@ -179,12 +182,15 @@ fn router(app: App) -> Router {
         .route("/api/events/stream", get(live))
         .route("/api/events/{id}/snapshot.jpg", get(snapshot))
         .route("/metrics", get(metrics))
+        .route("/api/streams/{name}/frame.jpg", get(frame))
+        .route("/api/streams/{name}/mjpeg", get(mjpeg))
         .route_layer(axum::middleware::from_fn_with_state(app.clone(), auth));
     Router::new()
         .route(
             "/healthz",
             get(|| async { Json(serde_json::json!({"status": "ok"})) }),
         )
+        .route("/", get(page))
         .merge(api)
         .fallback(|| async {
             error(
@@ -406,6 +412,78 @@ async fn snapshot(State(app): State<App>, Path(id): Path<String>) -> Response {
         Ok(bytes) => ([(header::CONTENT_TYPE, "image/jpeg")], bytes).into_response(),
         Err(err) => error(StatusCode::NOT_FOUND, format!("snapshot {}: {err}", s.path)),
     }
+}
+
+/// The live view's page (no external resource: everything it uses is served here).
+async fn page() -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+        include_str!("view.html"),
+    )
+        .into_response()
+}
+
+async fn frame(State(app): State<App>, Path(name): Path<String>) -> Response {
+    let view = &app.hub.0.view;
+    view.asked();
+    match view.picture(&name) {
+        Some(p) => (
+            [
+                (header::CONTENT_TYPE, "image/jpeg".to_string()),
+                (header::CACHE_CONTROL, "no-store".to_string()),
+                (header::HeaderName::from_static("x-frame-seq"), p.seq.to_string()),
+                (header::HeaderName::from_static("x-frame-pts"), format!("{:.3}", p.pts)),
+            ],
+            p.jpeg.to_vec(),
+        )
+            .into_response(),
+        None => error(
+            StatusCode::NOT_FOUND,
+            format!("stream {name:?}: no picture yet (pictures are made while the view is watched, from the next video frame)"),
+        ),
+    }
+}
+
+async fn mjpeg(State(app): State<App>, Path(name): Path<String>) -> Response {
+    let view = app.hub.0.view.clone();
+    view.asked();
+    let stop = app.stop.clone();
+    let frames = futures_util::stream::unfold(
+        (view, name, 0u64, stop),
+        |(view, name, last, stop)| async move {
+            loop {
+                if *stop.borrow() {
+                    return None;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(40)).await;
+                view.asked();
+                if let Some(p) = view.picture(&name).filter(|p| p.seq != last) {
+                    let mut part = format!(
+                        "--frame\r\nContent-Type: image/jpeg\r\nContent-Length: {}\r\n\r\n",
+                        p.jpeg.len()
+                    )
+                    .into_bytes();
+                    part.extend_from_slice(&p.jpeg);
+                    part.extend_from_slice(b"\r\n");
+                    return Some((
+                        Ok::<_, std::convert::Infallible>(part),
+                        (view, name, p.seq, stop),
+                    ));
+                }
+            }
+        },
+    );
+    (
+        [
+            (
+                header::CONTENT_TYPE,
+                "multipart/x-mixed-replace; boundary=frame",
+            ),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        axum::body::Body::from_stream(frames),
+    )
+        .into_response()
 }
 
 async fn metrics(State(app): State<App>) -> Response {

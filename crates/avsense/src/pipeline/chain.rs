@@ -74,6 +74,8 @@ pub(super) struct Shared<'a> {
     pub snapshots: Option<&'a BestFrames>,
     /// The program's per-frame tracks callback.
     pub tracks_tap: Option<&'a super::TracksTap>,
+    /// Sees every frame with its features.
+    pub frame_tap: Option<&'a crate::core::features::FrameTap>,
 }
 
 /// Starts the stages of one stream; its events go to `ev_tx`.
@@ -165,6 +167,7 @@ pub(super) fn start(
         let live = src.is_live();
         let best = sh.snapshots.cloned();
         let tracks_tap = sh.tracks_tap.cloned();
+        let frame_tap = sh.frame_tap.cloned();
         let detected = Arc::clone(&detector_frames);
         Some(spawn(format!("{name}-video"), move || {
             let look = move |frame: &crate::core::media::Frame,
@@ -174,6 +177,9 @@ pub(super) fn start(
                 }
                 if let (Some(tap), Some(t)) = (&tracks_tap, f.get::<Tracks>()) {
                     tap(&frame.stream, frame.pts.as_secs_f64(), t);
+                }
+                if let Some(tap) = &frame_tap {
+                    tap(frame, f);
                 }
             };
             run_video_stage(video_encoders, rx, ftx, batching, look, move |f| {

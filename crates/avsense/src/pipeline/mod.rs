@@ -57,6 +57,7 @@ pub struct Pipeline {
     cfg: PipelineConfig,
     window_tap: Option<WindowTap>,
     tracks_tap: Option<TracksTap>,
+    frame_tap: Option<crate::core::features::FrameTap>,
     /// Sinks the program gave the builder (beside the config's).
     own_sinks: Vec<Box<dyn EventSink>>,
     encoders: encoders::Registry,
@@ -126,6 +127,7 @@ impl Pipeline {
             cfg,
             window_tap: None,
             tracks_tap: None,
+            frame_tap: None,
             own_sinks: Vec::new(),
             encoders,
             ontology,
@@ -145,6 +147,13 @@ impl Pipeline {
     /// A pipeline built in code: sources, sinks, taps, then [`PipelineBuilder::build`].
     pub fn builder() -> PipelineBuilder {
         PipelineBuilder::default()
+    }
+
+    /// Sees every video frame with its features (a live view's source; see
+    /// [`crate::core::features::FrameTap`]).
+    pub fn with_frame_tap(mut self, tap: crate::core::features::FrameTap) -> Self {
+        self.frame_tap = Some(tap);
+        self
     }
 
     /// Calls `tap` with each frame's tracks as soon as the video encoders are done with it.
@@ -217,6 +226,7 @@ impl Pipeline {
             times: &self.times,
             snapshots: self.snapshots.as_ref(),
             tracks_tap: tracks_tap.as_ref(),
+            frame_tap: self.frame_tap.as_ref(),
         };
         for src in self.cfg.sources.clone() {
             let (chain, probe) = chain::start(&shared, src, ev_tx.clone(), &mut edges)?;

@@ -187,7 +187,7 @@ impl BestFrames {
 }
 
 /// The frame's pixels as tight rows (no padding), or None when the buffer is short.
-fn tight_rgb(frame: &Frame) -> Option<Arc<[u8]>> {
+pub(crate) fn tight_rgb(frame: &Frame) -> Option<Arc<[u8]>> {
     let row = frame.width as usize * 3;
     let mut out = Vec::with_capacity(row * frame.height as usize);
     for y in 0..frame.height {
