@@ -62,6 +62,10 @@ enum Command {
         /// [snapshots] enabled = true).
         #[arg(long)]
         snapshots: bool,
+        /// Serve each stream's picture with its track boxes over RTSP on this address
+        /// (`127.0.0.1:8554`, or a port) at rtsp://ADDR/<stream>, overriding [rtsp_out] listen.
+        #[arg(long, value_name = "ADDR")]
+        rtsp_out: Option<String>,
         /// After the run, write the input file again as MP4 (H.264 + AAC) with what the run
         /// perceived drawn on it: track boxes (class, id, score), the speaking person, a caption
         /// strip with the sounds and their sources. One recorded file source only.
@@ -413,6 +417,7 @@ fn real_main() -> Result<i32> {
             http,
             serve,
             snapshots,
+            rtsp_out,
             annotate,
             quiet,
         } => {
@@ -444,6 +449,9 @@ fn real_main() -> Result<i32> {
                 cfg.http.listen = http;
             }
             cfg.snapshots.enabled |= snapshots;
+            if rtsp_out.is_some() {
+                cfg.rtsp_out.listen = rtsp_out;
+            }
             if serve && cfg.http.listen.is_none() {
                 bail!("--serve keeps the HTTP API up: give --http ADDR or [http] listen");
             }
@@ -985,6 +993,22 @@ fn run(
         // The live view's pictures (made only while someone watches).
         pipeline = pipeline.with_frame_tap(hub.frame_tap());
     }
+    #[cfg(feature = "rtsp-out")]
+    let _rtsp = match pipeline.config().rtsp_out.listen {
+        Some(_) => {
+            let names: Vec<String> = pipeline
+                .config()
+                .sources
+                .iter()
+                .map(|s| s.name.clone())
+                .collect();
+            let out = avsense::rtsp_out::RtspOut::start(&pipeline.config().rtsp_out, &names)?;
+            eprintln!("avsense: RTSP out on {}{{{}}}", out.url(), names.join(","));
+            pipeline = pipeline.with_frame_tap(out.frame_tap());
+            Some(out)
+        }
+        None => None,
+    };
     let mut sinks = pipeline.configured_sinks()?;
     if let Some(r) = recorder {
         sinks.push(Box::new(r.sink()));

@@ -106,6 +106,9 @@ pub struct PipelineConfig {
     /// The HTTP API (off unless `listen` is set).
     #[serde(default)]
     pub http: crate::http::HttpConfig,
+    /// RTSP out (off unless `listen` is set).
+    #[serde(default)]
+    pub rtsp_out: crate::rtsp_out::RtspOutConfig,
 }
 
 /// `[pipeline]`: windowing for the aligner.
@@ -257,6 +260,7 @@ impl Default for PipelineConfig {
             sinks: Vec::new(),
             snapshots: Default::default(),
             http: Default::default(),
+            rtsp_out: Default::default(),
         }
     }
 }
@@ -320,6 +324,7 @@ impl PipelineConfig {
         self.speaker.validate().map_err(at("speaker"))?;
         self.snapshots.validate().map_err(at("snapshots"))?;
         self.http.validate().map_err(at("http"))?;
+        self.rtsp_out.validate().map_err(at("rtsp_out"))?;
         for (i, s) in self.sinks.iter().enumerate() {
             s.validate().map_err(at(&format!("sink[{i}]")))?;
             // A sink must never write over what a source reads.

@@ -37,6 +37,7 @@ pub mod fusion;
 pub mod http;
 pub mod model_files;
 pub mod pipeline;
+pub mod rtsp_out;
 pub mod sink;
 pub mod snapshot;
 pub mod source;

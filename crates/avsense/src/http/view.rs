@@ -4,7 +4,6 @@
 
 use crate::core::features::{FrameTap, VisionFeatures};
 use crate::core::media::{Frame, PixelFormat};
-use crate::encode::video::objects::Tracks;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -14,11 +13,6 @@ use std::time::Instant;
 pub const MAX_FPS: f64 = 5.0;
 /// Seconds after the last request during which frames are still made.
 pub const WATCH_SECONDS: u64 = 10;
-
-/// A person's box; other classes get [`OTHER`].
-pub const PERSON: [u8; 3] = [0, 230, 255];
-/// Any other class's box.
-pub const OTHER: [u8; 3] = [255, 200, 0];
 
 /// One stream's latest picture.
 #[derive(Clone)]
@@ -99,24 +93,10 @@ impl LiveView {
         if !due {
             return;
         }
-        let Some(rgb) = crate::snapshot::tight_rgb(frame) else {
+        let Some(rgb) = crate::snapshot::boxed_rgb(frame, f) else {
             return;
         };
-        let mut rgb = rgb.to_vec();
-        let (w, h) = (frame.width, frame.height);
-        if let Some(t) = f.get::<Tracks>() {
-            for o in &t.objects {
-                let b = [
-                    o.bbox[0] * w as f32,
-                    o.bbox[1] * h as f32,
-                    o.bbox[2] * w as f32,
-                    o.bbox[3] * h as f32,
-                ];
-                let c = if o.class_id == 0 { PERSON } else { OTHER };
-                crate::snapshot::draw_box(&mut rgb, w, h, b, c);
-            }
-        }
-        let Ok(jpeg) = crate::snapshot::encode_jpeg(&rgb, w, h) else {
+        let Ok(jpeg) = crate::snapshot::encode_jpeg(&rgb, frame.width, frame.height) else {
             return;
         };
         if let Ok(mut g) = self.0.pictures.lock() {

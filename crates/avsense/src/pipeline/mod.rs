@@ -150,9 +150,18 @@ impl Pipeline {
     }
 
     /// Sees every video frame with its features (a live view's source; see
-    /// [`crate::core::features::FrameTap`]).
+    /// [`crate::core::features::FrameTap`]); several taps are called in the order given.
     pub fn with_frame_tap(mut self, tap: crate::core::features::FrameTap) -> Self {
-        self.frame_tap = Some(tap);
+        self.frame_tap = Some(match self.frame_tap.take() {
+            None => tap,
+            Some(first) => Arc::new(
+                move |frame: &crate::core::media::Frame,
+                      f: &crate::core::features::VisionFeatures| {
+                    first(frame, f);
+                    tap(frame, f);
+                },
+            ),
+        });
         self
     }
 

@@ -187,6 +187,38 @@ impl BestFrames {
 }
 
 /// The frame's pixels as tight rows (no padding), or None when the buffer is short.
+/// A person's box in live pictures (the view, RTSP out).
+pub const PERSON_BOX: [u8; 3] = [0, 230, 255];
+/// Any other class's box in live pictures.
+pub const OTHER_BOX: [u8; 3] = [255, 200, 0];
+
+/// A copy of an RGB `frame` (tight rows) with the boxes of its tracks drawn (persons
+/// [`PERSON_BOX`], others [`OTHER_BOX`]); None for a frame that is not RGB.
+pub(crate) fn boxed_rgb(frame: &Frame, f: &VisionFeatures) -> Option<Vec<u8>> {
+    if frame.format != PixelFormat::Rgb {
+        return None;
+    }
+    let mut rgb = tight_rgb(frame)?.to_vec();
+    let (w, h) = (frame.width, frame.height);
+    if let Some(t) = f.get::<crate::encode::video::objects::Tracks>() {
+        for o in &t.objects {
+            let b = [
+                o.bbox[0] * w as f32,
+                o.bbox[1] * h as f32,
+                o.bbox[2] * w as f32,
+                o.bbox[3] * h as f32,
+            ];
+            let c = if o.class_id == 0 {
+                PERSON_BOX
+            } else {
+                OTHER_BOX
+            };
+            draw_box(&mut rgb, w, h, b, c);
+        }
+    }
+    Some(rgb)
+}
+
 pub(crate) fn tight_rgb(frame: &Frame) -> Option<Arc<[u8]>> {
     let row = frame.width as usize * 3;
     let mut out = Vec::with_capacity(row * frame.height as usize);
