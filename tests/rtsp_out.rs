@@ -6,19 +6,10 @@ mod common;
 use common::*;
 use gstreamer as gst;
 use gstreamer::prelude::*;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 #[test]
 fn a_gstreamer_client_reads_the_live_picture_over_rtsp() {

@@ -45,6 +45,16 @@ pub fn tool_ready(ok: bool, msg: &str) -> bool {
     ok
 }
 
+/// A child process killed (and reaped) when this drops: servers and clients a test starts.
+pub struct Killed(pub std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// A free TCP port on 127.0.0.1.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
