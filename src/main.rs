@@ -1159,6 +1159,12 @@ fn print_summary(r: &RunReport, json: bool) {
                 s.name, f.windows_scored, f.seconds * 1e3, f.sounds_capped, f.capped_tracks, f.capped_segments, f.model_failures
             );
         }
+        if let Some(d) = &s.detector {
+            eprintln!(
+                "stream {}: detector: ran on {} frames, {} due frames held back by the motion gate",
+                s.name, d.runs, d.gated
+            );
+        }
         if let (Some(sp), Some(fc)) = (&s.events.speaker, &s.faces) {
             let a = &sp.asd;
             eprintln!(

@@ -95,7 +95,14 @@ pub fn register(cfg: &PipelineConfig) -> Result<Registry, EncodeError> {
         );
     }
     if video {
-        let det = NanoDetKind::load(&cfg.detector, &cfg.tracker, &cfg.models)?;
+        // Motion first: the detector's motion gate reads its result of the same frame.
+        let motion = MotionKind::new(&cfg.motion);
+        let gate_motion = motion.is_some().then_some(&cfg.motion);
+        add(
+            &mut r.video,
+            motion.map(|k| Box::new(k) as Box<dyn VideoEncoderKind>),
+        );
+        let det = NanoDetKind::load(&cfg.detector, &cfg.tracker, gate_motion, &cfg.models)?;
         if det.is_none() {
             r.note_missing(
                 cfg,
@@ -144,12 +151,6 @@ pub fn register(cfg: &PipelineConfig) -> Result<Registry, EncodeError> {
                 ],
             );
         }
-    }
-    if video {
-        add(
-            &mut r.video,
-            MotionKind::new(&cfg.motion).map(|k| Box::new(k) as Box<dyn VideoEncoderKind>),
-        );
     }
     Ok(r)
 }

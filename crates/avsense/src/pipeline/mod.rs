@@ -29,6 +29,7 @@ pub use crate::core::live::{LiveStats, LiveStream};
 use crate::core::timing::ModelTimes;
 use crate::core::window::WindowTap;
 use crate::encode::video::faces::FaceStats;
+use crate::encode::video::objects::DetectorStats;
 use crate::fusion::av::learned::Loaded;
 use crate::fusion::av::ontology::Ontology;
 use crate::fusion::av::FusionStrategy;
@@ -376,6 +377,10 @@ impl Running {
                 detect_latency: c.frame_latency.lock().ok().and_then(|l| l.1.stats()),
                 faces: c.counters.lock().ok().and_then(|c| {
                     c.get::<Arc<Mutex<FaceStats>>>()
+                        .and_then(|f| f.lock().ok().map(|s| *s))
+                }),
+                detector: c.counters.lock().ok().and_then(|c| {
+                    c.get::<Arc<Mutex<DetectorStats>>>()
                         .and_then(|f| f.lock().ok().map(|s| *s))
                 }),
                 error,

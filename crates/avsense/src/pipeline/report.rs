@@ -6,6 +6,7 @@ use crate::core::edge::EdgeStats;
 use crate::core::latency::LatencyStats;
 use crate::core::media::Modality;
 use crate::encode::video::faces::FaceStats;
+use crate::encode::video::objects::DetectorStats;
 use crate::fusion::EventStats;
 use crate::source::gst::{LiveStats, SourceProbe};
 
@@ -37,6 +38,9 @@ pub struct StreamReport {
     pub detect_latency: Option<LatencyStats>,
     /// The face encoder's counters (when the active speaker runs).
     pub faces: Option<FaceStats>,
+    /// The object detector's counters (when it runs): frames it ran on, due frames the
+    /// motion gate held back.
+    pub detector: Option<DetectorStats>,
     /// Why the stream failed, if it did.
     pub error: Option<String>,
     /// What was incomplete though the stream did not fail (gaps, a track ending early).

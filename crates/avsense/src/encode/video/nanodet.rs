@@ -1,6 +1,7 @@
 //! NanoDet as the object encoder's [`Detector`]: frames in, tracker detections out.
 
-use super::objects::{Detector, DetectorConfig, ObjectEncoder};
+use super::motion::MotionConfig;
+use super::objects::{Detector, DetectorConfig, MotionGate, ObjectEncoder};
 use super::tracker::{Detection, TrackerConfig};
 use crate::core::media::{Frame, PixelFormat, VideoSpec};
 use crate::encode::{EncodeError, StreamInfo, VideoEncoder, VideoEncoderKind};
@@ -15,13 +16,16 @@ pub struct NanoDetKind {
     model: NanoDet,
     detector: DetectorConfig,
     tracker: TrackerConfig,
+    gate: Option<MotionGate>,
 }
 
 impl NanoDetKind {
-    /// Loads NanoDet under `[detector] mode` (`None`: off, or `auto` without the file).
+    /// Loads NanoDet under `[detector] mode` (`None`: off, or `auto` without the file);
+    /// `motion` (None: no motion encoder runs) gives the motion gate its thresholds.
     pub fn load(
         detector: &DetectorConfig,
         tracker: &TrackerConfig,
+        motion: Option<&MotionConfig>,
         models: &ModelsConfig,
     ) -> Result<Option<Self>, EncodeError> {
         let Some(file) = models.file(detector.mode, "nanodet", "human-models/nanodet.json")? else {
@@ -41,6 +45,7 @@ impl NanoDetKind {
             model,
             detector: detector.clone(),
             tracker: *tracker,
+            gate: motion.and_then(|m| MotionGate::of(detector, m)),
         }))
     }
 }
@@ -61,12 +66,17 @@ impl VideoEncoderKind for NanoDetKind {
         if !stream.video {
             return Ok(None);
         }
-        Ok(Some(Box::new(ObjectEncoder::new(
+        let enc = ObjectEncoder::new(
             Box::new(self.model.clone()),
             self.tracker,
             self.detector.class_ids(),
             self.detector.interval(),
-        ))))
+        )
+        .with_gate(self.gate);
+        if let Ok(mut c) = stream.counters.lock() {
+            c.insert(enc.stats());
+        }
+        Ok(Some(Box::new(enc)))
     }
 }
 

@@ -7,10 +7,20 @@
 //! every frame has objects for fusion while the detector's cost scales with its rate, not
 //! the camera's. Boxes are reported normalised to the frame (`[x0, y0, x1, y1]` in 0–1), so
 //! they do not depend on the analysis resolution.
+//!
+//! **Motion gate** (`[detector] motion_gate`, on by default; Frigate's idea): a due frame
+//! goes to the detector only when something may have changed since the detector last ran —
+//! the motion encoder saw motion in a frame since then (or reset its background: a cut, a
+//! lighting change), or a track is still settling (tentative, or lost and not yet timed
+//! out) — or when `refresh` seconds have passed since the last run (a full pass that
+//! catches what entered too slowly for the motion grid). A skipped frame carries the last
+//! tracks, like the frames between two due ones; the tracker is not updated, so a track
+//! that stands still keeps its id. Without a motion encoder the gate never closes.
 
 use super::tracker::{Detection, TrackEvent, TrackedObject, Tracker, TrackerConfig};
 use crate::core::clock::{Duration, Timestamp};
 use crate::core::features::VisionFeatures;
+use super::motion::{MotionConfig, MotionFeatures};
 use crate::core::media::{Frame, VideoSpec};
 use crate::core::settings::{check, in_range, Invalid, Toggle};
 use crate::encode::{EncodeError, VideoEncoder};
@@ -18,6 +28,9 @@ use serde::{Deserialize, Serialize};
 
 /// Default detections per second (the detector skips the frames in between; tracks carry).
 pub const DEFAULT_DETECT_FPS: f64 = 5.0;
+
+/// Default seconds between two detector runs at most when the motion gate is on.
+pub const DEFAULT_REFRESH: f64 = 5.0;
 
 /// `[detector]`: the object detector.
 ///
@@ -43,6 +56,12 @@ pub struct DetectorConfig {
     /// `letterbox` (keep the aspect ratio; default) or `stretch` the frame into the
     /// detector's square input.
     pub resize: avsense_nn::models::nanodet::Resize,
+    /// Run the detector on a due frame only when motion was seen since its last run, a
+    /// track is still settling, or `refresh` seconds have passed (see the module doc).
+    pub motion_gate: bool,
+    /// With the motion gate: seconds after which the detector runs on a due frame even
+    /// without motion.
+    pub refresh: f64,
 }
 
 impl Default for DetectorConfig {
@@ -56,6 +75,8 @@ impl Default for DetectorConfig {
             classes: Vec::new(),
             embeddings: true,
             resize: n.resize,
+            motion_gate: true,
+            refresh: DEFAULT_REFRESH,
         }
     }
 }
@@ -84,6 +105,12 @@ impl DetectorConfig {
             "fps",
             d.fps,
             "detections per second, 0 (every frame) to 240",
+        )?;
+        check(
+            in_range(d.refresh, 0.0, 3600.0),
+            "refresh",
+            d.refresh,
+            "seconds between detector runs without motion, 0 (none) to 3600",
         )?;
         for (k, v) in [
             ("score_threshold", d.score_threshold),
@@ -193,6 +220,46 @@ impl Schedule {
     }
 }
 
+/// What the motion gate calls motion in a frame's [`MotionFeatures`] (the motion decoder's
+/// own rule: at least `min_cells` cells changed by `cell_threshold`), and how often the
+/// detector runs without it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct MotionGate {
+    /// Fraction of a cell's pixels that must change for the cell to count.
+    pub cell_threshold: f32,
+    /// Cells that must count for the frame to have motion.
+    pub min_cells: u32,
+    /// The longest time between two detector runs without motion (zero: no periodic run,
+    /// only motion or a settling track opens the gate).
+    pub refresh: Duration,
+}
+
+impl MotionGate {
+    /// The gate of `[detector]` with `[motion]`'s thresholds; None when the gate is off.
+    pub fn of(detector: &DetectorConfig, motion: &MotionConfig) -> Option<Self> {
+        detector.motion_gate.then(|| Self {
+            cell_threshold: motion.cell_threshold,
+            min_cells: motion.min_cells,
+            refresh: Duration::from_secs_f64(detector.refresh),
+        })
+    }
+
+    /// Whether `m` shows motion (a background reset counts: the scene may have changed).
+    fn moved(&self, m: &MotionFeatures) -> bool {
+        m.reset || m.active_cells(self.cell_threshold).count() >= self.min_cells as usize
+    }
+}
+
+/// Counters of the object encoder (published in the stream's counters for the run's
+/// report).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct DetectorStats {
+    /// Frames the detector ran on.
+    pub runs: u64,
+    /// Due frames the motion gate held back (their tracks were carried).
+    pub gated: u64,
+}
+
 /// Detector + tracker as a [`VideoEncoder`].
 pub struct ObjectEncoder {
     detector: Box<dyn Detector>,
@@ -201,7 +268,11 @@ pub struct ObjectEncoder {
     schedule: Schedule,
     carried: Vec<TrackedObject>,
     due: Vec<usize>,
-    detections: u64,
+    gate: Option<MotionGate>,
+    /// Motion (or no motion measurement) since the detector last ran.
+    moved: bool,
+    last_run: Option<Timestamp>,
+    stats: std::sync::Arc<std::sync::Mutex<DetectorStats>>,
 }
 
 impl ObjectEncoder {
@@ -220,13 +291,42 @@ impl ObjectEncoder {
             schedule: Schedule::new(interval),
             carried: Vec::new(),
             due: Vec::new(),
-            detections: 0,
+            gate: None,
+            moved: true,
+            last_run: None,
+            stats: Default::default(),
         }
+    }
+
+    /// With the motion gate `gate` (None: the detector runs on every due frame).
+    pub fn with_gate(mut self, gate: Option<MotionGate>) -> Self {
+        self.gate = gate;
+        self
     }
 
     /// Frames the detector has run on so far.
     pub fn detections(&self) -> u64 {
-        self.detections
+        self.stats.lock().map_or(0, |s| s.runs)
+    }
+
+    /// A handle on the counters.
+    pub fn stats(&self) -> std::sync::Arc<std::sync::Mutex<DetectorStats>> {
+        std::sync::Arc::clone(&self.stats)
+    }
+
+    /// Whether the detector runs on the due frame at `pts` lasting `dur` (see the module
+    /// doc); `pending`: an earlier frame of the batch runs, so the tracker's state after it
+    /// is not known yet.
+    fn gate_open(&self, pts: Timestamp, dur: Duration, pending: bool) -> bool {
+        let Some(g) = &self.gate else {
+            return true;
+        };
+        self.moved
+            || pending
+            || !self.tracker.settled()
+            || self.last_run.is_none_or(|l| {
+                g.refresh.0 > 0 && pts.0.saturating_sub(l.0) + dur.0 / 2 >= g.refresh.0
+            })
     }
 }
 
@@ -241,9 +341,27 @@ impl VideoEncoder for ObjectEncoder {
 
     fn encode(&mut self, frames: &[Frame], out: &mut [VisionFeatures]) -> Result<(), EncodeError> {
         self.due.clear();
+        let mut gated = 0;
         for (i, f) in frames.iter().enumerate() {
+            if self.gate.is_some() {
+                // Motion in any frame since the last run opens the gate; a frame without a
+                // motion measurement (no motion encoder) always does.
+                let moved = out
+                    .get(i)
+                    .and_then(|o| o.get::<MotionFeatures>())
+                    .is_none_or(|m| self.gate.is_some_and(|g| g.moved(m)));
+                self.moved |= moved;
+            }
             if self.schedule.take_if_due(f.pts, f.duration) {
-                self.due.push(i);
+                if self.gate_open(f.pts, f.duration, !self.due.is_empty()) {
+                    self.due.push(i);
+                    self.moved = false;
+                    self.last_run = Some(f.pts);
+                } else {
+                    // Nothing moved: the carried tracks are still there.
+                    self.tracker.hold(f.pts.as_secs_f64());
+                    gated += 1;
+                }
             }
         }
         let dets = if self.due.is_empty() {
@@ -264,7 +382,10 @@ impl VideoEncoder for ObjectEncoder {
                 reason: format!("{} results for {} frames", dets.len(), self.due.len()),
             });
         }
-        self.detections += dets.len() as u64;
+        if let Ok(mut s) = self.stats.lock() {
+            s.runs += dets.len() as u64;
+            s.gated += gated;
+        }
         let mut dets = dets.into_iter();
         let mut next_due = self.due.iter().copied().peekable();
         for (i, (frame, feats)) in frames.iter().zip(out.iter_mut()).enumerate() {
@@ -427,4 +548,88 @@ mod tests {
         assert!(s.take_if_due(Timestamp(5_000), Duration(10)));
         assert_eq!(s.next_due, Some(Timestamp(5_100)));
     }
+
+    /// Runs `enc` over `fr` in batches of 8; `moving(i)` says whether frame `i` has motion
+    /// (None: no motion measurement). Returns the indices of the frames detected on.
+    fn run_gated(
+        enc: &mut ObjectEncoder,
+        fr: &[Frame],
+        moving: impl Fn(u64) -> Option<bool>,
+    ) -> Vec<u64> {
+        let mut detected = Vec::new();
+        for chunk in fr.chunks(8) {
+            let mut out: Vec<VisionFeatures> =
+                chunk.iter().map(VisionFeatures::for_frame).collect();
+            for o in out.iter_mut() {
+                if let Some(m) = moving(o.index) {
+                    o.ext.insert(MotionFeatures {
+                        grid: [2, 1],
+                        cells: vec![if m { 0.5 } else { 0.0 }, 0.0],
+                        changed: 0.0,
+                        energy: 0.0,
+                        reset: false,
+                    });
+                }
+            }
+            enc.encode(chunk, &mut out).unwrap();
+            for f in &out {
+                if f.get::<Tracks>().is_some_and(|t| t.detected) {
+                    detected.push(f.index);
+                }
+            }
+        }
+        detected
+    }
+
+    fn gated(refresh: f64) -> ObjectEncoder {
+        let calls = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let detector = DetectorConfig {
+            refresh,
+            ..Default::default()
+        };
+        ObjectEncoder::new(
+            Box::new(Fixed { calls }),
+            TrackerConfig::default(),
+            None,
+            Duration::from_secs_f64(0.2),
+        )
+        .with_gate(MotionGate::of(&detector, &MotionConfig::default()))
+    }
+
+    #[test]
+    fn the_motion_gate_runs_the_detector_on_motion_and_every_refresh() {
+        let mut enc = gated(1.0);
+        // 3 s at 30 fps: motion in the first second only.
+        let fr = frames(90, 30);
+        let detected = run_gated(&mut enc, &fr, |i| Some(i < 30));
+        // While moving: every due frame. Frame 30 still sees the motion of frames 25–29.
+        // Then nothing moves and the track is settled: one run per refresh (1 s).
+        assert_eq!(detected, vec![0, 6, 12, 18, 24, 30, 60]);
+        let s = *enc.stats().lock().unwrap();
+        assert_eq!((s.runs, s.gated), (7, 8));
+        // The held-back frames carry the confirmed track, and it is still seen at the end.
+        let mut last = VisionFeatures::for_frame(&fr[89]);
+        enc.finish(&mut last).unwrap();
+        let ended = &last.get::<Tracks>().unwrap().events;
+        assert!(
+            matches!(ended.as_slice(), [TrackEvent::Left(t)] if (t.last_seen - 84.0 / 30.0).abs() < 1e-6),
+            "{ended:?}"
+        );
+    }
+
+    #[test]
+    fn a_settling_track_keeps_the_gate_open_and_no_motion_measurement_never_closes_it() {
+        // No motion at all and no refresh: the detector runs until the new track is
+        // confirmed (3 hits), then never again.
+        let mut enc = gated(0.0);
+        let fr = frames(60, 30);
+        assert_eq!(run_gated(&mut enc, &fr, |_| Some(false)), vec![0, 6, 12]);
+        // Without a motion encoder the gate cannot judge: every due frame runs.
+        let mut enc = gated(0.0);
+        assert_eq!(run_gated(&mut enc, &fr, |_| None).len(), 10);
+        // Gate off: the same.
+        let mut enc = gated(0.0).with_gate(None);
+        assert_eq!(run_gated(&mut enc, &fr, |_| Some(false)).len(), 10);
+    }
+
 }

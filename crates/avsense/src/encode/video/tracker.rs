@@ -391,6 +391,20 @@ impl Tracker {
         }
     }
 
+    /// Whether every track is confirmed and was matched by the last detections: nothing
+    /// waits for more detections to be confirmed, dropped or timed out.
+    pub fn settled(&self) -> bool {
+        self.tracks.iter().all(|t| t.confirmed && t.streak > 0)
+    }
+
+    /// Marks every confirmed, matched track as still seen at `t` without new detections
+    /// (the motion gate held the detector back: nothing in view changed).
+    pub fn hold(&mut self, t: f64) {
+        for tr in self.tracks.iter_mut().filter(|t| t.confirmed && t.streak > 0) {
+            tr.last_seen = tr.last_seen.max(t);
+        }
+    }
+
     /// Tracks alive now (confirmed or tentative).
     pub fn len(&self) -> usize {
         self.tracks.len()
