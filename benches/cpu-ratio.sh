@@ -42,18 +42,8 @@ printf '%s\n' '[pipeline]' 'name = "cpu-ratio"' '[[source]]' 'name = "input"' 'k
 cpu_of() { awk '{printf "%.2f", $1 + $2}' "$1"; }
 median() { sort -g | awk '{a[NR]=$1} END {if (NR%2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2}'; }
 detector_of() { # run summary → "runs/held"
-    python3 - "$1" <<'EOF'
-import json, sys
-rep = None
-for line in open(sys.argv[1], encoding="utf-8", errors="replace"):
-    if line.startswith("{"):
-        try:
-            rep = json.loads(line)
-        except ValueError:
-            pass
-d = (rep or {}).get("streams", [{}])[0].get("detector") or {}
-print(f"{d.get('runs', '?')}/{d.get('gated', '?')}")
-EOF
+    python3 -c 'import sys; sys.path.insert(0, "benches/lib"); from summary import detector
+d = detector(sys.argv[1]); print("%s/%s" % (d.get("runs", "?"), d.get("gated", "?")))' "$1"
 }
 dec=(); decv=(); gated=(); full=(); det_g=""; det_f=""
 for i in $(seq 1 "$RUNS"); do

@@ -67,17 +67,11 @@ for n in $COUNTS; do
         "$BIN" run "$cfg" -q --json-summary 2>"$OUT/density-$n.log" || true
     cpu=$(tail -1 "$OUT/density-$n.time" | awk '{printf "%.2f", $1 + $2}')
     row=$(python3 - "$OUT/density-$n.log" "$n" "$cpu" <<'EOF'
-import json, sys
+import sys
+sys.path.insert(0, "benches/lib")
+from summary import last_summary
 log, n, cpu = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-rep = None
-for line in open(log, encoding="utf-8", errors="replace"):
-    if line.startswith("{"):
-        try:
-            rep = json.loads(line)
-        except ValueError:
-            pass
-if rep is None:
-    sys.exit(f"no JSON summary in {log}")
+rep = last_summary(log)
 streams = rep["streams"]
 drops = sum(e.get("dropped", 0) for e in rep.get("edges", []))
 p95 = [s["latency"]["p95_ms"] / 1e3 for s in streams if s.get("latency")]

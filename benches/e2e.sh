@@ -115,17 +115,10 @@ for i in $(seq 1 "$RUNS"); do
         2>"$log" || die "avsense run failed (see $log)"
     # The summary is the last JSON line on stderr.
     summary=$(python3 - "$log" <<'EOF'
-import json, sys
-report = None
-for line in open(sys.argv[1], encoding="utf-8", errors="replace"):
-    line = line.strip()
-    if line.startswith("{"):
-        try:
-            report = json.loads(line)
-        except ValueError:
-            pass
-if report is None:
-    sys.exit("no JSON summary in " + sys.argv[1])
+import sys
+sys.path.insert(0, "benches/lib")
+from summary import last_summary
+report = last_summary(sys.argv[1])
 frames = sum(s.get("frames", 0) for s in report.get("streams", []))
 # Edge high-water marks: an edge that reaches its capacity has a slow consumer.
 edges = " ".join(f"{e['name']}={e['high_water']}/{e['capacity']}" for e in report.get("edges", []))

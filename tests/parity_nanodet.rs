@@ -81,6 +81,7 @@ fn config_of(reference: &Value, embeddings: bool) -> NanoDetConfig {
         embeddings,
         // The reference frames are 416² already (no fitting); the size test below stretches.
         resize: Resize::Stretch,
+        trim_bars: false,
     }
 }
 
@@ -112,7 +113,7 @@ fn compare(name: &str, reference: &Value, raw: &RawOutputs, worst: &mut Worst) {
         ] {
             let key = format!("{kind}_s{}", level.stride);
             let d = &reference["outputs"][&key];
-            let n = (level.grid * level.grid * width) as f64;
+            let n = (level.grid * level.rows * width) as f64;
             assert_eq!(data.len() as f64, n, "{name}: {key} size");
             let sum: f64 = data.iter().map(|&v| f64::from(v)).sum();
             let abs: f64 = data.iter().map(|&v| f64::from(v).abs()).sum();
@@ -382,6 +383,87 @@ fn tfjs_executor_runs_centernet_and_blazeface() {
             );
         }
     }
+}
+
+/// `trim_bars`: a real 16:9 frame (the dev clip at 30 s, a person in view, scaled to 416
+/// wide as the source delivers it) runs at 416×256 instead of 416², every FPN level's grid
+/// follows (52×32, 26×16, 13×8), and the person comes out where the square input puts it:
+/// box IoU ≥ 0.9, score within 0.1 (the bars are part of the square input's picture, so
+/// the two are not bit-equal; BENCHMARKS.md "Camera density" measures the differences on
+/// whole clips). A size the pyramid cannot scale to (not a multiple of 32) is refused
+/// with an error naming the resize.
+#[test]
+fn trimmed_letterbox_input_finds_what_the_square_input_finds() {
+    let Some(clip) = common::shared_media("av/person_sounds_dev.mp4") else {
+        return;
+    };
+    let Some(model) = common::model_file("human-models/nanodet.json") else {
+        return;
+    };
+    let out = std::process::Command::new("ffmpeg")
+        .args(["-v", "error", "-ss", "30", "-i"])
+        .arg(&clip)
+        .args([
+            "-frames:v",
+            "1",
+            "-vf",
+            "scale=416:234",
+            "-f",
+            "rawvideo",
+            "-pix_fmt",
+            "rgb24",
+            "-",
+        ])
+        .output()
+        .expect("ffmpeg runs");
+    assert_eq!(out.stdout.len(), 416 * 234 * 3, "one 416×234 RGB frame");
+    let img = RgbImage::packed(416, 234, &out.stdout);
+    let detect = |trim_bars: bool| {
+        let cfg = NanoDetConfig {
+            trim_bars,
+            ..NanoDetConfig::default()
+        };
+        let det = NanoDet::load_with(&model, &Device::Cpu, cfg).unwrap_or_else(|e| panic!("{e}"));
+        let input = det.prepare(&[img]).expect("prepare");
+        let raw = det.forward(&input).expect("forward");
+        let grids: Vec<(usize, usize)> = raw[0].levels.iter().map(|l| (l.grid, l.rows)).collect();
+        let found = det.detect(&[img]).expect("detect").remove(0);
+        (input.dims().to_vec(), grids, found)
+    };
+    let (dims_sq, grids_sq, square) = detect(false);
+    let (dims_tr, grids_tr, trimmed) = detect(true);
+    assert_eq!(dims_sq, [1, 3, 416, 416]);
+    assert_eq!(grids_sq, [(52, 52), (26, 26), (13, 13)]);
+    assert_eq!(dims_tr, [1, 3, 256, 416]);
+    assert_eq!(grids_tr, [(52, 32), (26, 16), (13, 8)]);
+    let person = |d: &[avsense_nn::models::nanodet::Detection]| {
+        d.iter()
+            .filter(|x| x.class_name == "person")
+            .max_by(|a, b| a.score.total_cmp(&b.score))
+            .cloned()
+            .expect("a person at 30 s")
+    };
+    let (a, b) = (person(&square), person(&trimmed));
+    eprintln!(
+        "square {:?} {:.3}, trimmed {:?} {:.3}",
+        a.bbox, a.score, b.bbox, b.score
+    );
+    assert!(iou(&a.bbox, &b.bbox) >= 0.9, "{:?} vs {:?}", a.bbox, b.bbox);
+    assert!(
+        (a.score - b.score).abs() <= 0.1,
+        "{} vs {}",
+        a.score,
+        b.score
+    );
+    // A spatial size the pyramid cannot follow is an error, not a wrong answer.
+    let det = NanoDet::load_with(&model, &Device::Cpu, NanoDetConfig::default()).expect("load");
+    let odd = candle_core::Tensor::zeros((1, 3, 250, 416), candle_core::DType::F32, &Device::Cpu)
+        .expect("tensor");
+    let err = det.forward(&odd).expect_err("250 rows do not scale");
+    assert!(
+        err.to_string().contains("ResizeBilinear") || err.to_string().contains("resize"),
+        "{err}"
+    );
 }
 
 /// Per-frame latency of prepare + forward + decode (batch 1 and 8) and the time per op

@@ -65,7 +65,10 @@ fn person_sounds_dev_people_are_tracked_per_visit_and_sounds_are_named() {
         "{} due frames in a 60 s clip at 5 fps",
         stats.runs + stats.gated
     );
-    assert!(stats.gated > 0, "the motion gate never held the detector back");
+    assert!(
+        stats.gated > 0,
+        "the motion gate never held the detector back"
+    );
     // What a consumer sees on every frame, gated or not: the person inside each visit,
     // nothing outside.
     let (mut inside, mut inside_hit, mut outside, mut outside_hit) = (0, 0, 0, 0);

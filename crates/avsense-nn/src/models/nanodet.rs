@@ -98,6 +98,12 @@ pub struct NanoDetConfig {
     pub embeddings: bool,
     /// How a frame is fitted into the 416² input.
     pub resize: Resize,
+    /// With [`Resize::Letterbox`]: size the network's input to the letterboxed picture,
+    /// rounded up to the largest stride (32), instead of the whole 416² square — the same
+    /// picture at the same scale, with (almost) no black bars to convolve: a 16:9 frame runs
+    /// at 416×256, 62 % of the square's work. The graph runs through
+    /// [`TfjsGraph::run_spatial`]. Off: the square input TF.js runs (parity).
+    pub trim_bars: bool,
 }
 
 /// How a frame is fitted into the model's square input.
@@ -151,6 +157,21 @@ impl Placement {
         }
     }
 
+    /// Placement of a `w`×`h` frame letterboxed at `size`²'s scale, centred in an input of
+    /// `input` = (width, height) (the trimmed input of [`NanoDetConfig::trim_bars`]).
+    pub fn in_input(w: usize, h: usize, size: usize, input: (usize, usize)) -> Self {
+        let (wf, hf) = (w.max(1) as f32, h.max(1) as f32);
+        let (cw, ch) = Self::content(w, h, size);
+        Self {
+            scale: [cw as f32 / wf, ch as f32 / hf],
+            offset: [
+                (input.0.saturating_sub(cw) / 2) as f32,
+                (input.1.saturating_sub(ch) / 2) as f32,
+            ],
+            frame: [wf, hf],
+        }
+    }
+
     /// The letterboxed picture's size inside a `size`² input.
     fn content(w: usize, h: usize, size: usize) -> (usize, usize) {
         let n = size as f32;
@@ -184,6 +205,7 @@ impl Default for NanoDetConfig {
             input_norm: InputNorm::default(),
             embeddings: true,
             resize: Resize::default(),
+            trim_bars: false,
         }
     }
 }
@@ -296,11 +318,13 @@ impl<'a> RgbImage<'a> {
 pub struct LevelOutput {
     /// Stride in input pixels.
     pub stride: usize,
-    /// Cells per side.
+    /// Cells per row (input width / stride).
     pub grid: usize,
-    /// `[grid², 80]` row-major class scores.
+    /// Rows of cells (input height / stride; = `grid` for the square input).
+    pub rows: usize,
+    /// `[rows × grid, 80]` row-major class scores.
     pub scores: Vec<f32>,
-    /// `[grid², 44]` row-major box logits (4 sides × 11 bins).
+    /// `[rows × grid, 44]` row-major box logits (4 sides × 11 bins).
     pub boxes: Vec<f32>,
 }
 
@@ -429,10 +453,28 @@ impl NanoDet {
         }
     }
 
-    /// Frames → the model's input `[B, 3, 416, 416]` on its device (fitted per
-    /// [`NanoDetConfig::resize`], normalised per [`NanoDetConfig::input_norm`]).
+    /// The input size (width, height) a batch of `frames` runs at: 416² unless
+    /// [`NanoDetConfig::trim_bars`] trims the letterbox to the pictures (rounded up to 32).
+    pub fn input_size(&self, frames: &[RgbImage<'_>]) -> (usize, usize) {
+        if !(self.cfg.trim_bars && self.cfg.resize == Resize::Letterbox) {
+            return (INPUT_SIZE, INPUT_SIZE);
+        }
+        let stride = STRIDES.iter().copied().max().unwrap_or(32);
+        let (mut w, mut h) = (stride, stride);
+        for f in frames {
+            let (cw, ch) = Placement::content(f.width, f.height, INPUT_SIZE);
+            w = w.max(cw.div_ceil(stride) * stride);
+            h = h.max(ch.div_ceil(stride) * stride);
+        }
+        (w.min(INPUT_SIZE), h.min(INPUT_SIZE))
+    }
+
+    /// Frames → the model's input `[B, 3, H, W]` on its device (416² or trimmed, see
+    /// [`Self::input_size`]; fitted per [`NanoDetConfig::resize`], normalised per
+    /// [`NanoDetConfig::input_norm`]).
     pub fn prepare(&self, frames: &[RgbImage<'_>]) -> Result<Tensor> {
-        let plane = INPUT_SIZE * INPUT_SIZE;
+        let (iw, ih) = self.input_size(frames);
+        let plane = iw * ih;
         let mut buf = vec![0f32; frames.len() * 3 * plane];
         let chans = self.cfg.input_norm.channels();
         for (b, f) in frames.iter().enumerate() {
@@ -441,7 +483,7 @@ impl NanoDet {
             }
             let rgb = match self.cfg.resize {
                 Resize::Stretch => resize_rgb(f, INPUT_SIZE, INPUT_SIZE),
-                Resize::Letterbox => letterbox_rgb(f, INPUT_SIZE),
+                Resize::Letterbox => letterbox_rgb_in(f, INPUT_SIZE, (iw, ih)),
             };
             let out = &mut buf[b * 3 * plane..(b + 1) * 3 * plane];
             for (k, &(src, mean, std)) in chans.iter().enumerate() {
@@ -451,12 +493,8 @@ impl NanoDet {
                 }
             }
         }
-        Tensor::from_vec(
-            buf,
-            (frames.len(), 3, INPUT_SIZE, INPUT_SIZE),
-            self.graph.device(),
-        )
-        .map_err(self.tensor_err("input preparation"))
+        Tensor::from_vec(buf, (frames.len(), 3, ih, iw), self.graph.device())
+            .map_err(self.tensor_err("input preparation"))
     }
 
     /// Runs the graph on a prepared batch; raw outputs per frame.
@@ -474,8 +512,17 @@ impl NanoDet {
         if let Some(e) = embed {
             fetch.push(e);
         }
-        let outs = self.graph.run(&[(&self.input, input)], &fetch)?;
-        let batch = input.dims().first().copied().unwrap_or(1);
+        let dims = input.dims();
+        let (ih, iw) = match dims {
+            [_, _, h, w] => (*h, *w),
+            _ => (INPUT_SIZE, INPUT_SIZE),
+        };
+        let outs = if (ih, iw) == (INPUT_SIZE, INPUT_SIZE) {
+            self.graph.run(&[(&self.input, input)], &fetch)?
+        } else {
+            self.graph.run_spatial(&[(&self.input, input)], &fetch)?
+        };
+        let batch = dims.first().copied().unwrap_or(1);
         let err = self.tensor_err("reading outputs");
         let host = |t: &Tensor, width: usize| -> Result<Vec<f32>> {
             let v = t
@@ -500,14 +547,15 @@ impl NanoDet {
             })
             .collect();
         for (k, &stride) in STRIDES.iter().enumerate() {
-            let grid = INPUT_SIZE / stride;
-            let n = grid * grid;
+            let (grid, rows) = (iw / stride, ih / stride);
+            let n = grid * rows;
             let scores = host(&outs[2 * k], n * CLASSES)?;
             let boxes = host(&outs[2 * k + 1], n * 4 * BINS)?;
             for (b, f) in frames.iter_mut().enumerate() {
                 f.levels.push(LevelOutput {
                     stride,
                     grid,
+                    rows,
                     scores: scores[b * n * CLASSES..(b + 1) * n * CLASSES].to_vec(),
                     boxes: boxes[b * n * 4 * BINS..(b + 1) * n * 4 * BINS].to_vec(),
                 });
@@ -532,17 +580,19 @@ impl NanoDet {
         if frames.is_empty() {
             return Ok(Vec::new());
         }
+        let size = self.input_size(frames);
         let input = self.prepare(frames)?;
         let raw = self.forward(&input)?;
         Ok(raw
             .iter()
             .zip(frames)
             .map(|(r, f)| {
-                decode_placed(
-                    r,
-                    &self.cfg,
-                    &Placement::new(self.cfg.resize, f.width, f.height),
-                )
+                let place = if size == (INPUT_SIZE, INPUT_SIZE) {
+                    Placement::new(self.cfg.resize, f.width, f.height)
+                } else {
+                    Placement::in_input(f.width, f.height, INPUT_SIZE, size)
+                };
+                decode_placed(r, &self.cfg, &place)
             })
             .collect())
     }
@@ -551,12 +601,20 @@ impl NanoDet {
 /// The frame scaled to fit `size`² with its aspect ratio kept, centred on black (as
 /// [`Placement::fit`] places it); packed.
 pub(crate) fn letterbox_rgb(f: &RgbImage<'_>, size: usize) -> Vec<u8> {
+    letterbox_rgb_in(f, size, (size, size))
+}
+
+/// The frame scaled as [`letterbox_rgb`] scales it for a `size`² input, centred on black in
+/// an input of `input` = (width, height) (as [`Placement::in_input`] places it); packed.
+fn letterbox_rgb_in(f: &RgbImage<'_>, size: usize, input: (usize, usize)) -> Vec<u8> {
     let (cw, ch) = Placement::content(f.width, f.height, size);
-    let (ox, oy) = ((size - cw) / 2, (size - ch) / 2);
+    let (iw, ih) = input;
+    let (cw, ch) = (cw.min(iw), ch.min(ih));
+    let (ox, oy) = ((iw - cw) / 2, (ih - ch) / 2);
     let scaled = resize_rgb(f, cw, ch);
-    let mut out = vec![0u8; size * size * 3];
+    let mut out = vec![0u8; iw * ih * 3];
     for y in 0..ch {
-        let dst = ((oy + y) * size + ox) * 3;
+        let dst = ((oy + y) * iw + ox) * 3;
         out[dst..dst + cw * 3].copy_from_slice(&scaled[y * cw * 3..(y + 1) * cw * 3]);
     }
     out
@@ -617,7 +675,7 @@ pub fn iou(a: &[f32; 4], b: &[f32; 4]) -> f32 {
 /// The box of one cell in input pixels, `[x0, y0, x1, y1]` clipped to the input.
 pub fn cell_box(level: &LevelOutput, cell: usize) -> [f32; 4] {
     let s = level.stride as f64;
-    let (row, col) = (cell / level.grid, cell % level.grid);
+    let (row, col) = (cell / level.grid.max(1), cell % level.grid.max(1));
     let (cx, cy) = ((col as f64 + 0.5) * s, (row as f64 + 0.5) * s);
     let mut d = [0f64; 4];
     for (k, dk) in d.iter_mut().enumerate() {
@@ -633,12 +691,16 @@ pub fn cell_box(level: &LevelOutput, cell: usize) -> [f32; 4] {
         }
         *dk = e / z * s;
     }
-    let clip = |v: f64| v.clamp(0.0, INPUT_SIZE as f64) as f32;
+    let (w, h) = ((level.grid as f64) * s, (level.rows as f64) * s);
+    let (clip_x, clip_y) = (
+        |v: f64| v.clamp(0.0, w) as f32,
+        |v: f64| v.clamp(0.0, h) as f32,
+    );
     [
-        clip(cx - d[0]),
-        clip(cy - d[1]),
-        clip(cx + d[2]),
-        clip(cy + d[3]),
+        clip_x(cx - d[0]),
+        clip_y(cy - d[1]),
+        clip_x(cx + d[2]),
+        clip_y(cy + d[3]),
     ]
 }
 
@@ -664,7 +726,7 @@ pub fn decode_placed(raw: &RawOutputs, cfg: &NanoDetConfig, place: &Placement) -
     }
     let mut cands: Vec<Cand> = Vec::new();
     for level in &raw.levels {
-        let n = level.grid * level.grid;
+        let n = level.grid * level.rows;
         let cells = n
             .min(level.scores.len() / CLASSES)
             .min(level.boxes.len() / (4 * BINS));
@@ -685,6 +747,8 @@ pub fn decode_placed(raw: &RawOutputs, cfg: &NanoDetConfig, place: &Placement) -
             }
         }
     }
+    // The input's width (the feature map's stride follows from it).
+    let input_w = raw.levels.first().map_or(INPUT_SIZE, |l| l.grid * l.stride);
     let mut order: Vec<usize> = (0..cands.len()).collect();
     // Stable: equal scores keep stride, cell, class order (as the reference does).
     order.sort_by(|&a, &b| cands[b].score.total_cmp(&cands[a].score));
@@ -711,7 +775,10 @@ pub fn decode_placed(raw: &RawOutputs, cfg: &NanoDetConfig, place: &Placement) -
                 bbox: place.to_frame(&c.bbox),
                 stride: c.stride,
                 cell: c.cell,
-                embedding: raw.feature.as_ref().map(|f| pool_feature(f, &c.bbox)),
+                embedding: raw
+                    .feature
+                    .as_ref()
+                    .map(|f| pool_feature(f, &c.bbox, input_w)),
             }
         })
         .collect()
@@ -719,13 +786,17 @@ pub fn decode_placed(raw: &RawOutputs, cfg: &NanoDetConfig, place: &Placement) -
 
 /// Mean of the feature over the cells whose centres lie in `bbox` (input pixels), or the
 /// cell nearest its centre; L2-normalised.
-fn pool_feature(feature: &(usize, usize, usize, Vec<f32>), bbox: &[f32; 4]) -> Vec<f32> {
+fn pool_feature(
+    feature: &(usize, usize, usize, Vec<f32>),
+    bbox: &[f32; 4],
+    input_w: usize,
+) -> Vec<f32> {
     let (c, h, w, v) = feature;
     let (c, h, w) = (*c, *h, *w);
     if h == 0 || w == 0 || v.len() < c * h * w {
         return vec![0.0; c];
     }
-    let s = INPUT_SIZE as f32 / w.max(1) as f32;
+    let s = input_w as f32 / w.max(1) as f32;
     let centre = |i: usize| (i as f32 + 0.5) * s;
     let rows: Vec<usize> = (0..h)
         .filter(|&r| (bbox[1]..=bbox[3]).contains(&centre(r)))
@@ -795,6 +866,31 @@ mod tests {
         assert_eq!(q.offset, [91.0, 0.0]);
     }
 
+    #[test]
+    fn trimmed_letterbox_keeps_the_scale_and_drops_most_of_the_bars() {
+        // 16:9 at 416 wide is 416×234: the input is 416×256 with 11-row bars.
+        let p = Placement::in_input(768, 432, INPUT_SIZE, (416, 256));
+        assert_eq!(p.offset, [0.0, 11.0]);
+        assert_eq!(p.scale, Placement::new(Resize::Letterbox, 768, 432).scale);
+        let b = p.to_frame(&[0.0, 11.0, 416.0, 245.0]);
+        assert!(
+            b.iter()
+                .zip([0.0, 0.0, 768.0, 432.0])
+                .all(|(a, e)| (a - e).abs() < 0.01),
+            "{b:?}"
+        );
+        // The picture lands in rows 11..245 of the 416×256 input, black outside.
+        let px = vec![200u8; 16 * 9 * 3];
+        let img = RgbImage::packed(16, 9, &px);
+        let out = letterbox_rgb_in(&img, INPUT_SIZE, (416, 256));
+        assert_eq!(out.len(), 416 * 256 * 3);
+        let at = |x: usize, y: usize| out[(y * 416 + x) * 3];
+        assert_eq!(
+            (at(200, 10), at(200, 11), at(200, 244), at(200, 245)),
+            (0, 200, 200, 0)
+        );
+    }
+
     fn level_with(
         stride: usize,
         cell: usize,
@@ -810,6 +906,7 @@ mod tests {
         LevelOutput {
             stride,
             grid,
+            rows: grid,
             scores,
             boxes,
         }

@@ -101,12 +101,22 @@ impl TfjsGraph {
 
     /// Checks each feed against its placeholder and moves it to the graph's device:
     /// (placeholder node → tensor, the first feed's batch).
+    /// The fed tensors by placeholder node, the fed batch, and — with `spatial` — the first
+    /// 4-D input's fed and declared (height, width) when they differ (NCHW when its axis 1
+    /// is declared as at most 4 channels, NHWC otherwise).
+    #[allow(clippy::type_complexity)]
     fn bind_feeds(
         &self,
         feeds: &[(&str, &Tensor)],
-    ) -> Result<(HashMap<usize, Tensor>, Option<usize>)> {
+        spatial: bool,
+    ) -> Result<(
+        HashMap<usize, Tensor>,
+        Option<usize>,
+        Option<[(usize, usize); 2]>,
+    )> {
         let mut fed = HashMap::new();
         let mut batch = None;
+        let mut sizes = None;
         for (name, t) in feeds {
             let (i, _) = self.resolve(name)?;
             let bad = |reason: String| TfjsError::Input {
@@ -121,12 +131,30 @@ impl TfjsGraph {
             let spec = self.placeholders.iter().find(|p| p.name == node.name);
             if let Some(spec) = spec {
                 let dims = t.dims();
+                // The spatial axes may differ in a spatial run (4-D inputs only).
+                let hw: Option<[usize; 2]> = (spatial && dims.len() == 4 && spec.shape.len() == 4)
+                    .then(|| {
+                        if (1..=4).contains(&spec.shape[1]) {
+                            [2, 3]
+                        } else {
+                            [1, 2]
+                        }
+                    });
                 let fits = dims.len() == spec.shape.len()
                     && dims
                         .iter()
                         .zip(&spec.shape)
+                        .enumerate()
                         .skip(1)
-                        .all(|(&d, &s)| s < 0 || d as i64 == s);
+                        .all(|(k, (&d, &s))| {
+                            s < 0 || d as i64 == s || hw.is_some_and(|a| a.contains(&k) && d > 0)
+                        });
+                if let (true, Some([h, w]), None) = (fits, hw, sizes) {
+                    let (dh, dw) = (spec.shape[h], spec.shape[w]);
+                    if dh > 0 && dw > 0 && (dims[h] as i64, dims[w] as i64) != (dh, dw) {
+                        sizes = Some([(dims[h], dh as usize), (dims[w], dw as usize)]);
+                    }
+                }
                 if !fits {
                     return Err(bad(format!(
                         "shape {dims:?} does not fit the declared {:?}",
@@ -141,7 +169,7 @@ impl TfjsGraph {
             let t = t.to_device(&self.device).map_err(|e| bad(e.to_string()))?;
             fed.insert(i, t);
         }
-        Ok((fed, batch))
+        Ok((fed, batch, sizes))
     }
 
     /// Per node, how many times a run reads its outputs: once per needed, computed node
@@ -167,11 +195,13 @@ impl TfjsGraph {
         feeds: &[(&str, &Tensor)],
         fetches: &[&str],
         mut prof: Option<&mut Profile>,
+        spatial: bool,
     ) -> Result<Vec<Tensor>> {
-        let (mut fed, batch) = self.bind_feeds(feeds)?;
+        let (mut fed, batch, sizes) = self.bind_feeds(feeds, spatial)?;
         let batch = Batch {
             fed: batch.unwrap_or(1),
             declared: self.declared_batch(),
+            spatial: sizes,
         };
         let targets: Vec<(usize, usize)> = fetches
             .iter()

@@ -316,7 +316,17 @@ impl TfjsGraph {
     /// 0, the other axes as declared; returns the tensors named in `fetches` (`node` or
     /// `node:k`), in order. Only what the fetches depend on is computed.
     pub fn run(&self, feeds: &[(&str, &Tensor)], fetches: &[&str]) -> Result<Vec<Tensor>> {
-        self.run_inner(feeds, fetches, None)
+        self.run_inner(feeds, fetches, None, false)
+    }
+
+    /// [`run`](Self::run) for a fully convolutional graph fed at another spatial size than
+    /// the one it was exported for: the first 4-D input may differ from its declaration in
+    /// height and width, and every `ResizeBilinear` with a constant size (a feature pyramid's
+    /// up- and down-sampling to the next level's size) scales that size by fed / declared.
+    /// The sizes must scale to whole numbers (for a detector with strides up to 32: height
+    /// and width multiples of 32), else the resize fails with an error naming the node.
+    pub fn run_spatial(&self, feeds: &[(&str, &Tensor)], fetches: &[&str]) -> Result<Vec<Tensor>> {
+        self.run_inner(feeds, fetches, None, true)
     }
 
     /// [`run`](Self::run), also returning the time spent per op type (sorted, most first)
@@ -327,7 +337,7 @@ impl TfjsGraph {
         fetches: &[&str],
     ) -> Result<(Vec<Tensor>, OpProfile)> {
         let mut prof = exec::Profile::new();
-        let out = self.run_inner(feeds, fetches, Some(&mut prof))?;
+        let out = self.run_inner(feeds, fetches, Some(&mut prof), false)?;
         let mut v: OpProfile = prof.into_iter().map(|(k, (d, n))| (k, d, n)).collect();
         v.sort_by_key(|e| std::cmp::Reverse(e.1));
         Ok((out, v))

@@ -16,6 +16,24 @@ pub(super) struct Batch {
     pub(super) fed: usize,
     /// Axis 0 of the first placeholder as declared (1 where it is free).
     pub(super) declared: usize,
+    /// [`TfjsGraph::run_spatial`](super::TfjsGraph::run_spatial): the fed and the declared
+    /// (height, width) of the first placeholder, when they differ; constant `ResizeBilinear`
+    /// sizes scale by fed / declared.
+    pub(super) spatial: Option<[(usize, usize); 2]>,
+}
+
+impl Batch {
+    /// A constant resize size (`[height, width]`) for this run: scaled by fed / declared
+    /// when the input's spatial size differs; None when the scaled size is not whole.
+    pub(super) fn resize_size(&self, h: usize, w: usize) -> Option<(usize, usize)> {
+        let Some([(fh, dh), (fw, dw)]) = self.spatial else {
+            return Some((h, w));
+        };
+        let scale = |v: usize, fed: usize, declared: usize| {
+            (declared > 0 && (v * fed).is_multiple_of(declared)).then(|| v * fed / declared)
+        };
+        Some((scale(h, fh, dh)?, scale(w, fw, dw)?))
+    }
 }
 
 /// A graph node as the executor sees it.
@@ -120,6 +138,23 @@ pub(super) fn split_output(name: &str) -> (&str, usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn constant_resize_sizes_scale_with_the_fed_input() {
+        let b = |spatial| Batch {
+            fed: 1,
+            declared: 1,
+            spatial,
+        };
+        // Declared 416², fed 416 wide × 256 high: a pyramid's 13/26/52 follow.
+        let fed = b(Some([(256, 416), (416, 416)]));
+        assert_eq!(fed.resize_size(26, 26), Some((16, 26)));
+        assert_eq!(fed.resize_size(52, 52), Some((32, 52)));
+        assert_eq!(fed.resize_size(13, 13), Some((8, 13)));
+        // Not a whole number: refused; no spatial change: unchanged.
+        assert_eq!(b(Some([(250, 416), (416, 416)])).resize_size(13, 13), None);
+        assert_eq!(b(None).resize_size(13, 7), Some((13, 7)));
+    }
 
     #[test]
     fn base64_attributes() {

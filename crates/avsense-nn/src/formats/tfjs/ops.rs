@@ -679,13 +679,13 @@ fn resize_bilinear(c: &OpCtx<'_>, ins: &[&Val]) -> OpResult<Vec<Val>> {
     let node = c.node();
     let align = node.attr_b("align_corners").unwrap_or(false);
     let half = node.attr_b("half_pixel_centers").unwrap_or(false);
-    one(resize_bilinear_nhwc(
-        &x,
-        to_usize(oh)?,
-        to_usize(ow)?,
-        align,
-        half,
-    )?)
+    let (oh, ow) = (to_usize(oh)?, to_usize(ow)?);
+    let Some((oh, ow)) = c.batch.resize_size(oh, ow) else {
+        return msg(format!(
+            "size [{oh}, {ow}] does not scale to whole numbers for the fed input size"
+        ));
+    };
+    one(resize_bilinear_nhwc(&x, oh, ow, align, half)?)
 }
 
 fn concat(c: &OpCtx<'_>, ins: &[&Val]) -> OpResult<Vec<Val>> {

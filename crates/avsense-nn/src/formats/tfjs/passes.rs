@@ -102,6 +102,7 @@ impl TfjsGraph {
         let batch = Batch {
             fed: declared,
             declared,
+            spatial: None,
         };
         for k in 0..self.order.len() {
             let i = self.order[k];

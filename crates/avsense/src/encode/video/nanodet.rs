@@ -37,6 +37,7 @@ impl NanoDetKind {
             iou_threshold: detector.iou_threshold,
             embeddings: detector.embeddings,
             resize: detector.resize,
+            trim_bars: detector.trim_bars,
             ..Default::default()
         };
         let model = NanoDet::load_from(&file.folder, &file.name, &device, cfg)

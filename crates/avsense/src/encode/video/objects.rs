@@ -17,10 +17,10 @@
 //! tracks, like the frames between two due ones; the tracker is not updated, so a track
 //! that stands still keeps its id. Without a motion encoder the gate never closes.
 
+use super::motion::{MotionConfig, MotionFeatures};
 use super::tracker::{Detection, TrackEvent, TrackedObject, Tracker, TrackerConfig};
 use crate::core::clock::{Duration, Timestamp};
 use crate::core::features::VisionFeatures;
-use super::motion::{MotionConfig, MotionFeatures};
 use crate::core::media::{Frame, VideoSpec};
 use crate::core::settings::{check, in_range, Invalid, Toggle};
 use crate::encode::{EncodeError, VideoEncoder};
@@ -56,6 +56,11 @@ pub struct DetectorConfig {
     /// `letterbox` (keep the aspect ratio; default) or `stretch` the frame into the
     /// detector's square input.
     pub resize: avsense_nn::models::nanodet::Resize,
+    /// With `letterbox`: run the network on the letterboxed picture only (its size rounded
+    /// up to 32: 416×256 for 16:9) instead of the whole 416² square with black bars —
+    /// about a fifth less CPU for a 16:9 stream, but detections near the score threshold
+    /// change (off by default; BENCHMARKS.md "Camera density").
+    pub trim_bars: bool,
     /// Run the detector on a due frame only when motion was seen since its last run, a
     /// track is still settling, or `refresh` seconds have passed (see the module doc).
     pub motion_gate: bool,
@@ -75,6 +80,7 @@ impl Default for DetectorConfig {
             classes: Vec::new(),
             embeddings: true,
             resize: n.resize,
+            trim_bars: false,
             motion_gate: true,
             refresh: DEFAULT_REFRESH,
         }
@@ -631,5 +637,4 @@ mod tests {
         let mut enc = gated(0.0).with_gate(None);
         assert_eq!(run_gated(&mut enc, &fr, |_| Some(false)).len(), 10);
     }
-
 }

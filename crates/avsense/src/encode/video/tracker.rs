@@ -400,7 +400,11 @@ impl Tracker {
     /// Marks every confirmed, matched track as still seen at `t` without new detections
     /// (the motion gate held the detector back: nothing in view changed).
     pub fn hold(&mut self, t: f64) {
-        for tr in self.tracks.iter_mut().filter(|t| t.confirmed && t.streak > 0) {
+        for tr in self
+            .tracks
+            .iter_mut()
+            .filter(|t| t.confirmed && t.streak > 0)
+        {
             tr.last_seen = tr.last_seen.max(t);
         }
     }
