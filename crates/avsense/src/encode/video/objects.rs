@@ -349,13 +349,13 @@ impl VideoEncoder for ObjectEncoder {
         self.due.clear();
         let mut gated = 0;
         for (i, f) in frames.iter().enumerate() {
-            if self.gate.is_some() {
+            if let Some(g) = self.gate {
                 // Motion in any frame since the last run opens the gate; a frame without a
                 // motion measurement (no motion encoder) always does.
                 let moved = out
                     .get(i)
                     .and_then(|o| o.get::<MotionFeatures>())
-                    .is_none_or(|m| self.gate.is_some_and(|g| g.moved(m)));
+                    .is_none_or(|m| g.moved(m));
                 self.moved |= moved;
             }
             if self.schedule.take_if_due(f.pts, f.duration) {
