@@ -9,29 +9,33 @@
 #     bash benches/detector-ab.sh                 # A: motion_gate = false, B: the defaults
 #     bash benches/detector-ab.sh "trim_bars = false" "trim_bars = true"
 #     BIN=target/debug/avsense bash benches/detector-ab.sh ...   # another build
+#     BIN_A=/tmp/avsense-old BIN_B=target/release/avsense bash benches/detector-ab.sh "" ""
+#                                                  # two builds, the same settings
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${BIN:-target/release/avsense}
+BIN_A=${BIN_A:-$BIN}
+BIN_B=${BIN_B:-$BIN}
 SHARED=${SHARED:-../shared}
-A=${1:-motion_gate = false}
-B=${2:-motion_gate = true}
+A=${1-motion_gate = false}
+B=${2-motion_gate = true}
 OUT=target/bench/detector-ab
 mkdir -p "$OUT"
-if [ "$BIN" = target/release/avsense ]; then
+if [ "$BIN_A" = target/release/avsense ] || [ "$BIN_B" = target/release/avsense ]; then
     cargo build --release --locked -q -p avsense-cli >&2
 fi
 for clip in "$SHARED"/media/av/*.mp4 "$SHARED"/media/videos/*.mp4; do
     name=$(basename "$clip" .mp4)
     for side in a b; do
-        lines=$A
-        [ "$side" = b ] && lines=$B
+        lines=$A bin=$BIN_A
+        [ "$side" = b ] && lines=$B bin=$BIN_B
         printf '[pipeline]\nname = "ab"\n[[source]]\nname = "input"\nkind = "file"\npath = "%s"\ncapacity = 1\n[detector]\n%s\n' \
             "$(realpath "$clip")" "$lines" >"$OUT/$name.$side.toml"
-        "$BIN" run "$OUT/$name.$side.toml" --events "$OUT/$name.$side.jsonl" --force -q --json-summary \
+        "$bin" run "$OUT/$name.$side.toml" --events "$OUT/$name.$side.jsonl" --force -q --json-summary \
             2>"$OUT/$name.$side.log"
     done
 done
-echo "A: [detector] $A; B: [detector] $B"
+echo "A: $BIN_A [detector] $A; B: $BIN_B [detector] $B"
 python3 - "$OUT" <<'EOF'
 import collections, glob, json, os, sys
 sys.path.insert(0, "benches/lib")

@@ -2,6 +2,7 @@
 //! threading.
 
 use candle_core::{CpuStorage, Layout, Storage};
+use rayon::prelude::*;
 
 /// The values of contiguous f32 CPU storage, in place; `op` names the caller in errors and
 /// `what` the operand.
@@ -51,17 +52,7 @@ pub(super) fn parallel_chunks<F>(
 where
     F: Fn(usize, &mut [f32]) -> candle_core::Result<()> + Sync,
 {
-    if chunk == 0 || out.is_empty() {
-        return Ok(());
-    }
-    let n = out.len() / chunk;
-    // Below ~1 M multiply-adds (< 1 ms) a thread costs more than it saves.
-    let threads = if work < (1 << 20) {
-        1
-    } else {
-        candle_core::utils::get_num_threads().clamp(1, n.max(1))
-    };
-    let run = |first: usize, part: &mut [f32]| {
+    parallel_parts(out, chunk, work, |first, part| {
         let mut result = Ok(());
         for (i, dst) in part.chunks_mut(chunk).enumerate() {
             let r = f(first + i, dst);
@@ -70,33 +61,46 @@ where
             }
         }
         result
+    })
+}
+
+/// Splits `out` into one part per thread, each a run of whole `chunk`s (the last chunk of
+/// `out` may be shorter), and runs `f(index of the part's first chunk, part)` on each: on
+/// several threads when `work` (multiply-adds) is large enough to pay for them, else once
+/// over all of `out`. A part's caller can keep scratch buffers across its chunks. Returns
+/// the first error `f` gave (the other parts still run).
+pub(super) fn parallel_parts<F>(
+    out: &mut [f32],
+    chunk: usize,
+    work: usize,
+    f: F,
+) -> candle_core::Result<()>
+where
+    F: Fn(usize, &mut [f32]) -> candle_core::Result<()> + Sync,
+{
+    if chunk == 0 || out.is_empty() {
+        return Ok(());
+    }
+    let n = out.len().div_ceil(chunk);
+    // Below ~1 M multiply-adds (< 1 ms) a thread costs more than it saves.
+    let threads = if work < (1 << 20) {
+        1
+    } else {
+        candle_core::utils::get_num_threads().clamp(1, n.max(1))
     };
     if threads <= 1 {
-        return run(0, out);
+        return f(0, out);
     }
     let per = n.div_ceil(threads);
-    std::thread::scope(|s| {
-        let handles: Vec<_> = out
-            .chunks_mut(per * chunk)
-            .enumerate()
-            .map(|(t, part)| {
-                let run = &run;
-                s.spawn(move || run(t * per, part))
-            })
-            .collect();
-        let mut result = Ok(());
-        for h in handles {
-            let r = match h.join() {
-                Ok(r) => r,
-                // A panic in a kernel is a bug: carry it on to the caller's thread.
-                Err(panic) => std::panic::resume_unwind(panic),
-            };
-            if result.is_ok() {
-                result = r;
-            }
-        }
-        result
-    })
+    // rayon's pool: its threads persist across calls (a thread spawned per call started
+    // cold, and NanoDet at 2 threads ran no faster than at 1). A panic in a kernel is a
+    // bug: rayon carries it on to the caller's thread.
+    let results: Vec<candle_core::Result<()>> = out
+        .par_chunks_mut(per * chunk)
+        .enumerate()
+        .map(|(t, part)| f(t * per, part))
+        .collect();
+    results.into_iter().find(|r| r.is_err()).unwrap_or(Ok(()))
 }
 
 #[cfg(test)]

@@ -14,9 +14,10 @@
 //! conv_nhwc.rs       conv2d_nhwc_cpu (channels last, TF's filter, fused epilogue)
 //! pool.rs            max_pool2d_nhwc_cpu
 //! temporal.rs        temporal_conv, temporal_conv_sum_nhwc (Light-ASD's (K,1,1) convolutions)
+//! winograd.rs        conv3x3_winograd_nhwc (3×3 stride-1, Winograd F(2×2, 3×3)), WinogradFilter
 //! elementwise.rs     dense_order, inverse_permutation, zip_map_f32
 //! geometry.rs        one axis of a window (output size, TF SAME padding), the tap index
-//! cpu.rs             CPU storage slices and row threading
+//! cpu.rs             CPU storage slices and row/part threading
 //! matmul.rs          a bounds-checked call of `gemm::gemm` over strided matrix views
 //! simd.rs            lane loads and the AVX2 CPU-feature token
 //! test_util.rs       (tests only) inputs, max |Δ|, the timer of the ignored timing tests
@@ -81,6 +82,7 @@ mod matmul;
 mod pool;
 mod simd;
 mod temporal;
+mod winograd;
 
 #[cfg(test)]
 mod test_util;
@@ -91,6 +93,7 @@ pub use depthwise::{depthwise_conv2d, DepthwiseConv2dConfig};
 pub use elementwise::{dense_order, inverse_permutation, zip_map_f32};
 pub use pool::max_pool2d_nhwc_cpu;
 pub use temporal::{temporal_conv, temporal_conv_sum_nhwc, TemporalBranch};
+pub use winograd::{conv3x3_winograd_nhwc, winograd_pays, WinogradFilter};
 
 /// Memory order of the input and output tensors (see the module doc for the filter's).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

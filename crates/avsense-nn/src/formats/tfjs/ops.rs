@@ -570,7 +570,8 @@ fn conv_epilogue(c: &OpCtx<'_>, ins: &[&Val], fused: bool) -> OpResult<(Option<B
 }
 
 /// A regular convolution of a physically NHWC input (contiguous in TF's order) on the
-/// CPU: [`crate::ops::conv2d_nhwc_cpu`] with TF's filter as stored, and the
+/// CPU: [`crate::ops::conv2d_nhwc_cpu`] with TF's filter as stored (or
+/// [`crate::ops::conv3x3_winograd_nhwc`] where `prepare_filters` made a Winograd filter), and the
 /// bias and a host activation applied to each block of output rows while it is in
 /// cache. The result is contiguous NHWC, so the element-wise ops, depthwise convs and
 /// pools after it read plain contiguous data.
@@ -583,7 +584,7 @@ fn conv_nhwc(
     pad: [usize; 4],
     win: &Window,
 ) -> OpResult<Tensor> {
-    use crate::ops::conv2d_nhwc_cpu;
+    use crate::ops::{conv2d_nhwc_cpu, conv3x3_winograd_nhwc};
     let co = w_tf.dims().get(3).copied().unwrap_or(0);
     let (bias, acts) = conv_epilogue(c, ins, fused)?;
     let bias_host = match &bias {
@@ -596,8 +597,17 @@ fn conv_nhwc(
         [a] if !matches!(a, Act::Prelu(_) | Act::Elu) => Some(a),
         _ => None,
     };
+    let winograd = c
+        .graph
+        .folds
+        .winograd
+        .get(&c.node)
+        .filter(|_| win.stride == (1, 1) && win.dilation == (1, 1));
     if let (Some(b), Some(act)) = (bias_host, one_host_act) {
         let ep = |rows: &mut [f32]| epilogue_rows(rows, b, act);
+        if let Some(f) = winograd {
+            return Ok(conv3x3_winograd_nhwc(x, f, pad, &ep)?);
+        }
         return Ok(conv2d_nhwc_cpu(
             x,
             w_tf,

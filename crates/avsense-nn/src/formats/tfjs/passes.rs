@@ -6,7 +6,8 @@
 //! 1. [`fold_constants`](TfjsGraph::fold_constants): every node whose inputs are all
 //!    constant is evaluated once (the ONNX→TF converter leaves shape arithmetic such as
 //!    `SparseToDense` + `AddV2` in the graph).
-//! 2. [`prepare_filters`](TfjsGraph::prepare_filters): convolution filters in candle's layout.
+//! 2. [`prepare_filters`](TfjsGraph::prepare_filters): convolution filters in candle's layout
+//!    (and, for 3×3 stride-1 NHWC convolutions on the CPU, in Winograd's domain).
 //! 3. [`fuse_conv_epilogues`](TfjsGraph::fuse_conv_epilogues): `Conv2D → Add(bias)
 //!    [→ Transpose] → activation` into the conv's epilogue.
 //! 4. [`fuse_add_activations`](TfjsGraph::fuse_add_activations): `Add → Relu|Relu6` into the add.
@@ -18,6 +19,7 @@ use super::node::{Batch, Node};
 use super::ops;
 use super::value::{ints, scalar_f32, Val};
 use super::{Result, TfjsError, TfjsGraph};
+use crate::ops::{winograd_pays, WinogradFilter};
 use candle_core::Tensor;
 use std::collections::{HashMap, HashSet};
 
@@ -39,6 +41,9 @@ pub(super) struct Folds {
     pub(super) conv_pads: HashMap<usize, [usize; 4]>,
     /// The same for a `MaxPool`, with the `Pad`'s constant.
     pub(super) pool_pads: HashMap<usize, ([usize; 4], f32)>,
+    /// 3×3 stride-1 NHWC convolutions on the CPU wide enough for Winograd
+    /// ([`winograd_pays`]): their filters in Winograd's domain.
+    pub(super) winograd: HashMap<usize, WinogradFilter>,
 }
 
 impl Folds {
@@ -116,7 +121,9 @@ impl TfjsGraph {
         }
     }
 
-    /// Converts each convolution's constant filter to candle's layout, once.
+    /// Converts each convolution's constant filter to candle's layout, once, and a 3×3
+    /// stride-1 NHWC one on the CPU also to Winograd's domain when that pays
+    /// ([`winograd_pays`]).
     fn prepare_filters(&mut self) -> Result<()> {
         for (i, node) in self.nodes.iter().enumerate() {
             let depthwise = match node.op.as_str() {
@@ -128,13 +135,32 @@ impl TfjsGraph {
                 Some(Val::F(filter)) => filter,
                 _ => continue,
             };
-            let prepared = prepare_filter(filter, depthwise).map_err(|e| TfjsError::Node {
+            let err = |e: candle_core::Error| TfjsError::Node {
                 path: self.path.clone(),
                 node: node.name.clone(),
                 op: node.op.clone(),
                 reason: format!("filter: {e}"),
-            })?;
+            };
+            let prepared = prepare_filter(filter, depthwise).map_err(err)?;
+            let unit = |key| node.attr_ints(key).iter().all(|&v| v == 1);
+            let dims = filter.dims();
+            let winograd = !depthwise
+                && !node.nchw()
+                && filter.device().is_cpu()
+                && dims.len() == 4
+                && dims[..2] == [3, 3]
+                && winograd_pays(dims[2], dims[3])
+                && unit("strides")
+                && unit("dilations");
+            let winograd = if winograd {
+                Some(WinogradFilter::new(filter).map_err(err)?)
+            } else {
+                None
+            };
             self.folds.kernels.insert(i, prepared);
+            if let Some(f) = winograd {
+                self.folds.winograd.insert(i, f);
+            }
         }
         Ok(())
     }
