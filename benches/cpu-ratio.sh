@@ -14,6 +14,7 @@
 #
 #     bash benches/cpu-ratio.sh            # RUNS=3 rounds by default
 #     BIN=target/debug/avsense bash benches/cpu-ratio.sh   # another build
+#     BIN_BASE=/tmp/avsense-old bash benches/cpu-ratio.sh  # + that build's defaults, interleaved
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${RUNS:-3}
@@ -45,7 +46,8 @@ detector_of() { # run summary → "runs/held"
     python3 -c 'import sys; sys.path.insert(0, "benches/lib"); from summary import detector
 d = detector(sys.argv[1]); print("%s/%s" % (d.get("runs", "?"), d.get("gated", "?")))' "$1"
 }
-dec=(); decv=(); gated=(); full=(); det_g=""; det_f=""
+BIN_BASE=${BIN_BASE:-}
+dec=(); decv=(); gated=(); full=(); base=(); det_g=""; det_f=""; det_b=""
 for i in $(seq 1 "$RUNS"); do
     /usr/bin/time -f '%U %S' -o "$OUT/cr-decv.time" gst-launch-1.0 -q filesrc location="$CLIP" \
         ! qtdemux name=d d.video_0 ! queue ! h264parse ! avdec_h264 ! fakesink sync=false >/dev/null
@@ -60,6 +62,12 @@ for i in $(seq 1 "$RUNS"); do
     /usr/bin/time -f '%U %S' -o "$OUT/cr-full.time" "$BIN" run "$FULL_CFG" \
         --events /dev/null -q --json-summary 2>"$OUT/cr-full.log" || die "run failed: $OUT/cr-full.log"
     full+=("$(cpu_of "$OUT/cr-full.time")"); det_f=$(detector_of "$OUT/cr-full.log")
+    if [ -n "$BIN_BASE" ]; then
+        /usr/bin/time -f '%U %S' -o "$OUT/cr-base.time" "$BIN_BASE" run --input "$CLIP" \
+            --events /dev/null -q --json-summary 2>"$OUT/cr-base.log" || die "run failed: $OUT/cr-base.log"
+        base+=("$(cpu_of "$OUT/cr-base.time")"); det_b=$(detector_of "$OUT/cr-base.log")
+        echo "round $i: $BIN_BASE defaults ${base[-1]} s ($det_b)" >&2
+    fi
     echo "round $i: decode-only ${decv[-1]} s video, ${dec[-1]} s video + audio, gated ${gated[-1]} s (detector runs/held $det_g), full-frame ${full[-1]} s ($det_f)" >&2
 done
 md=$(printf '%s\n' "${dec[@]}" | median)
@@ -75,3 +83,7 @@ printf '| %-34s | %8s | %16s | %14s | %s |\n' "gst decode-only (video)" "$mv" "1
 printf '| %-34s | %8s | %16s | %14s | %s |\n' "gst decode-only (video + audio)" "$md" "$(x "$md" "$mv")" "1.00" ""
 printf '| %-34s | %8s | %16s | %14s | %s |\n' "avsense, defaults (motion gate)" "$mg" "$(x "$mg" "$mv")" "$(x "$mg" "$md")" "$det_g"
 printf '| %-34s | %8s | %16s | %14s | %s |\n' "avsense, full-frame detection" "$mf" "$(x "$mf" "$mv")" "$(x "$mf" "$md")" "$det_f"
+if [ -n "$BIN_BASE" ]; then
+    mb=$(printf '%s\n' "${base[@]}" | median)
+    printf '| %-34s | %8s | %16s | %14s | %s |\n' "$BIN_BASE, defaults" "$mb" "$(x "$mb" "$mv")" "$(x "$mb" "$md")" "$det_b"
+fi
