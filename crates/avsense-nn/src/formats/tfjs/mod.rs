@@ -30,7 +30,9 @@
 //! On the CPU the data stays in TF's channels-last order end to end. A regular conv on
 //! an NHWC graph runs [`crate::ops::conv2d_nhwc_cpu`]: TF's filter read in place,
 //! one gemm per block of output pixels writing NHWC rows directly, bias and activation
-//! applied to each block while in cache. So in BlazeFace the residual adds, the depthwise
+//! applied to each block while in cache; a 3×3 stride-1 conv with ≥ 32 channels on both
+//! sides (most of NanoDet) runs [`crate::ops::conv3x3_winograd_nhwc`] instead, with the
+//! filter transformed once at load, under the same epilogue contract. So in BlazeFace the residual adds, the depthwise
 //! convs (the direct NHWC kernel of [`crate::ops::depthwise_conv2d`]) and the max
 //! pools after a conv all read contiguous NHWC data, and in NanoDet, whose ONNX→TF
 //! converter wraps every conv in NCHW→NHWC and NHWC→NCHW `Transpose`s, the next conv's
