@@ -15,7 +15,12 @@
 #                our "log-mel + net"; "net" is our network alone on a precomputed log-mel.
 #   NanoDet      nanodet.json (ours)    vs @tensorflow/tfjs 4.22.0 in node: the pure-JS
 #                "cpu" backend (the parity reference) and @tensorflow/tfjs-backend-wasm 4.22.0
-#                (XNNPACK in WebAssembly; SIMD when node supports it; 1 thread).
+#                (XNNPACK in WebAssembly; SIMD when node supports it; 1 thread), and
+#                onnxruntime 1.32.0 on the same weights (the fair server-CPU peer): our very
+#                TF.js files converted by benches/peers/tfjs_graph_to_onnx.py (tf2onnx) and
+#                checked against the TF.js parity references by benches/peers/nanodet_ort.py
+#                before timing, at 1 thread and (THREADS2=1) 2 threads, as
+#                benches/nanodet-peer.sh does alone.
 #
 # Inputs (extracted once into $OUT/inputs, read by every side): espeak_sentence.wav as
 # 16 kHz mono f32 (Silero: its 512-sample chunks in order, state carried; YAMNet: its
@@ -37,6 +42,8 @@
 #   $BENCH_ENV/silero-vad-6.2.3   the unpacked wheel (pip download --no-deps)
 #   $BENCH_ENV/tfjs      tests/reference/package{,-lock}.json + npm ci, plus
 #                        npm install --no-save @tensorflow/tfjs-backend-wasm@4.22.0
+#   $BENCH_ENV/onnxconv  venv: tensorflow==2.19.0 tf2onnx==1.17.0 onnxruntime==1.32.0
+#                        (TensorFlow only converts NanoDet; ORT_NANODET=0 skips this peer)
 # Needs: cargo, python3 (3.9-3.12 for ai-edge-litert wheels), node >= 18 + npm, ffmpeg.
 #
 # Variables: BENCH_ENV (default target/bench-env), BENCH_OUT (default target/bench),
@@ -57,6 +64,7 @@ TFJS_CPU_REPS=${TFJS_CPU_REPS:-2}
 TFJS_WASM_REPS=${TFJS_WASM_REPS:-5}
 THREADS2=${THREADS2:-1}
 SKIP_TFJS_CPU=${SKIP_TFJS_CPU:-0}
+ORT_NANODET=${ORT_NANODET:-1}
 
 ORT_VERSION=1.30.0
 NUMPY_VERSION=2.4.6
@@ -333,6 +341,33 @@ run_tfjs() {
 run_tfjs wasm "$TFJS_WASM_REPS"
 [ "$SKIP_TFJS_CPU" = 1 ] || run_tfjs cpu "$TFJS_CPU_REPS"
 
+# ---------------------------------------------------------------------------------------
+# onnxruntime on NanoDet: the same weights, converted from our TF.js files.
+
+if [ "$ORT_NANODET" = 1 ]; then
+    CONV=$BENCH_ENV/onnxconv
+    if [ ! -x "$CONV/bin/python" ]; then
+        say "python venv $CONV (tensorflow 2.19.0, tf2onnx 1.17.0, onnxruntime 1.32.0)"
+        python3 -m venv "$CONV"
+        "$CONV/bin/pip" install -q --disable-pip-version-check tensorflow==2.19.0 tf2onnx==1.17.0 \
+            onnxruntime==1.32.0 >&2
+    fi
+    ONNX=$BENCH_OUT/nanodet.onnx
+    if [ ! -s "$ONNX" ]; then
+        say "converting nanodet.json to ONNX ($ONNX)"
+        "$CONV/bin/python" benches/peers/tfjs_graph_to_onnx.py "$MODELS/human-models/nanodet.json" \
+            "$ONNX" 2>"$BENCH_OUT/nanodet-convert.log" >&2 ||
+            { tail -5 "$BENCH_OUT/nanodet-convert.log" >&2; die "NanoDet → ONNX failed"; }
+    fi
+    ort_threads=1
+    [ "$THREADS2" = 1 ] && ort_threads="1 2"
+    for t in $ort_threads; do
+        say "onnxruntime NanoDet, $t thread(s)"
+        OMP_NUM_THREADS=$t "$CONV/bin/python" benches/peers/nanodet_ort.py "$ONNX" "$INPUTS" \
+            tests/reference/data "$t" "$NANODET_REPS" >>"$RESULTS"
+    done
+fi
+
 LOAD_END=$(uptime)
 say "load at end: $LOAD_END"
 
@@ -397,6 +432,8 @@ rows = [
      ("litert_float_yamnet", f"LiteRT {lrt} XNNPACK, float graph (our math)")),
     ("YAMNet", yin, ("yamnet_net", 8, 8, "net only"), ("litert_yamnet", lrt_x)),
     ("YAMNet", yin, ("yamnet_mel", 1, 1, "log-mel front end alone"), (None, "–")),
+    ("NanoDet", nin, ("nanodet", 1, 1, "prepare + forward"),
+     ("onnxruntime_nanodet_t1", f"onnxruntime {info.get('onnxruntime_nanodet', '?')}, same weights (tf2onnx)")),
     ("NanoDet", nin, ("nanodet", 1, 1, "prepare + forward"), ("tfjs_wasm_nanodet", tfjs_wasm)),
     ("NanoDet", nin, ("nanodet", 1, 1, "prepare + forward"), ("tfjs_cpu_nanodet", tfjs_cpu)),
     ("NanoDet", nin, ("nanodet", 8, 8, "prepare + forward"), ("tfjs_wasm_nanodet", tfjs_wasm)),
@@ -411,6 +448,12 @@ for model, inp, (key, batch, per, what), (rkey, rlabel) in rows:
     r, sr = ref(rkey, rlabel)
     ratio = f"{o1 / r:.2f}" if o1 is not None and r is not None else "–"
     out.append(f"| {model} | {inp} | {what}: {s1} | {s2} | {sr} | {ratio} |")
+# Two threads on both sides (ours: RAYON_NUM_THREADS=2; onnxruntime: 2 intra-op threads).
+o2 = res.get(("ours2", "nanodet", 1))
+r2 = res.get(("ref", "onnxruntime_nanodet_t2", 1))
+if o2 is not None and r2 is not None:
+    out.append(f"| NanoDet | {nin} | prepare + forward, **2 threads**: {t(o2[0])} (b1, n={o2[1]}) | | "
+               f"onnxruntime, **2 threads**: {t(r2[0])} (b1, n={r2[1]}) | {o2[0] / r2[0]:.2f} (2 threads) |")
 out += [
     "",
     f"CPUs: {cpus}. Load at start: `{load_start.strip()}`; at end: `{load_end.strip()}`.",

@@ -54,7 +54,8 @@ import sys
 rows = {}
 for line in open(sys.argv[1]):
     f = line.rstrip("\n").split("\t")
-    rows[f[1]] = float(f[3])
+    if len(f) == 6:
+        rows[f[1]] = float(f[3])
 print("| threads | ours (prepare + forward) | onnxruntime (normalise + run) | ours / onnxruntime |")
 print("|---|---|---|---|")
 for t in (1, 2):

@@ -82,3 +82,4 @@ m = float(np.median(times))
 print(f"  onnxruntime {ort.__version__} NanoDet, {threads} thread(s): median {m * 1e3:.1f} ms per call over {len(times)} calls",
       file=sys.stderr)
 print(f"ref\tonnxruntime_nanodet_t{threads}\t1\t{m:.9f}\t{len(times)}\t{threads}")
+print(f"info\tonnxruntime_nanodet\t{ort.__version__}")
